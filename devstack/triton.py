@@ -1,0 +1,92 @@
+"""Launch the real tritonserver shipped in the nvidia-pytriton wheel.
+
+The wheel carries tritonserver 2.51, its Python backend and one backend stub
+per Python version. The stub must match the interpreter that has torch and
+transformers installed, and must load that interpreter's own libpython.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import sysconfig
+from dataclasses import dataclass
+from importlib.util import find_spec
+from pathlib import Path
+
+BACKEND_FILES = ("libtriton_python.so", "triton_python_backend_utils.py")
+
+
+@dataclass(frozen=True)
+class TritonPorts:
+    http: int = 8000
+    grpc: int = 8001
+    metrics: int = 8002
+
+
+def triton_root() -> Path:
+    """`pytriton/tritonserver` inside the installed nvidia-pytriton wheel."""
+    spec = find_spec("pytriton")
+    if spec is None or spec.origin is None:
+        raise RuntimeError("nvidia-pytriton is not installed: run `make install`")
+    return Path(spec.origin).parent / "tritonserver"
+
+
+def prepare_backends(dest: Path) -> Path:
+    """A --backend-directory whose python/ holds the stub for this interpreter."""
+    root = triton_root()
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    stub = root / "python_backend_stubs" / version / "triton_python_backend_stub"
+    if not stub.is_file():
+        raise RuntimeError(f"the nvidia-pytriton wheel has no backend stub for Python {version}")
+    python_dir = dest / "python"
+    python_dir.mkdir(parents=True, exist_ok=True)
+    for name in BACKEND_FILES:
+        link = python_dir / name
+        if not link.exists():
+            link.symlink_to(root / "backends" / "python" / name)
+    target = python_dir / stub.name
+    if not target.exists() or target.stat().st_size != stub.stat().st_size:
+        shutil.copy2(stub, target)
+    return dest
+
+
+def server_env(base: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment for tritonserver: our libpython first, our venv on PATH.
+
+    The copied stub also needs the wheel's bundled libraries (its rpath is
+    relative to the original location).
+    """
+    env = dict(os.environ if base is None else base)
+    libdir = sysconfig.get_config_var("LIBDIR")
+    bundled = str(triton_root().parent.parent / "nvidia_pytriton.libs")
+    env["LD_LIBRARY_PATH"] = os.pathsep.join(
+        p for p in (libdir, bundled, env.get("LD_LIBRARY_PATH", "")) if p
+    )
+    # The stub's embedded interpreter finds its prefix (and so the venv's
+    # site-packages) through the first python3 on PATH.
+    env["PATH"] = os.pathsep.join((str(Path(sys.executable).parent), env.get("PATH", "")))
+    return env
+
+
+def server_command(
+    repository: Path, backends: Path, ports: TritonPorts, *, host: str = "127.0.0.1"
+) -> list[str]:
+    """The tritonserver command line for one model repository."""
+    return [
+        str(triton_root() / "bin" / "tritonserver"),
+        f"--model-repository={repository}",
+        f"--backend-directory={backends}",
+        f"--http-address={host}",
+        f"--http-port={ports.http}",
+        f"--grpc-address={host}",
+        f"--grpc-port={ports.grpc}",
+        f"--metrics-address={host}",
+        f"--metrics-port={ports.metrics}",
+        "--allow-metrics=true",
+        "--allow-gpu-metrics=false",
+        "--strict-readiness=true",
+        "--exit-on-error=true",
+        "--log-info=true",
+    ]

@@ -1,0 +1,58 @@
+"""The DistilBERT classifier behind the Triton model (torch; no Triton)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from inference import pad, plan_micro_batches, softmax
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+
+class Classifier:
+    """Scores texts with padding-aware micro-batching, in the caller's order."""
+
+    def __init__(
+        self,
+        checkpoint: Path,
+        *,
+        max_length: int,
+        token_budget: int,
+        max_rows: int,
+    ) -> None:
+        self.tokenizer = AutoTokenizer.from_pretrained(checkpoint, local_files_only=True)
+        self.model = AutoModelForSequenceClassification.from_pretrained(
+            checkpoint, local_files_only=True
+        ).eval()
+        config = self.model.config
+        self.labels = [config.id2label[i] for i in range(config.num_labels)]
+        self.max_length = min(max_length, config.max_position_embeddings)
+        self.token_budget = token_budget
+        self.max_rows = max_rows
+        self.pad_id = int(self.tokenizer.pad_token_id or 0)
+
+    def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        """Tokenize with special tokens, truncated to the model's max length."""
+        encoded = self.tokenizer(
+            list(texts), truncation=True, max_length=self.max_length, padding=False
+        )
+        return [list(ids) for ids in encoded["input_ids"]]
+
+    def predict(self, texts: Sequence[str]) -> np.ndarray:
+        """Probabilities of shape [len(texts), num_labels], rows in input order."""
+        probs = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
+        if not texts:
+            return probs
+        ids = self.token_ids(texts)
+        plan = plan_micro_batches([len(row) for row in ids], self.token_budget, self.max_rows)
+        with torch.inference_mode():
+            for batch in plan:
+                input_ids, mask = pad([ids[i] for i in batch], self.pad_id)
+                logits = self.model(
+                    input_ids=torch.from_numpy(input_ids),
+                    attention_mask=torch.from_numpy(mask),
+                ).logits
+                probs[batch] = softmax(logits.float().numpy())
+        return probs

@@ -1,0 +1,126 @@
+"""Pure steps of the distilbert_sst2 model, testable without Triton or torch.
+
+execute() = decode texts per request -> flatten -> plan length-sorted
+micro-batches -> pad -> forward -> softmax -> scatter back -> split per request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def decode_texts(array: np.ndarray) -> list[str]:
+    """Turn a TEXT tensor of shape [N, 1] into N strings (UTF-8)."""
+    if array.ndim != 2 or array.shape[1] != 1:
+        raise ValueError(f"TEXT must have shape [N, 1], got {list(array.shape)}")
+    texts = []
+    for row, item in enumerate(array[:, 0]):
+        if isinstance(item, bytes):
+            try:
+                texts.append(item.decode("utf-8"))
+            except UnicodeDecodeError as exc:
+                raise ValueError(f"TEXT row {row} is not valid UTF-8: {exc}") from None
+        else:
+            texts.append(str(item))
+    return texts
+
+
+def plan_micro_batches(
+    lengths: Sequence[int], token_budget: int, max_rows: int
+) -> list[list[int]]:
+    """Group indices into micro-batches of similar length.
+
+    Indices are sorted by length, then cut so that every micro-batch's padded
+    size (rows x longest row) stays within `token_budget` and it has at most
+    `max_rows` rows. A single text longer than the budget gets its own batch.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for index in order:
+        longest = lengths[index]  # ascending order: the newcomer is the longest
+        if current and ((len(current) + 1) * longest > token_budget or len(current) >= max_rows):
+            batches.append(current)
+            current = []
+        current.append(index)
+    if current:
+        batches.append(current)
+    return batches
+
+
+def pad(token_ids: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Right-pad to the longest row; returns (input_ids, attention_mask) int64."""
+    width = max((len(row) for row in token_ids), default=0)
+    ids = np.full((len(token_ids), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(token_ids), width), dtype=np.int64)
+    for r, row in enumerate(token_ids):
+        ids[r, : len(row)] = row
+        mask[r, : len(row)] = 1
+    return ids, mask
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax in float32; rows sum to 1."""
+    shifted = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def split_rows(rows: np.ndarray, counts: Iterable[int]) -> list[np.ndarray]:
+    """Split stacked rows back into one block per request."""
+    bounds = np.cumsum([0, *counts])
+    return [rows[start:end] for start, end in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+def cpu_quota(cgroup_root: Path = Path("/sys/fs/cgroup")) -> float:
+    """CPUs this process may use: the cgroup v2 limit if set, else the core count."""
+    cores = float(len(os.sched_getaffinity(0)))
+    try:
+        quota, period = (cgroup_root / "cpu.max").read_text().split()
+    except (OSError, ValueError):
+        return cores
+    if quota == "max":
+        return cores
+    return min(cores, int(quota) / int(period))
+
+
+def intra_op_threads(setting: str, instances: int, quota: float) -> int:
+    """Torch threads per model instance: `auto` splits the CPU quota evenly."""
+    if setting != "auto":
+        threads = int(setting)
+        if threads < 1:
+            raise ValueError(f"intra_op_threads must be >= 1 or 'auto', got {setting!r}")
+        return threads
+    return max(1, int(quota // max(1, instances)))
+
+
+def checkpoint_digest(checkpoint: Path, exclude: Sequence[str] = ("model_info.json",)) -> str:
+    """sha256 over every file of the checkpoint (relative path and content)."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in checkpoint.rglob("*") if p.is_file()):
+        rel = path.relative_to(checkpoint).as_posix()
+        if rel in exclude or rel.startswith("."):
+            continue
+        digest.update(rel.encode() + b"\0")
+        with path.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def fingerprint(content_digest: str, serving: dict[str, Any]) -> str:
+    """Identity of the predictions: the weights plus everything that changes scores."""
+    blob = json.dumps({"content": content_digest, **serving}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def parameters(model_config: dict[str, Any]) -> dict[str, str]:
+    """config.pbtxt `parameters` as a flat str -> str mapping."""
+    return {k: v["string_value"] for k, v in model_config.get("parameters", {}).items()}

