@@ -23,6 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     get.add_argument("--copy", action="store_true", help="copy instead of linking")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="modelctl: %(message)s")
+    log = logging.getLogger("modelctl")
 
     try:
         spec = ModelSpec.parse(args.model)
@@ -32,9 +33,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"modelctl: error: {exc}", file=sys.stderr)
         return 1
     info = read_info(checkpoint)
-    logging.info("installed %s (source=%s) into %s", info.get("name"), info.get("source"), model_dir)
+    log.info("installed %s (source=%s) into %s", info.get("name"), info.get("source"), model_dir)
     if info.get("standin"):
-        logging.warning("WARNING: %s is a stand-in: %s", info.get("name"), info.get("warning"))
+        log.warning("WARNING: %s is a stand-in: %s", info.get("name"), info.get("warning"))
     return 0
 
 

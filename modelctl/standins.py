@@ -26,9 +26,10 @@ LABELS = ("NEGATIVE", "POSITIVE")
 VOCAB_SHA256 = "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3"
 # "I love you!" under bert-base-uncased: [CLS] i love you ! [SEP]
 KNOWN_IDS = [101, 1045, 2293, 2017, 999, 102]
+# (dim, layers, heads, hidden_dim)
 SHAPES = {
-    "standin-base": {"dim": 768, "n_layers": 6, "n_heads": 12, "hidden_dim": 3072},
-    "standin-tiny": {"dim": 32, "n_layers": 2, "n_heads": 2, "hidden_dim": 64},
+    "standin-base": (768, 6, 12, 3072),  # distilbert-base-uncased
+    "standin-tiny": (32, 2, 2, 64),
 }
 WARNING = "random weights: a stand-in for benchmarks and tests, not a sentiment classifier"
 
@@ -53,12 +54,16 @@ def build(kind: str, target: Path) -> Path:
     )
 
     shape = SHAPES[kind]
+    dim, n_layers, n_heads, hidden_dim = shape
     config = DistilBertConfig(
         vocab_size=30522,
+        dim=dim,
+        n_layers=n_layers,
+        n_heads=n_heads,
+        hidden_dim=hidden_dim,
         max_position_embeddings=512,
         id2label=dict(enumerate(LABELS)),
         label2id={label: i for i, label in enumerate(LABELS)},
-        **shape,
     )
     torch.manual_seed(SEED)
     model = DistilBertForSequenceClassification(config).eval()
@@ -75,7 +80,11 @@ def build(kind: str, target: Path) -> Path:
         tokenizer.save_pretrained(staging)
         shutil.copyfile(vocab_file, staging / "vocab.txt")
         write_info(
-            staging, name=kind, source="standin", revision=f"seed-{SEED}", standin=True,
+            staging,
+            name=kind,
+            source="standin",
+            revision=f"seed-{SEED}",
+            standin=True,
             warning=WARNING,
         )
     log.info("built %s (%s) at %s", kind, shape, target)

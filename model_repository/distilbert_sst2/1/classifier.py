@@ -7,8 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from inference import pad, plan_micro_batches, softmax
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from inference import pad, plan_micro_batches, softmax
 
 
 class Classifier:

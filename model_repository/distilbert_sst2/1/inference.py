@@ -7,6 +7,7 @@ micro-batches -> pad -> forward -> softmax -> scatter back -> split per request.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 from collections.abc import Iterable, Sequence
@@ -14,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 
-def decode_texts(array: np.ndarray) -> list[str]:
+def decode_texts(array: NDArray[np.object_]) -> list[str]:
     """Turn a TEXT tensor of shape [N, 1] into N strings (UTF-8)."""
     if array.ndim != 2 or array.shape[1] != 1:
         raise ValueError(f"TEXT must have shape [N, 1], got {list(array.shape)}")
@@ -32,9 +34,7 @@ def decode_texts(array: np.ndarray) -> list[str]:
     return texts
 
 
-def plan_micro_batches(
-    lengths: Sequence[int], token_budget: int, max_rows: int
-) -> list[list[int]]:
+def plan_micro_batches(lengths: Sequence[int], token_budget: int, max_rows: int) -> list[list[int]]:
     """Group indices into micro-batches of similar length.
 
     Indices are sorted by length, then cut so that every micro-batch's padded
@@ -55,7 +55,9 @@ def plan_micro_batches(
     return batches
 
 
-def pad(token_ids: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+def pad(
+    token_ids: Sequence[Sequence[int]], pad_id: int
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
     """Right-pad to the longest row; returns (input_ids, attention_mask) int64."""
     width = max((len(row) for row in token_ids), default=0)
     ids = np.full((len(token_ids), width), pad_id, dtype=np.int64)
@@ -66,17 +68,18 @@ def pad(token_ids: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, np
     return ids, mask
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
+def softmax(logits: NDArray[np.floating[Any]]) -> NDArray[np.float32]:
     """Row-wise softmax in float32; rows sum to 1."""
     shifted = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
     exp = np.exp(shifted)
-    return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
+    probs: NDArray[np.float32] = (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
+    return probs
 
 
-def split_rows(rows: np.ndarray, counts: Iterable[int]) -> list[np.ndarray]:
+def split_rows(rows: NDArray[np.float32], counts: Iterable[int]) -> list[NDArray[np.float32]]:
     """Split stacked rows back into one block per request."""
     bounds = np.cumsum([0, *counts])
-    return [rows[start:end] for start, end in zip(bounds[:-1], bounds[1:], strict=True)]
+    return [rows[start:end] for start, end in itertools.pairwise(bounds)]
 
 
 def cpu_quota(cgroup_root: Path = Path("/sys/fs/cgroup")) -> float:

@@ -15,11 +15,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the server never downloads
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import triton_python_backend_utils as pb_utils  # noqa: E402
-from classifier import Classifier  # noqa: E402
-from inference import (  # noqa: E402
+import numpy as np
+import torch
+import triton_python_backend_utils as pb_utils
+
+from classifier import Classifier
+from inference import (
     checkpoint_digest,
     cpu_quota,
     decode_texts,
@@ -111,7 +112,7 @@ class TritonPythonModel:
             error = pb_utils.TritonError(f"inference failed: {exc}", pb_utils.TritonError.INTERNAL)
             return [pb_utils.InferenceResponse(error=error) for _ in requests]
         responses = []
-        for n, (request, rows) in enumerate(zip(requests, split_rows(scores, counts))):
+        for n, (request, rows) in enumerate(zip(requests, split_rows(scores, counts), strict=True)):
             if n in errors:
                 responses.append(pb_utils.InferenceResponse(error=errors[n]))
             else:

@@ -1,0 +1,50 @@
+# Two commands for a new user: `make up` and `make test`. Everything else is
+# what they are made of. All Python runs in .venv, built from pinned files.
+SHELL := /bin/bash
+PYTHON_BASE ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+MODEL ?= auto
+export PYTHONPATH := $(CURDIR)
+
+.PHONY: help install system-deps model up test test-unit lint format clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements/*.txt
+	@test -x $(PY) || $(PYTHON_BASE) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check \
+		-r requirements/dev.txt -c requirements/constraints.txt
+	@touch $@
+
+system-deps:  ## redis-server from Debian when absent (needs root)
+	@command -v redis-server >/dev/null || { \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq redis-server; \
+		else echo "redis-server missing: sudo apt-get install redis-server" >&2; exit 1; fi; }
+
+install: $(VENV)/.installed system-deps  ## venv with pinned deps + redis-server
+
+model: install  ## get MODEL (auto|hub|standin-base|standin-tiny|PATH) into model_repository/
+	$(PY) -m modelctl get $(MODEL)
+
+up: install  ## run redis + tritonserver + proxy on 127.0.0.1 (proxy :8080); Ctrl-C stops
+	MODEL=$(MODEL) $(PY) -m devstack.up
+
+test: install  ## the whole test suite against real servers
+	$(PY) -m pytest
+
+test-unit: install  ## only the tests that need no server
+	$(PY) -m pytest -m "not integration"
+
+lint: install  ## ruff (lint + format check) and mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+clean:  ## remove caches and run state (keeps .venv and downloaded models)
+	rm -rf .run .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""aiohttp cache proxy: the public `/predict` API in front of Triton and Redis."""

@@ -1,0 +1,78 @@
+"""App factory: resources live in cleanup_ctx and are stored under AppKeys."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from redis.asyncio import Redis
+from tritonclient.http.aio import InferenceServerClient
+
+from cache_proxy import routes
+from cache_proxy.backend import ModelTracker, TritonBackend
+from cache_proxy.cache import PredictionCache
+from cache_proxy.identity import refresh_identity
+from cache_proxy.keys import BACKEND, CACHE, SETTINGS, TRACKER
+from cache_proxy.metrics import Metrics
+from cache_proxy.middleware import METRICS, errors_and_metrics
+from cache_proxy.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[errors_and_metrics])
+    app[SETTINGS] = settings
+    app[METRICS] = Metrics()
+    app[TRACKER] = ModelTracker()
+    app.cleanup_ctx.extend([redis_ctx, triton_ctx, model_refresh_ctx])
+    routes.setup(app)
+    return app
+
+
+async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    redis = None
+    if settings.redis_url:
+        redis = Redis.from_url(
+            settings.redis_url,
+            socket_timeout=settings.redis_timeout_seconds,
+            socket_connect_timeout=settings.redis_timeout_seconds,
+            health_check_interval=30,
+        )
+    app[CACHE] = PredictionCache(
+        redis,
+        ttl=settings.cache_ttl_seconds,
+        retry_seconds=settings.redis_retry_seconds,
+        metrics=app[METRICS],
+    )
+    log.info("cache: %s (%s)", await app[CACHE].ping(), settings.redis_url or "disabled")
+    yield
+    if redis is not None:
+        await redis.aclose()
+
+
+async def triton_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    client = InferenceServerClient(settings.triton_url, conn_limit=200)
+    app[BACKEND] = TritonBackend(
+        client, settings.triton_model, settings.triton_max_batch, app[METRICS]
+    )
+    yield
+    await client.close()
+
+
+async def model_refresh_ctx(app: web.Application) -> AsyncIterator[None]:
+    async def loop() -> None:
+        while True:
+            await refresh_identity(app)
+            await asyncio.sleep(app[SETTINGS].model_refresh_seconds)
+
+    task = asyncio.create_task(loop())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -1,0 +1,156 @@
+"""Triton calls: classify texts, read the served model's identity.
+
+Every inference asks for MODEL_INFO too, so each result carries the
+fingerprint of the model that computed it; the cache is written under that
+fingerprint, never under a stale one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import numpy as np
+from numpy.typing import NDArray
+from tritonclient.http import InferInput, InferRequestedOutput
+from tritonclient.http.aio import InferenceServerClient
+from tritonclient.utils import InferenceServerException
+
+from cache_proxy.errors import ApiError, BackendFailed, BackendUnavailable, Overloaded
+from cache_proxy.metrics import Metrics
+
+log = logging.getLogger(__name__)
+RETRY_AFTER_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """What Triton says it serves; `fingerprint` changes with weights or precision."""
+
+    info: dict[str, Any]
+
+    @property
+    def fingerprint(self) -> str:
+        return str(self.info["fingerprint"])
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.info["labels"])
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> ModelIdentity:
+        info = json.loads(raw)
+        if not isinstance(info, dict) or "fingerprint" not in info or "labels" not in info:
+            raise ValueError(f"MODEL_INFO lacks fingerprint/labels: {raw[:200]!r}")
+        return cls(info=info)
+
+
+def map_triton_error(exc: InferenceServerException) -> ApiError:
+    """Triton's error -> the proxy's taxonomy (queue full 429, timeouts 503)."""
+    message = exc.message() or str(exc)
+    lowered = message.lower()
+    if "queue" in lowered and ("full" in lowered or "maximum" in lowered or "size" in lowered):
+        return Overloaded(f"Triton queue is full: {message}", retry_after=RETRY_AFTER_SECONDS)
+    if "timeout" in lowered or "timed out" in lowered:
+        return BackendUnavailable(f"Triton timed out: {message}", retry_after=RETRY_AFTER_SECONDS)
+    if "unavailable" in lowered or "not ready" in lowered or "not found" in lowered:
+        return BackendUnavailable(f"model unavailable: {message}", retry_after=RETRY_AFTER_SECONDS)
+    return BackendFailed(f"Triton error: {message}")
+
+
+class TritonBackend:
+    def __init__(
+        self, client: InferenceServerClient, model: str, max_batch: int, metrics: Metrics
+    ) -> None:
+        self.client = client
+        self.model = model
+        self.max_batch = max_batch
+        self.metrics = metrics
+
+    async def classify(
+        self, texts: Sequence[str], time_budget: float
+    ) -> tuple[NDArray[np.float32], ModelIdentity]:
+        """Scores [len(texts), labels] and the identity of the model that made them."""
+        chunks = [texts[i : i + self.max_batch] for i in range(0, len(texts), self.max_batch)]
+        results = await asyncio.gather(*(self._infer(chunk, time_budget) for chunk in chunks))
+        identities = {identity.fingerprint for _, identity in results}
+        if len(identities) > 1:  # the model changed between two chunks of this request
+            raise BackendUnavailable(
+                "the model changed during the request; retry", retry_after=RETRY_AFTER_SECONDS
+            )
+        return np.concatenate([scores for scores, _ in results]), results[0][1]
+
+    async def identity(self, time_budget: float) -> ModelIdentity:
+        """Ask the model who it is (a one-row request for MODEL_INFO only)."""
+        _, identity = await self._infer([""], time_budget, want_scores=False)
+        return identity
+
+    async def model_ready(self) -> bool:
+        try:
+            return bool(await self.client.is_model_ready(self.model))
+        except (TimeoutError, InferenceServerException, aiohttp.ClientError, OSError):
+            return False
+
+    async def _infer(
+        self, texts: Sequence[str], time_budget: float, *, want_scores: bool = True
+    ) -> tuple[NDArray[np.float32], ModelIdentity]:
+        data = np.array([[t.encode("utf-8")] for t in texts], dtype=np.object_)
+        tensor = InferInput("TEXT", list(data.shape), "BYTES")
+        tensor.set_data_from_numpy(data)
+        outputs = [InferRequestedOutput("MODEL_INFO", binary_data=True)]
+        if want_scores:
+            outputs.append(InferRequestedOutput("PROBABILITIES", binary_data=True))
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(time_budget):
+                result = await self.client.infer(
+                    self.model, [tensor], outputs=outputs, timeout=int(time_budget * 1e6)
+                )
+        except TimeoutError:
+            self.metrics.triton_errors.labels("deadline").inc()
+            raise BackendUnavailable(
+                f"no answer from Triton within {time_budget:.2f}s", retry_after=RETRY_AFTER_SECONDS
+            ) from None
+        except InferenceServerException as exc:
+            error = map_triton_error(exc)
+            self.metrics.triton_errors.labels(error.error_type).inc()
+            raise error from None
+        except (aiohttp.ClientError, OSError) as exc:
+            self.metrics.triton_errors.labels("unreachable").inc()
+            raise BackendUnavailable(
+                f"Triton unreachable: {exc}", retry_after=RETRY_AFTER_SECONDS
+            ) from None
+        finally:
+            self.metrics.triton_latency.observe(time.monotonic() - started)
+        identity = ModelIdentity.from_json(result.as_numpy("MODEL_INFO")[0, 0])
+        scores = result.as_numpy("PROBABILITIES") if want_scores else np.zeros((len(texts), 0), dtype=np.float32)
+        return scores, identity
+
+
+class ModelTracker:
+    """The last identity Triton reported; logs every change of model."""
+
+    def __init__(self) -> None:
+        self.current: ModelIdentity | None = None
+
+    def observe(self, identity: ModelIdentity) -> None:
+        previous = self.current
+        if previous is not None and previous.fingerprint == identity.fingerprint:
+            return
+        self.current = identity
+        info = identity.info
+        log.info(
+            "serving model %s (source=%s, fingerprint=%s)%s",
+            info.get("name"),
+            info.get("source"),
+            identity.fingerprint,
+            f", replacing {previous.fingerprint}" if previous else "",
+        )
+        if info.get("standin"):
+            log.warning("STAND-IN MODEL %s: %s", info.get("name"), info.get("warning"))

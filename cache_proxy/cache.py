@@ -1,0 +1,125 @@
+"""Per-text prediction cache in Redis, keyed by model fingerprint and text hash.
+
+Redis trouble never fails a request: the cache is bypassed (degraded mode) for
+`retry_seconds`, then tried again, so caching resumes by itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Mapping, Sequence
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from cache_proxy.metrics import Metrics
+
+log = logging.getLogger(__name__)
+KEY_PREFIX = "sst2"
+Scores = list[float]
+
+
+def cache_key(fingerprint: str, text: str) -> str:
+    """`sst2:<model fingerprint>:<blake2b-128 of the UTF-8 text>`."""
+    digest = hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
+    return f"{KEY_PREFIX}:{fingerprint}:{digest}"
+
+
+def decode_scores(raw: bytes | str | None, width: int) -> Scores | None:
+    """A cached value, or None if absent or not `width` probabilities."""
+    if raw is None:
+        return None
+    try:
+        scores = json.loads(raw)
+    except ValueError:
+        return None
+    if (
+        not isinstance(scores, list)
+        or len(scores) != width
+        or not all(isinstance(s, float) and 0.0 <= s <= 1.0 for s in scores)
+    ):
+        return None
+    return scores
+
+
+class PredictionCache:
+    def __init__(
+        self, redis: Redis | None, *, ttl: int, retry_seconds: float, metrics: Metrics
+    ) -> None:
+        self.redis = redis
+        self.ttl = ttl
+        self.retry_seconds = retry_seconds
+        self.metrics = metrics
+        self._bypass_until = 0.0
+        metrics.redis_up.set(1 if redis is not None else 0)
+
+    @property
+    def state(self) -> str:
+        """`ok`, `degraded` (bypassed after an error) or `disabled` (no REDIS_URL)."""
+        if self.redis is None:
+            return "disabled"
+        return "degraded" if time.monotonic() < self._bypass_until else "ok"
+
+    def _usable(self) -> bool:
+        return self.state == "ok"
+
+    def _failed(self, exc: Exception) -> None:
+        if self._usable():
+            log.warning(
+                "redis unavailable (%s): bypassing the cache for %.1fs", exc, self.retry_seconds
+            )
+        self._bypass_until = time.monotonic() + self.retry_seconds
+        self.metrics.redis_up.set(0)
+
+    def _recovered(self) -> None:
+        self.metrics.redis_up.set(1)
+
+    async def get_many(
+        self, fingerprint: str, texts: Sequence[str], width: int
+    ) -> list[Scores | None]:
+        """One MGET for all texts; every miss or failure is None."""
+        if not texts:
+            return []
+        if self.redis is None or not self._usable():
+            self.metrics.cache.labels("error" if self.redis else "miss").inc(len(texts))
+            return [None] * len(texts)
+        try:
+            raw = await self.redis.mget([cache_key(fingerprint, t) for t in texts])
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._failed(exc)
+            self.metrics.cache.labels("error").inc(len(texts))
+            return [None] * len(texts)
+        self._recovered()
+        found = [decode_scores(value, width) for value in raw]
+        hits = sum(s is not None for s in found)
+        self.metrics.cache.labels("hit").inc(hits)
+        self.metrics.cache.labels("miss").inc(len(texts) - hits)
+        return found
+
+    async def put_many(self, fingerprint: str, items: Mapping[str, Scores]) -> None:
+        """Write predictions back in one pipelined round trip (best effort)."""
+        if not items or self.redis is None or not self._usable():
+            return
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for text, scores in items.items():
+                    pipe.set(cache_key(fingerprint, text), json.dumps(scores), ex=self.ttl or None)
+                await pipe.execute()
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._failed(exc)
+
+    async def ping(self) -> str:
+        """Check Redis now (for readiness); returns the resulting state."""
+        if self.redis is None:
+            return "disabled"
+        try:
+            await self.redis.ping()
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._failed(exc)
+            return "degraded"
+        self._bypass_until = 0.0
+        self._recovered()
+        return "ok"

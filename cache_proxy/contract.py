@@ -1,0 +1,71 @@
+"""The `/predict` JSON contract, as pure functions."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from cache_proxy.errors import MalformedRequest, PayloadTooLarge, ValidationFailed
+
+Prediction = list[dict[str, Any]]
+
+
+def parse_texts(body: bytes, max_texts: int) -> list[str]:
+    """`{"text": [str, ...]}` -> the texts; raises the matching ApiError otherwise.
+
+    The Content-Type header is not consulted: the original k6 script sends none.
+    """
+    if not body.strip():
+        raise MalformedRequest('empty body: send JSON like {"text": ["I love you!"]}')
+    try:
+        payload = json.loads(body)
+    except UnicodeDecodeError:
+        raise MalformedRequest("body is not UTF-8 encoded JSON") from None
+    except ValueError as exc:
+        raise MalformedRequest(f"body is not valid JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise ValidationFailed('body must be a JSON object like {"text": ["..."]}')
+    if "text" not in payload:
+        raise ValidationFailed('missing field "text": a list of strings')
+    texts = payload["text"]
+    if not isinstance(texts, list):
+        raise ValidationFailed(f'"text" must be a list of strings, not {_json_type(texts)}')
+    if len(texts) > max_texts:
+        raise PayloadTooLarge(f"{len(texts)} texts in one request; the limit is {max_texts}")
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise ValidationFailed(f'"text"[{i}] must be a string, not {_json_type(text)}')
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValidationFailed(
+                f'"text"[{i}] holds a lone surrogate: not valid Unicode'
+            ) from None
+    return texts
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        dict: "an object",
+    }.get(type(value), type(value).__name__)
+
+
+def to_predictions(scores: Sequence[Sequence[float]], labels: Sequence[str]) -> list[Prediction]:
+    """Rows of scores (label order) -> the original project's prediction lists."""
+    return [
+        [{"label": label, "score": float(score)} for label, score in zip(labels, row, strict=True)]
+        for row in scores
+    ]
+
+
+def unique(texts: Sequence[str]) -> list[str]:
+    """Distinct texts in first-seen order (duplicates are computed once)."""
+    return list(dict.fromkeys(texts))

@@ -1,0 +1,67 @@
+"""The proxy's one error taxonomy; the middleware turns these into JSON."""
+
+from __future__ import annotations
+
+
+class ApiError(Exception):
+    """An error with an HTTP status and a stable machine-readable type."""
+
+    status = 500
+    error_type = "internal"
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
+
+
+class MalformedRequest(ApiError):
+    """The body is not JSON (or not UTF-8)."""
+
+    status = 400
+    error_type = "malformed_request"
+
+
+class ValidationFailed(ApiError):
+    """JSON, but not the shape `{"text": [str, ...]}`."""
+
+    status = 422
+    error_type = "validation"
+
+
+class PayloadTooLarge(ApiError):
+    """Body over MAX_BODY_BYTES or more than MAX_TEXTS texts."""
+
+    status = 413
+    error_type = "payload_too_large"
+
+
+class NotFound(ApiError):
+    status = 404
+    error_type = "not_found"
+
+
+class MethodNotAllowed(ApiError):
+    status = 405
+    error_type = "method_not_allowed"
+
+
+class Overloaded(ApiError):
+    """Too much work in flight; retry after a moment."""
+
+    status = 429
+    error_type = "overloaded"
+
+
+class BackendUnavailable(ApiError):
+    """Triton is down, not ready, or did not answer within the deadline."""
+
+    status = 503
+    error_type = "backend_unavailable"
+
+
+class BackendFailed(ApiError):
+    """Triton answered with an error the proxy cannot attribute to the client."""
+
+    status = 502
+    error_type = "backend_error"

@@ -1,0 +1,12 @@
+"""Typed keys for what the app holds."""
+
+from aiohttp import web
+
+from cache_proxy.backend import ModelTracker, TritonBackend
+from cache_proxy.cache import PredictionCache
+from cache_proxy.settings import Settings
+
+SETTINGS = web.AppKey("settings", Settings)
+CACHE = web.AppKey("cache", PredictionCache)
+BACKEND = web.AppKey("backend", TritonBackend)
+TRACKER = web.AppKey("tracker", ModelTracker)

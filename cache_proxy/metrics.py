@@ -1,0 +1,51 @@
+"""Prometheus metrics, one registry per app (no module-level globals)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+@dataclass
+class Metrics:
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.requests = Counter(
+            "proxy_requests", "HTTP requests by route and status", ["route", "status"], registry=r
+        )
+        self.latency = Histogram(
+            "proxy_request_seconds",
+            "HTTP request latency",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.cache = Counter(
+            "proxy_cache_lookups",
+            "Per-text cache lookups by result (hit, miss, error)",
+            ["result"],
+            registry=r,
+        )
+        self.texts_per_request = Histogram(
+            "proxy_texts_per_request",
+            "Texts in one /predict request",
+            buckets=(0, 1, 2, 4, 8, 16, 32, 64, 128, 256),
+            registry=r,
+        )
+        self.triton_latency = Histogram(
+            "proxy_triton_seconds",
+            "Latency of one Triton inference call",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.triton_errors = Counter(
+            "proxy_triton_errors", "Failed Triton calls by error type", ["error_type"], registry=r
+        )
+        self.redis_up = Gauge(
+            "proxy_redis_up", "1 if the cache is in use, 0 if bypassed (degraded)", registry=r
+        )

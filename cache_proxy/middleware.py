@@ -1,0 +1,71 @@
+"""One middleware: every error becomes `{"error", "error_type"}` JSON; metrics."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from cache_proxy.errors import ApiError, MethodNotAllowed, NotFound, PayloadTooLarge
+from cache_proxy.metrics import Metrics
+
+log = logging.getLogger(__name__)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+METRICS = web.AppKey("metrics", Metrics)
+
+
+def error_response(exc: ApiError) -> web.Response:
+    headers = {}
+    if exc.retry_after is not None:
+        headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+    return web.json_response(
+        {"error": exc.message, "error_type": exc.error_type}, status=exc.status, headers=headers
+    )
+
+
+def from_http_exception(exc: web.HTTPException) -> ApiError:
+    """aiohttp's own 404/405/413 into the taxonomy."""
+    if exc.status == 404:
+        return NotFound(
+            "no such route; the API is POST /predict, GET /model, /health, /health/ready, /metrics"
+        )
+    if exc.status == 405:
+        return MethodNotAllowed(f"method not allowed; allowed: {exc.headers.get('Allow', '')}")
+    if exc.status == 413:
+        return PayloadTooLarge(f"request body too large: {exc.text}")
+    error = ApiError(exc.reason)
+    error.status, error.error_type = exc.status, f"http_{exc.status}"
+    return error
+
+
+def route_name(request: web.Request) -> str:
+    """Metric label: the route template, never the raw path (bounded cardinality)."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+@web.middleware
+async def errors_and_metrics(request: web.Request, handler: Handler) -> web.StreamResponse:
+    started = time.monotonic()
+    try:
+        response = await handler(request)
+    except ApiError as exc:
+        response = error_response(exc)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        error = from_http_exception(exc)
+        response = error_response(error)
+        if exc.status == 405 and "Allow" in exc.headers:
+            response.headers["Allow"] = exc.headers["Allow"]
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        response = error_response(ApiError("internal error; see the proxy log"))
+    metrics = request.app[METRICS]
+    route = route_name(request)
+    metrics.requests.labels(route, str(response.status)).inc()
+    metrics.latency.labels(route).observe(time.monotonic() - started)
+    return response

@@ -1,0 +1,75 @@
+"""HTTP handlers: /predict, /model, /health, /health/ready, /metrics."""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from cache_proxy import service
+from cache_proxy.contract import parse_texts
+from cache_proxy.identity import ensure_identity
+from cache_proxy.keys import BACKEND, CACHE, SETTINGS, TRACKER
+from cache_proxy.middleware import METRICS
+
+
+async def predict(request: web.Request) -> web.Response:
+    started = time.monotonic()
+    app = request.app
+    settings = app[SETTINGS]
+    texts = parse_texts(await request.read(), settings.max_texts)
+    app[METRICS].texts_per_request.observe(len(texts))
+    result = await service.predict(
+        texts,
+        cache=app[CACHE],
+        backend=app[BACKEND],
+        tracker=app[TRACKER],
+        deadline=started + settings.request_timeout_seconds,
+    )
+    headers = {
+        "X-Cache": result.cache_status,
+        "X-Inference-Time": f"{result.inference_ms:.2f}",
+        "X-Total-Time": f"{(time.monotonic() - started) * 1000:.2f}",
+    }
+    if result.fingerprint:
+        headers["X-Model-Fingerprint"] = result.fingerprint
+    return web.json_response({"predictions": result.predictions}, headers=headers)
+
+
+async def health(request: web.Request) -> web.Response:
+    """Liveness: the process answers; no dependency is consulted."""
+    return web.json_response({"status": "alive"})
+
+
+async def ready(request: web.Request) -> web.Response:
+    """Readiness: Triton's model is ready; Redis ok, degraded or disabled."""
+    app = request.app
+    triton_ready = await app[BACKEND].model_ready()
+    identity = await ensure_identity(app) if triton_ready else app[TRACKER].current
+    body = {
+        "status": "ready" if triton_ready and identity else "not_ready",
+        "triton": "ready" if triton_ready else "unavailable",
+        "redis": await app[CACHE].ping(),
+        "model": identity.info if identity else None,
+    }
+    return web.json_response(body, status=200 if body["status"] == "ready" else 503)
+
+
+async def model(request: web.Request) -> web.Response:
+    """Identity of the served model (name, source, revision, fingerprint, standin)."""
+    identity = await ensure_identity(request.app)
+    return web.json_response({"model": identity.info})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[METRICS].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_post("/predict", predict)
+    app.router.add_get("/model", model)
+    app.router.add_get("/health", health)
+    app.router.add_get("/health/ready", ready)
+    app.router.add_get("/metrics", metrics)

@@ -1,0 +1,61 @@
+"""All proxy settings, read from the environment in one place."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every field has a default; the env var is the field name upper-cased."""
+
+    proxy_host: str = "127.0.0.1"
+    """Address the proxy listens on."""
+    proxy_port: int = 8080
+    """Port the proxy listens on."""
+    triton_url: str = "127.0.0.1:8000"
+    """Triton HTTP endpoint, host:port (no scheme)."""
+    triton_model: str = "distilbert_sst2"
+    """Model name in the Triton repository."""
+    triton_max_batch: int = 64
+    """Rows per Triton request; keep <= the model's max_batch_size."""
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    """Cache location (redis:// or rediss://); empty disables the cache."""
+    redis_timeout_seconds: float = 0.25
+    """Connect/read timeout for one Redis call; past it the cache is bypassed."""
+    redis_retry_seconds: float = 1.0
+    """After a Redis failure, bypass the cache this long before trying again."""
+    cache_ttl_seconds: int = 7 * 24 * 3600
+    """How long a cached prediction lives (0 = no expiry)."""
+    max_body_bytes: int = 1024 * 1024
+    """Largest accepted request body; larger gets 413."""
+    max_texts: int = 256
+    """Most texts in one request; more gets 413."""
+    request_timeout_seconds: float = 10.0
+    """Deadline for one /predict request, passed on to Triton."""
+    model_refresh_seconds: float = 5.0
+    """How often the served model's identity is re-read from Triton."""
+    shutdown_timeout_seconds: float = 10.0
+    """On SIGTERM, how long in-flight requests may take to finish."""
+    log_level: str = "INFO"
+    """Python logging level."""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from `env` (default: os.environ); bad values raise ValueError."""
+        env = os.environ if env is None else env
+        values: dict[str, object] = {}
+        for field in fields(cls):
+            raw = env.get(field.name.upper())
+            if raw is None:
+                continue
+            kind = type(getattr(cls, field.name))
+            try:
+                values[field.name] = kind(raw)
+            except ValueError:
+                raise ValueError(
+                    f"{field.name.upper()}={raw!r} is not a valid {kind.__name__}"
+                ) from None
+        return cls(**values)  # type: ignore[arg-type]

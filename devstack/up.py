@@ -1,0 +1,113 @@
+"""`make up`: redis-server, tritonserver and the proxy on 127.0.0.1, supervised.
+
+honcho runs the three (plus a readiness watcher), prefixes their logs, stops
+all of them on Ctrl-C or SIGTERM, and stops the rest if one dies.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import socket
+import sys
+from dataclasses import dataclass, field
+
+import honcho.manager
+from honcho.manager import Manager
+
+from devstack.redis import redis_command
+from devstack.triton import TritonPorts, prepare_backends, server_command, server_env
+from modelctl.__main__ import main as modelctl_main
+from modelctl.spec import PROJECT_ROOT
+
+DRAIN_SECONDS = 15  # proxy shutdown_timeout (10 s) plus margin, before SIGKILL
+
+
+@dataclass(frozen=True)
+class UpSettings:
+    model: str = "auto"
+    host: str = "127.0.0.1"
+    proxy_port: int = 8080
+    redis_port: int = 6379
+    triton: TritonPorts = field(default_factory=TritonPorts)
+
+    @classmethod
+    def from_env(cls) -> UpSettings:
+        env = os.environ
+        return cls(
+            model=env.get("MODEL", "auto"),
+            proxy_port=int(env.get("PROXY_PORT", "8080")),
+            redis_port=int(env.get("REDIS_PORT", "6379")),
+            triton=TritonPorts(
+                http=int(env.get("TRITON_HTTP_PORT", "8000")),
+                grpc=int(env.get("TRITON_GRPC_PORT", "8001")),
+                metrics=int(env.get("TRITON_METRICS_PORT", "8002")),
+            ),
+        )
+
+    def ports(self) -> dict[str, int]:
+        return {
+            "PROXY_PORT": self.proxy_port,
+            "REDIS_PORT": self.redis_port,
+            "TRITON_HTTP_PORT": self.triton.http,
+            "TRITON_GRPC_PORT": self.triton.grpc,
+            "TRITON_METRICS_PORT": self.triton.metrics,
+        }
+
+
+def busy_ports(host: str, ports: dict[str, int]) -> list[str]:
+    busy = []
+    for name, port in ports.items():
+        with socket.socket() as sock:
+            if sock.connect_ex((host, port)) == 0:
+                busy.append(f"{name}={port}")
+    return busy
+
+
+def main() -> int:
+    settings = UpSettings.from_env()
+    busy = busy_ports(settings.host, settings.ports())
+    if busy:
+        print(f"up: ports already in use: {', '.join(busy)} (set them to free ports)")
+        return 1
+    repository = PROJECT_ROOT / "model_repository"
+    if modelctl_main(["get", settings.model, "--repository", str(repository)]) != 0:
+        return 1
+    run_dir = PROJECT_ROOT / ".run"
+    (run_dir / "redis").mkdir(parents=True, exist_ok=True)
+    backends = prepare_backends(PROJECT_ROOT / ".cache" / "triton-backends")
+    url = f"http://{settings.host}:{settings.proxy_port}"
+    python = sys.executable
+    proxy_env = dict(
+        os.environ,
+        PYTHONUNBUFFERED="1",
+        PROXY_HOST=settings.host,
+        PROXY_PORT=str(settings.proxy_port),
+        TRITON_URL=f"{settings.host}:{settings.triton.http}",
+        REDIS_URL=f"redis://{settings.host}:{settings.redis_port}/0",
+    )
+
+    honcho.manager.KILL_WAIT = DRAIN_SECONDS
+    manager = Manager()
+    manager.add_process("redis", shlex.join(redis_command(settings.redis_port, run_dir / "redis")))
+    manager.add_process(
+        "triton",
+        shlex.join(server_command(repository, backends, settings.triton, host=settings.host)),
+        env=server_env(),
+    )
+    manager.add_process("proxy", shlex.join([python, "-m", "cache_proxy"]), env=proxy_env)
+    manager.add_process(
+        "ready",
+        shlex.join([python, "-m", "devstack.watch", "--url", url]),
+        env=dict(os.environ, PYTHONUNBUFFERED="1"),
+    )
+    manager.loop()
+    # Ctrl-C / SIGTERM (honcho's 130 / 143) are a clean stop; a child that
+    # stopped by itself is a failure even when its own exit code was 0.
+    if manager.returncode in (130, 143):
+        return 0
+    return manager.returncode or 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
