@@ -129,7 +129,11 @@ class TritonBackend:
         finally:
             self.metrics.triton_latency.observe(time.monotonic() - started)
         identity = ModelIdentity.from_json(result.as_numpy("MODEL_INFO")[0, 0])
-        scores = result.as_numpy("PROBABILITIES") if want_scores else np.zeros((len(texts), 0), dtype=np.float32)
+        scores = (
+            result.as_numpy("PROBABILITIES")
+            if want_scores
+            else np.zeros((len(texts), 0), dtype=np.float32)
+        )
         return scores, identity
 
 

@@ -1,0 +1,155 @@
+"""The Triton model contract, through tritonclient HTTP and gRPC."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException
+
+from tests.conftest import Triton
+from tests.sst2 import sentences
+
+pytestmark = pytest.mark.integration
+MODEL = "distilbert_sst2"
+
+
+def text_input(module: object, texts: list[str]) -> object:
+    data = np.array([[t.encode()] for t in texts], dtype=np.object_)
+    tensor = module.InferInput("TEXT", list(data.shape), "BYTES")  # type: ignore[attr-defined]
+    tensor.set_data_from_numpy(data)
+    return tensor
+
+
+@contextmanager
+def http_client(triton: Triton) -> Iterator[httpclient.InferenceServerClient]:
+    client = httpclient.InferenceServerClient(triton.http_url)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def http_scores(triton: Triton, texts: list[str]) -> np.ndarray:
+    out = httpclient.InferRequestedOutput("PROBABILITIES")
+    with http_client(triton) as client:
+        result = client.infer(MODEL, [text_input(httpclient, texts)], outputs=[out])
+    return result.as_numpy("PROBABILITIES")
+
+
+def stats(triton: Triton) -> dict[str, int]:
+    with http_client(triton) as client:
+        model = client.get_inference_statistics(MODEL)["model_stats"][0]
+    return {
+        "requests": int(model["inference_stats"]["success"]["count"]),
+        "executions": int(model["execution_count"]),
+        "inferences": int(model["inference_count"]),
+    }
+
+
+def test_metadata_matches_the_contract(triton: Triton) -> None:
+    with http_client(triton) as client:
+        config = client.get_model_config(MODEL)
+    assert config["backend"] == "python"
+    assert config["max_batch_size"] >= 32
+    assert "dynamic_batching" in config
+    assert config["instance_group"][0]["kind"] == "KIND_CPU"
+    inputs = {i["name"]: i for i in config["input"]}
+    outputs = {o["name"]: o for o in config["output"]}
+    assert inputs["TEXT"]["data_type"] == "TYPE_STRING" and inputs["TEXT"]["dims"] == [1]
+    probs = outputs["PROBABILITIES"]
+    assert probs["data_type"] == "TYPE_FP32" and probs["dims"] == [2]
+    assert probs["label_filename"] == "labels.txt"
+
+
+def test_http_probabilities(triton: Triton) -> None:
+    scores = http_scores(triton, ["I love you!", "I hate you!"])
+    assert scores.shape == (2, 2) and scores.dtype == np.float32
+    np.testing.assert_allclose(scores.sum(axis=1), 1.0, atol=1e-6)
+
+
+def test_class_count_returns_label_names(triton: Triton) -> None:
+    out = httpclient.InferRequestedOutput("PROBABILITIES", class_count=2)
+    with http_client(triton) as client:
+        result = client.infer(MODEL, [text_input(httpclient, ["I love you!"])], outputs=[out])
+    entries = [e.decode().split(":") for e in result.as_numpy("PROBABILITIES")[0]]
+    assert sorted(label for _, _, label in entries) == ["NEGATIVE", "POSITIVE"]
+    by_label = {label: (float(score), int(index)) for score, index, label in entries}
+    assert by_label["NEGATIVE"][1] == 0 and by_label["POSITIVE"][1] == 1
+    assert by_label["NEGATIVE"][0] + by_label["POSITIVE"][0] == pytest.approx(1, abs=1e-5)
+
+
+def test_grpc_gives_the_same_scores(triton: Triton) -> None:
+    texts = sentences(4)
+    out = grpcclient.InferRequestedOutput("PROBABILITIES", class_count=0)
+    with grpcclient.InferenceServerClient(triton.grpc_url) as client:
+        result = client.infer(MODEL, [text_input(grpcclient, texts)], outputs=[out])
+    np.testing.assert_allclose(
+        result.as_numpy("PROBABILITIES"), http_scores(triton, texts), atol=1e-6
+    )
+
+
+def test_model_info_names_a_stand_in(triton: Triton) -> None:
+    out = httpclient.InferRequestedOutput("MODEL_INFO")
+    with http_client(triton) as client:
+        result = client.infer(MODEL, [text_input(httpclient, ["x", "y"])], outputs=[out])
+    rows = result.as_numpy("MODEL_INFO")
+    assert rows.shape == (2, 1)
+    info = json.loads(rows[0, 0])
+    assert info["name"] == "standin-tiny" and info["standin"] is True
+    assert info["labels"] == ["NEGATIVE", "POSITIVE"]
+    assert len(info["fingerprint"]) == 16 and info["precision"] == "fp32"
+
+
+def test_malformed_request_fails_alone(triton: Triton) -> None:
+    """Bad UTF-8 gets INVALID_ARG; requests batched with it still succeed."""
+    good_texts = sentences(24)
+
+    def good(text: str) -> np.ndarray:
+        return http_scores(triton, [text])
+
+    def bad(_: int) -> str:
+        data = np.array([[b"\xff\xfe broken"]], dtype=np.object_)
+        tensor = httpclient.InferInput("TEXT", [1, 1], "BYTES")
+        tensor.set_data_from_numpy(data)
+        with http_client(triton) as client, pytest.raises(InferenceServerException) as caught:
+            client.infer(MODEL, [tensor])
+        return str(caught.value)
+
+    with ThreadPoolExecutor(16) as pool:
+        bad_results = [pool.submit(bad, i) for i in range(6)]
+        good_results = [pool.submit(good, t) for t in good_texts]
+        for future in bad_results:
+            assert "not valid UTF-8" in future.result()
+        for future in good_results:
+            assert future.result().shape == (1, 2)
+
+
+def test_dynamic_batching_merges_concurrent_requests(triton: Triton) -> None:
+    before = stats(triton)
+    texts = sentences(96, offset=100)
+    with ThreadPoolExecutor(32) as pool:
+        list(pool.map(lambda t: http_scores(triton, [t]), texts))
+    after = stats(triton)
+    requests = after["requests"] - before["requests"]
+    executions = after["executions"] - before["executions"]
+    assert requests == 96
+    assert executions < requests, f"{executions} executions for {requests} requests"
+
+
+def test_batched_scores_equal_one_by_one(triton: Triton) -> None:
+    texts = sentences(24, offset=300)
+    batched = http_scores(triton, texts)
+    single = np.concatenate([http_scores(triton, [t]) for t in texts])
+    assert np.abs(batched - single).max() <= 1e-4
+
+
+def test_text_far_longer_than_512_tokens(triton: Triton) -> None:
+    scores = http_scores(triton, ["great " * 5000, ""])
+    assert scores.shape == (2, 2)

@@ -1,0 +1,46 @@
+"""The torch Classifier in-process (standin-tiny): batching never changes scores."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from classifier import Classifier
+
+from tests.sst2 import sentences
+
+
+@pytest.fixture(scope="module")
+def classifier(tiny_checkpoint: Path) -> Classifier:
+    return Classifier(tiny_checkpoint, max_length=512, token_budget=256, max_rows=8)
+
+
+def test_batched_scores_equal_one_by_one(classifier: Classifier) -> None:
+    texts = sentences(40)
+    batched = classifier.predict(texts)
+    single = np.concatenate([classifier.predict([t]) for t in texts])
+    assert batched.shape == (40, 2)
+    assert np.abs(batched - single).max() <= 1e-4
+    np.testing.assert_allclose(batched.sum(axis=1), 1.0, atol=1e-6)
+
+
+def test_long_text_does_not_change_short_scores(classifier: Classifier) -> None:
+    short = sentences(5)
+    alone = classifier.predict(short)
+    mixed = classifier.predict([short[0], "word " * 3000, *short[1:]])
+    assert np.abs(np.delete(mixed, 1, axis=0) - alone).max() <= 1e-4
+
+
+def test_truncates_to_max_length(classifier: Classifier) -> None:
+    ids = classifier.token_ids(["word " * 3000, ""])
+    assert len(ids[0]) == 512
+    assert ids[1] == [101, 102]
+
+
+def test_empty_input(classifier: Classifier) -> None:
+    assert classifier.predict([]).shape == (0, 2)
+
+
+def test_labels_from_checkpoint(classifier: Classifier) -> None:
+    assert classifier.labels == ["NEGATIVE", "POSITIVE"]

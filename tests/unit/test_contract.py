@@ -1,0 +1,120 @@
+"""The /predict contract, cache encoding and settings (pure functions)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cache_proxy.cache import cache_key, decode_scores
+from cache_proxy.contract import parse_texts, to_predictions, unique
+from cache_proxy.errors import MalformedRequest, PayloadTooLarge, ValidationFailed
+from cache_proxy.service import cache_status
+from cache_proxy.settings import Settings
+
+
+def test_parse_accepts_the_original_payload() -> None:
+    assert parse_texts(b'{"text": ["I love you!", "I hate you!"]}', 10) == [
+        "I love you!",
+        "I hate you!",
+    ]
+    assert parse_texts(b'{"text": []}', 10) == []
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        (b"", MalformedRequest),
+        (b"   ", MalformedRequest),
+        (b"not json", MalformedRequest),
+        (b"\xff\xfe{}", MalformedRequest),
+        (b'{"text": ["a"', MalformedRequest),
+        (b"[]", ValidationFailed),
+        (b'"text"', ValidationFailed),
+        (b"{}", ValidationFailed),
+        (b'{"texts": ["a"]}', ValidationFailed),
+        (b'{"text": "a"}', ValidationFailed),
+        (b'{"text": null}', ValidationFailed),
+        (b'{"text": [null]}', ValidationFailed),
+        (b'{"text": [1]}', ValidationFailed),
+        (b'{"text": [["nested"]]}', ValidationFailed),
+        (b'{"text": [true]}', ValidationFailed),
+        (b'{"text": ["\\ud800"]}', ValidationFailed),
+        (b'{"text": ["a", "b", "c", "d"]}', PayloadTooLarge),
+    ],
+)
+def test_parse_rejects(body: bytes, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        parse_texts(body, max_texts=3)
+
+
+@given(st.lists(st.text(), max_size=20))
+def test_parse_round_trips_any_text_list(texts: list[str]) -> None:
+    try:
+        body = json.dumps({"text": texts}).encode()
+    except UnicodeEncodeError:
+        return
+    valid = all(_encodable(t) for t in texts)
+    if valid:
+        assert parse_texts(body, max_texts=20) == texts
+    else:
+        with pytest.raises(ValidationFailed):
+            parse_texts(body, max_texts=20)
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def test_predictions_keep_label_order() -> None:
+    got = to_predictions([[0.25, 0.75]], ["NEGATIVE", "POSITIVE"])
+    assert got == [[{"label": "NEGATIVE", "score": 0.25}, {"label": "POSITIVE", "score": 0.75}]]
+
+
+def test_unique_keeps_first_seen_order() -> None:
+    assert unique(["b", "a", "b", "c", "a"]) == ["b", "a", "c"]
+
+
+def test_cache_status() -> None:
+    assert cache_status(3, 0) == "hit"
+    assert cache_status(3, 3) == "miss"
+    assert cache_status(3, 1) == "partial"
+
+
+def test_cache_key_depends_on_model_and_text() -> None:
+    key = cache_key("fp1", "I love you!")
+    assert key.startswith("sst2:fp1:")
+    assert key != cache_key("fp2", "I love you!")
+    assert key != cache_key("fp1", "I love you")
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (b"[0.25, 0.75]", [0.25, 0.75]),
+        (None, None),
+        (b"garbage", None),
+        (b"[0.5]", None),
+        (b"[1, 0]", None),
+        (b"[0.5, 1.5]", None),
+        (b'{"a": 1}', None),
+    ],
+)
+def test_decode_scores_rejects_anything_odd(raw: bytes | None, expected: object) -> None:
+    assert decode_scores(raw, width=2) == expected
+
+
+def test_settings_from_env() -> None:
+    settings = Settings.from_env({"PROXY_PORT": "9000", "CACHE_TTL_SECONDS": "5", "REDIS_URL": ""})
+    assert settings.proxy_port == 9000
+    assert settings.cache_ttl_seconds == 5
+    assert settings.redis_url == ""
+    assert Settings.from_env({}) == Settings()
+    with pytest.raises(ValueError, match="MAX_TEXTS"):
+        Settings.from_env({"MAX_TEXTS": "many"})

@@ -1,0 +1,108 @@
+"""Pure steps of the Triton model (no Triton, no torch)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from inference import (
+    checkpoint_digest,
+    cpu_quota,
+    decode_texts,
+    fingerprint,
+    intra_op_threads,
+    pad,
+    parameters,
+    plan_micro_batches,
+    softmax,
+    split_rows,
+)
+
+
+def test_decode_texts_utf8_rows() -> None:
+    array = np.array([["I love you!".encode()], ["é🙂".encode()], [b""]], dtype=np.object_)
+    assert decode_texts(array) == ["I love you!", "é🙂", ""]
+
+
+def test_decode_texts_rejects_bad_utf8_and_shape() -> None:
+    with pytest.raises(ValueError, match="row 1 is not valid UTF-8"):
+        decode_texts(np.array([[b"ok"], [b"\xff\xfe"]], dtype=np.object_))
+    with pytest.raises(ValueError, match=r"shape \[N, 1\]"):
+        decode_texts(np.array([b"a", b"b"], dtype=np.object_))
+
+
+def test_plan_sorts_by_length_and_respects_budget() -> None:
+    lengths = [50, 3, 7, 3, 500, 8]
+    plan = plan_micro_batches(lengths, token_budget=40, max_rows=64)
+    assert sorted(i for batch in plan for i in batch) == list(range(len(lengths)))
+    for batch in plan:
+        longest = max(lengths[i] for i in batch)
+        assert len(batch) == 1 or len(batch) * longest <= 40
+        assert [lengths[i] for i in batch] == sorted(lengths[i] for i in batch)
+    # the long texts never share a batch with the short ones
+    assert [4] in plan and [0] in plan
+
+
+def test_plan_caps_rows() -> None:
+    plan = plan_micro_batches([5] * 10, token_budget=10_000, max_rows=4)
+    assert [len(b) for b in plan] == [4, 4, 2]
+
+
+def test_plan_empty() -> None:
+    assert plan_micro_batches([], 100, 4) == []
+
+
+def test_pad_and_mask() -> None:
+    ids, mask = pad([[101, 7, 102], [101, 102]], pad_id=0)
+    assert ids.tolist() == [[101, 7, 102], [101, 102, 0]]
+    assert mask.tolist() == [[1, 1, 1], [1, 1, 0]]
+
+
+def test_softmax_rows_sum_to_one() -> None:
+    probs = softmax(np.array([[1000.0, -1000.0], [0.0, 0.0], [-2.0, 3.0]]))
+    assert probs.dtype == np.float32
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-6)
+    assert probs[1].tolist() == [0.5, 0.5]
+
+
+def test_split_rows_per_request() -> None:
+    rows = np.arange(12, dtype=np.float32).reshape(6, 2)
+    parts = split_rows(rows, [2, 0, 3, 1])
+    assert [p.shape[0] for p in parts] == [2, 0, 3, 1]
+    assert parts[3].tolist() == [[10.0, 11.0]]
+
+
+def test_threads_split_the_quota() -> None:
+    assert intra_op_threads("auto", instances=1, quota=2.0) == 2
+    assert intra_op_threads("auto", instances=2, quota=2.0) == 1
+    assert intra_op_threads("auto", instances=4, quota=2.0) == 1
+    assert intra_op_threads("3", instances=1, quota=2.0) == 3
+    with pytest.raises(ValueError, match=">= 1"):
+        intra_op_threads("0", instances=1, quota=2.0)
+
+
+def test_cpu_quota_reads_cgroup_limit(tmp_path: Path) -> None:
+    (tmp_path / "cpu.max").write_text("150000 100000\n")
+    assert cpu_quota(tmp_path) == pytest.approx(min(1.5, cpu_quota(tmp_path / "none")))
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert cpu_quota(tmp_path) == cpu_quota(tmp_path / "none")
+
+
+def test_fingerprint_tracks_content_and_precision(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "model.safetensors").write_bytes(b"weights")
+    first = checkpoint_digest(tmp_path)
+    (tmp_path / "model_info.json").write_text('{"name": "x"}')  # provenance is not content
+    assert checkpoint_digest(tmp_path) == first
+    (tmp_path / "model.safetensors").write_bytes(b"other weights")
+    second = checkpoint_digest(tmp_path)
+    assert second != first
+    fp32 = fingerprint(second, {"precision": "fp32"})
+    assert fp32 != fingerprint(second, {"precision": "int8"})
+    assert len(fp32) == 16
+
+
+def test_parameters_flatten() -> None:
+    config = {"parameters": {"precision": {"string_value": "fp32"}}}
+    assert parameters(config) == {"precision": "fp32"}
