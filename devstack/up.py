@@ -11,6 +11,7 @@ import shlex
 import socket
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import honcho.manager
 from honcho.manager import Manager
@@ -26,6 +27,7 @@ DRAIN_SECONDS = 15  # proxy shutdown_timeout (10 s) plus margin, before SIGKILL
 @dataclass(frozen=True)
 class UpSettings:
     model: str = "auto"
+    repository: Path = PROJECT_ROOT / "model_repository"
     host: str = "127.0.0.1"
     proxy_port: int = 8080
     redis_port: int = 6379
@@ -36,6 +38,7 @@ class UpSettings:
         env = os.environ
         return cls(
             model=env.get("MODEL", "auto"),
+            repository=Path(env.get("MODEL_REPOSITORY", PROJECT_ROOT / "model_repository")),
             proxy_port=int(env.get("PROXY_PORT", "8080")),
             redis_port=int(env.get("REDIS_PORT", "6379")),
             triton=TritonPorts(
@@ -70,7 +73,7 @@ def main() -> int:
     if busy:
         print(f"up: ports already in use: {', '.join(busy)} (set them to free ports)")
         return 1
-    repository = PROJECT_ROOT / "model_repository"
+    repository = settings.repository.resolve()
     if modelctl_main(["get", settings.model, "--repository", str(repository)]) != 0:
         return 1
     run_dir = PROJECT_ROOT / ".run"

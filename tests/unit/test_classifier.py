@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from classifier import Classifier
 
+from classifier import Classifier
 from tests.sst2 import sentences
 
 

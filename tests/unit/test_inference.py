@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from inference import (
     checkpoint_digest,
     cpu_quota,
@@ -21,7 +22,7 @@ from inference import (
 
 
 def test_decode_texts_utf8_rows() -> None:
-    array = np.array([["I love you!".encode()], ["é🙂".encode()], [b""]], dtype=np.object_)
+    array = np.array([[b"I love you!"], ["é🙂".encode()], [b""]], dtype=np.object_)
     assert decode_texts(array) == ["I love you!", "é🙂", ""]
 
 

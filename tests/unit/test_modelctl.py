@@ -47,15 +47,15 @@ def test_verify_accepts_matching_files(tmp_path: Path) -> None:
 def test_verify_rejects_tampered_or_unlisted_files(tmp_path: Path) -> None:
     expected = _fake_download(tmp_path)
     (tmp_path / "model.safetensors").write_bytes(b"tampered")
-    with pytest.raises(ValueError, match="model.safetensors: sha256"):
+    with pytest.raises(ValueError, match=r"model\.safetensors: sha256"):
         verify_files(tmp_path, expected)
     expected = _fake_download(tmp_path)
     (tmp_path / "vocab.txt").write_bytes(b"tampered")
-    with pytest.raises(ValueError, match="vocab.txt: git sha1"):
+    with pytest.raises(ValueError, match=r"vocab\.txt: git sha1"):
         verify_files(tmp_path, expected)
     expected = _fake_download(tmp_path)
     del expected["config.json"]
-    with pytest.raises(ValueError, match="no hash for config.json"):
+    with pytest.raises(ValueError, match=r"no hash for config\.json"):
         verify_files(tmp_path, expected)
 
 
@@ -88,5 +88,5 @@ def test_install_links_checkpoint_and_writes_labels(tmp_path: Path) -> None:
 
 def test_install_refuses_a_non_repository(tmp_path: Path) -> None:
     checkpoint = _checkpoint(tmp_path, {"0": "NEG", "1": "POS"})
-    with pytest.raises(FileNotFoundError, match="config.pbtxt"):
+    with pytest.raises(FileNotFoundError, match=r"config\.pbtxt"):
         install(checkpoint, tmp_path / "nothing")
