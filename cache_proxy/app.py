@@ -66,10 +66,16 @@ async def triton_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def model_refresh_ctx(app: web.Application) -> AsyncIterator[None]:
+    interval = app[SETTINGS].model_refresh_seconds
+
     async def loop() -> None:
+        # Every inference response refreshes the identity too, so under traffic
+        # this loop sends nothing; when idle it polls once per interval.
         while True:
-            await refresh_identity(app)
-            await asyncio.sleep(app[SETTINGS].model_refresh_seconds)
+            if app[TRACKER].age() >= interval:
+                await refresh_identity(app)
+            wait = interval - app[TRACKER].age()  # negative if Triton did not answer
+            await asyncio.sleep(wait if wait > 0 else interval)
 
     task = asyncio.create_task(loop())
     yield

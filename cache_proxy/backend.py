@@ -142,8 +142,14 @@ class ModelTracker:
 
     def __init__(self) -> None:
         self.current: ModelIdentity | None = None
+        self.observed_at = float("-inf")  # monotonic time of the last report
+
+    def age(self) -> float:
+        """Seconds since Triton last reported its identity (inference or poll)."""
+        return time.monotonic() - self.observed_at
 
     def observe(self, identity: ModelIdentity) -> None:
+        self.observed_at = time.monotonic()
         previous = self.current
         if previous is not None and previous.fingerprint == identity.fingerprint:
             return

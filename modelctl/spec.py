@@ -9,8 +9,9 @@ from pathlib import Path
 HUB = "hub"
 STANDIN_BASE = "standin-base"
 STANDIN_TINY = "standin-tiny"
+TRAINED_OFFLINE = "trained-offline"
 AUTO = "auto"
-NAMED = (AUTO, HUB, STANDIN_BASE, STANDIN_TINY)
+NAMED = (AUTO, HUB, TRAINED_OFFLINE, STANDIN_BASE, STANDIN_TINY)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 

@@ -105,7 +105,9 @@ def start_proxy(logs_dir: Path, triton: Triton, redis_server: int) -> Iterator[P
             PROXY_PORT=str(port),
             TRITON_URL=triton.http_url,
             REDIS_URL=f"redis://127.0.0.1:{redis_server}/0",
-            MODEL_REFRESH_SECONDS="0.5",
+            # Identity polls are inferences: keep them out of Triton's
+            # statistics, which tests read to prove what reached Triton.
+            MODEL_REFRESH_SECONDS="3600",
         )
         env.update({k.upper(): v for k, v in overrides.items()})
         url = f"http://127.0.0.1:{port}"

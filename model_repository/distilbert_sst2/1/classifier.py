@@ -6,10 +6,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import NDArray
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from inference import pad, plan_micro_batches, softmax
+
+PRECISIONS = ("fp32",)
 
 
 class Classifier:
@@ -22,7 +25,11 @@ class Classifier:
         max_length: int,
         token_budget: int,
         max_rows: int,
+        precision: str = "fp32",
     ) -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        self.precision = precision
         self.tokenizer = AutoTokenizer.from_pretrained(checkpoint, local_files_only=True)
         self.model = AutoModelForSequenceClassification.from_pretrained(
             checkpoint, local_files_only=True
@@ -41,7 +48,7 @@ class Classifier:
         )
         return [list(ids) for ids in encoded["input_ids"]]
 
-    def predict(self, texts: Sequence[str]) -> np.ndarray:
+    def predict(self, texts: Sequence[str]) -> NDArray[np.float32]:
         """Probabilities of shape [len(texts), num_labels], rows in input order."""
         probs = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
         if not texts:

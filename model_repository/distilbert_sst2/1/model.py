@@ -46,8 +46,6 @@ class TritonPythonModel:
                 f"no checkpoint at {checkpoint}: run `make model` (python -m modelctl get)"
             )
         precision = params["precision"]
-        if precision != "fp32":
-            raise pb_utils.TritonModelException(f"unsupported precision {precision!r}")
 
         instances = sum(g.get("count", 1) for g in config.get("instance_group", [])) or 1
         threads = intra_op_threads(params["intra_op_threads"], instances, cpu_quota())
@@ -58,6 +56,7 @@ class TritonPythonModel:
             max_length=int(params["max_sequence_length"]),
             token_budget=int(params["token_budget"]),
             max_rows=int(config["max_batch_size"]),
+            precision=precision,
         )
         self._check_labels(model_dir / "labels.txt")
         self.info = self._identity(checkpoint, precision)

@@ -1,0 +1,89 @@
+"""The training loop shared by the offline recipe and hub fine-tuning."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from tqdm import tqdm
+from transformers import get_linear_schedule_with_warmup
+
+from trainer.data import Example
+
+
+def length_bucketed_batches(
+    lengths: Sequence[int], batch_size: int, rng: random.Random
+) -> list[list[int]]:
+    """Shuffled batches of similar-length rows (little padding, still random)."""
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    pool = batch_size * 50
+    batches = []
+    for start in range(0, len(order), pool):
+        chunk = sorted(order[start : start + pool], key=lambda i: lengths[i])
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def _tensors(ids: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(row) for row in ids)
+    input_ids = torch.full((len(ids), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(ids), width), dtype=torch.long)
+    for r, row in enumerate(ids):
+        input_ids[r, : len(row)] = torch.tensor(row)
+        mask[r, : len(row)] = 1
+    return input_ids, mask
+
+
+def train(
+    model: Any,
+    tokenizer: Any,
+    examples: Sequence[Example],
+    *,
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    max_length: int,
+    seed: int,
+) -> None:
+    """AdamW with linear warmup/decay, length-bucketed batches, a progress bar."""
+    rng = random.Random(seed)
+    torch.manual_seed(seed)
+    ids = tokenizer([e.text for e in examples], truncation=True, max_length=max_length)["input_ids"]
+    labels = torch.tensor([e.label for e in examples])
+    steps = epochs * -(-len(examples) // batch_size)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.01)
+    schedule = get_linear_schedule_with_warmup(optimizer, steps // 10, steps)
+    pad_id = int(tokenizer.pad_token_id or 0)
+    model.train()
+    with tqdm(total=steps, desc="training", unit="batch", mininterval=2) as bar:
+        for epoch in range(epochs):
+            for batch in length_bucketed_batches([len(r) for r in ids], batch_size, rng):
+                input_ids, mask = _tensors([ids[i] for i in batch], pad_id)
+                loss = model(input_ids=input_ids, attention_mask=mask, labels=labels[batch]).loss
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                optimizer.step()
+                schedule.step()
+                optimizer.zero_grad()
+                bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}", refresh=False)
+                bar.update()
+    model.eval()
+
+
+def predict_labels(
+    model: Any, tokenizer: Any, texts: Sequence[str], max_length: int, batch_size: int = 256
+) -> list[int]:
+    """Argmax labels, in batches (used for held-out accuracy)."""
+    pad_id = int(tokenizer.pad_token_id or 0)
+    ids = tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
+    out: list[int] = []
+    with torch.inference_mode():
+        for start in range(0, len(ids), batch_size):
+            input_ids, mask = _tensors(ids[start : start + batch_size], pad_id)
+            logits = model(input_ids=input_ids, attention_mask=mask).logits
+            out += logits.argmax(dim=1).tolist()
+    return out
