@@ -93,28 +93,33 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory, logs_dir: Path) -> It
 ProxyFactory = Callable[..., str]
 
 
+def launch_proxy(logs: Path, triton_url: str, redis_url: str, **overrides: str) -> ServerProcess:
+    """A real `python -m cache_proxy`, ready; keyword args override its env settings."""
+    port = free_port()
+    env = dict(
+        os.environ,
+        PROXY_PORT=str(port),
+        TRITON_URL=triton_url,
+        REDIS_URL=redis_url,
+        # Identity polls are inferences: keep them out of Triton's statistics,
+        # which tests read to prove what reached Triton.
+        MODEL_REFRESH_SECONDS="3600",
+    )
+    env.update({k.upper(): v for k, v in overrides.items()})
+    url = f"http://127.0.0.1:{port}"
+    server = ServerProcess(f"proxy-{port}", python_module("cache_proxy"), logs, env, url)
+    return server.start().wait_until(lambda: http_status(f"{url}/health/ready") == 200, 60)
+
+
 @pytest.fixture(scope="session")
 def start_proxy(logs_dir: Path, triton: Triton, redis_server: int) -> Iterator[ProxyFactory]:
-    """Start a real `python -m cache_proxy`; keyword args override its env settings."""
+    """Start proxies in front of the session Triton and Redis."""
     started: list[ServerProcess] = []
 
     def start(**overrides: str) -> str:
-        port = free_port()
-        env = dict(
-            os.environ,
-            PROXY_PORT=str(port),
-            TRITON_URL=triton.http_url,
-            REDIS_URL=f"redis://127.0.0.1:{redis_server}/0",
-            # Identity polls are inferences: keep them out of Triton's
-            # statistics, which tests read to prove what reached Triton.
-            MODEL_REFRESH_SECONDS="3600",
-        )
-        env.update({k.upper(): v for k, v in overrides.items()})
-        url = f"http://127.0.0.1:{port}"
-        server = ServerProcess(f"proxy-{port}", python_module("cache_proxy"), logs_dir, env)
-        server.start().wait_until(lambda: http_status(f"{url}/health/ready") == 200, 60)
-        started.append(server)
-        return url
+        redis_url = f"redis://127.0.0.1:{redis_server}/0"
+        started.append(launch_proxy(logs_dir, triton.http_url, redis_url, **overrides))
+        return started[-1].url
 
     yield start
     for server in started:

@@ -41,9 +41,15 @@ class ServerProcess:
     """A child process with its output in a log file, stopped on `stop()`."""
 
     def __init__(
-        self, name: str, command: Sequence[str], log_dir: Path, env: dict[str, str] | None = None
+        self,
+        name: str,
+        command: Sequence[str],
+        log_dir: Path,
+        env: dict[str, str] | None = None,
+        url: str = "",
     ) -> None:
         self.name = name
+        self.url = url  # where it serves HTTP, if it does
         self.command = list(command)
         self.log_path = log_dir / f"{name}.log"
         self.env = env
