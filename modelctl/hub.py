@@ -11,9 +11,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import shutil
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse
 
 from modelctl.info import write_info
 from modelctl.staging import staged_dir
@@ -82,10 +84,28 @@ def _pinned_hashes() -> dict[str, ExpectedHash]:
     return hashes
 
 
+def check_reachable(timeout: float = 5.0) -> None:
+    """Fail fast when the hub cannot be reached (its client retries for ~25 s)."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        raise HubUnavailable("HF_HUB_OFFLINE is set")
+    endpoint = urlparse(constants.ENDPOINT)
+    host, port = (
+        endpoint.hostname or "",
+        endpoint.port or (443 if endpoint.scheme == "https" else 80),
+    )
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as exc:
+        raise HubUnavailable(f"{host}:{port} is unreachable ({exc})") from None
+
+
 def download(target: Path) -> Path:
     """Fetch, verify and atomically place the pinned checkpoint at `target`."""
     from huggingface_hub import snapshot_download
 
+    check_reachable()
     log.info("downloading %s@%s from the hub", REPO_ID, REVISION[:7])
     with staged_dir(target) as staging:
         try:

@@ -35,7 +35,7 @@ class Recipe:
     n_heads: int = 4
     hidden_dim: int = 1024
     train_max_length: int = 64
-    epochs: int = 2
+    epochs: int = 3
     batch_size: int = 64
     learning_rate: float = 5e-4
     holdout_fraction: float = 0.05

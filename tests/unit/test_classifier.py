@@ -44,3 +44,20 @@ def test_empty_input(classifier: Classifier) -> None:
 
 def test_labels_from_checkpoint(classifier: Classifier) -> None:
     assert classifier.labels == ["NEGATIVE", "POSITIVE"]
+
+
+def test_int8_gives_probabilities_close_to_fp32(tiny_checkpoint: Path) -> None:
+    int8 = Classifier(tiny_checkpoint, max_length=512, token_budget=256, max_rows=8,
+                      precision="int8")  # fmt: skip
+    fp32 = Classifier(tiny_checkpoint, max_length=512, token_budget=256, max_rows=8)
+    texts = sentences(16)
+    quantized, reference = int8.predict(texts), fp32.predict(texts)
+    np.testing.assert_allclose(quantized.sum(axis=1), 1.0, atol=1e-6)
+    assert np.abs(quantized - reference).max() < 0.05
+    assert "DynamicQuantizedLinear" in repr(int8.model)
+
+
+def test_unknown_precision_is_refused(tiny_checkpoint: Path) -> None:
+    with pytest.raises(ValueError, match="precision must be one of"):
+        Classifier(tiny_checkpoint, max_length=512, token_budget=256, max_rows=8,
+                   precision="fp8")  # fmt: skip

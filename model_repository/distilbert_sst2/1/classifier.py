@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,7 +13,23 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from inference import pad, plan_micro_batches, softmax
 
-PRECISIONS = ("fp32",)
+PRECISIONS = ("fp32", "int8")
+
+
+def quantized(model: torch.nn.Module, precision: str) -> torch.nn.Module:
+    """`int8`: dynamic quantization of every Linear layer (int8 weights,
+    activations quantized per batch); `fp32`: the model as loaded."""
+    if precision != "int8":
+        return model
+    with warnings.catch_warnings():
+        # torch 2.13 marks torch.ao.quantization and its quantized tensor types
+        # deprecated (in favour of torchao); the CPU kernels are still there.
+        warnings.filterwarnings("ignore", message=".*quantize.*deprecated", category=UserWarning)
+        warnings.filterwarnings("ignore", message="torch.ao.quantization is deprecated")
+        int8: torch.nn.Module = torch.ao.quantization.quantize_dynamic(
+            model, {torch.nn.Linear}, dtype=torch.qint8
+        )
+    return int8
 
 
 class Classifier:
@@ -31,10 +48,11 @@ class Classifier:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         self.precision = precision
         self.tokenizer = AutoTokenizer.from_pretrained(checkpoint, local_files_only=True)
-        self.model = AutoModelForSequenceClassification.from_pretrained(
+        model = AutoModelForSequenceClassification.from_pretrained(
             checkpoint, local_files_only=True
         ).eval()
-        config = self.model.config
+        config = model.config
+        self.model = quantized(model, precision)
         self.labels = [config.id2label[i] for i in range(config.num_labels)]
         self.max_length = min(max_length, config.max_position_embeddings)
         self.token_budget = token_budget
