@@ -22,9 +22,31 @@ from modelctl.staging import staged_dir
 
 log = logging.getLogger(__name__)
 
-REPO_ID = "distilbert/distilbert-base-uncased-finetuned-sst-2-english"
-REVISION = "714eb0fa89d2f80546fda750413ed43d93601a13"
 FILES = ("config.json", "model.safetensors", "tokenizer_config.json", "vocab.txt")
+
+
+@dataclass(frozen=True)
+class HubModel:
+    """A hub repository pinned to one commit, and the files we take from it."""
+
+    repo_id: str
+    revision: str
+    files: tuple[str, ...] = FILES
+
+    @property
+    def name(self) -> str:
+        return self.repo_id.split("/")[1]
+
+
+SST2 = HubModel(
+    "distilbert/distilbert-base-uncased-finetuned-sst-2-english",
+    "714eb0fa89d2f80546fda750413ed43d93601a13",
+)
+# The base model the published SST-2 checkpoint was fine-tuned from.
+BASE = HubModel(
+    "distilbert/distilbert-base-uncased",
+    "12040accade4e8a0f71eabdb258fecc2e7e948be",
+)
 
 
 class HubUnavailable(RuntimeError):
@@ -52,9 +74,11 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def verify_files(directory: Path, expected: Mapping[str, ExpectedHash]) -> None:
-    """Raise ValueError unless every file in FILES matches its expected hash."""
-    for name in FILES:
+def verify_files(
+    directory: Path, expected: Mapping[str, ExpectedHash], files: tuple[str, ...] = FILES
+) -> None:
+    """Raise ValueError unless every file in `files` matches its expected hash."""
+    for name in files:
         want = expected.get(name)
         if want is None:
             raise ValueError(f"the pinned revision lists no hash for {name}")
@@ -71,10 +95,10 @@ def verify_files(directory: Path, expected: Mapping[str, ExpectedHash]) -> None:
             raise ValueError(f"the pinned revision gives {name} no usable hash")
 
 
-def _pinned_hashes() -> dict[str, ExpectedHash]:
+def _pinned_hashes(model: HubModel) -> dict[str, ExpectedHash]:
     from huggingface_hub import HfApi
 
-    info = HfApi().model_info(REPO_ID, revision=REVISION, files_metadata=True)
+    info = HfApi().model_info(model.repo_id, revision=model.revision, files_metadata=True)
     hashes: dict[str, ExpectedHash] = {}
     for sibling in info.siblings or []:
         if sibling.lfs is not None:
@@ -101,29 +125,32 @@ def check_reachable(timeout: float = 5.0) -> None:
         raise HubUnavailable(f"{host}:{port} is unreachable ({exc})") from None
 
 
-def download(target: Path) -> Path:
+def download(target: Path, model: HubModel = SST2) -> Path:
     """Fetch, verify and atomically place the pinned checkpoint at `target`."""
     from huggingface_hub import snapshot_download
 
     check_reachable()
-    log.info("downloading %s@%s from the hub", REPO_ID, REVISION[:7])
+    log.info("downloading %s@%s from the hub", model.repo_id, model.revision[:7])
     with staged_dir(target) as staging:
         try:
             snapshot_download(
-                REPO_ID, revision=REVISION, allow_patterns=list(FILES), local_dir=staging
+                model.repo_id,
+                revision=model.revision,
+                allow_patterns=list(model.files),
+                local_dir=staging,
             )
-            expected = _pinned_hashes()
+            expected = _pinned_hashes(model)
         except Exception as exc:  # the hub client raises many types for "offline"
-            raise HubUnavailable(f"cannot download {REPO_ID}: {exc}") from exc
-        verify_files(staging, expected)
+            raise HubUnavailable(f"cannot download {model.repo_id}: {exc}") from exc
+        verify_files(staging, expected, model.files)
         shutil.rmtree(staging / ".cache", ignore_errors=True)
         write_info(
             staging,
-            name=REPO_ID.split("/")[1],
+            name=model.name,
             source="hub",
-            repo_id=REPO_ID,
-            revision=REVISION,
+            repo_id=model.repo_id,
+            revision=model.revision,
             standin=False,
         )
-    log.info("verified %d files into %s", len(FILES), target)
+    log.info("verified %d files into %s", len(model.files), target)
     return target

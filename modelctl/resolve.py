@@ -12,7 +12,7 @@ log = logging.getLogger(__name__)
 
 
 def hub_dir(cache: Path) -> Path:
-    return cache / f"hub-{hub.REVISION[:12]}"
+    return cache / f"hub-{hub.SST2.revision[:12]}"
 
 
 def _cached(path: Path) -> bool:

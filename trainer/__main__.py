@@ -18,6 +18,11 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--data", type=Path, default=None, help="train TSV (default: SST-2)")
     train.add_argument("--cache", type=Path, default=None)
     train.add_argument("--force", action="store_true", help="retrain even if cached")
+    train.add_argument(
+        "--from-hub",
+        action="store_true",
+        help="fine-tune distilbert-base-uncased from the hub (hours on CPU) instead",
+    )
     evaluate = sub.add_parser("eval", help="accuracy/F1 in-process and through /predict")
     evaluate.add_argument(
         "--data",
@@ -37,10 +42,19 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="trainer: %(message)s")
 
     if args.command == "train":
+        from modelctl.hub import HubUnavailable
         from trainer.cache import ensure_offline_model
+        from trainer.finetune import finetune_from_hub
 
-        data = args.data or default_train_tsv()
-        path = ensure_offline_model(data, args.cache or default_cache_dir(), force=args.force)
+        data, cache = args.data or default_train_tsv(), args.cache or default_cache_dir()
+        try:
+            if args.from_hub:
+                path = finetune_from_hub(data, cache / "finetuned-sst2", cache)
+            else:
+                path = ensure_offline_model(data, cache, force=args.force)
+        except (HubUnavailable, FileNotFoundError) as exc:
+            print(f"trainer: error: {exc}", file=sys.stderr)
+            return 1
         print(path)
         return 0
     from trainer.evaluate import run_eval

@@ -7,10 +7,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from tqdm import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from trainer.data import Example
+from trainer.progress import Progress
 
 
 def length_bucketed_batches(
@@ -48,18 +48,21 @@ def train(
     learning_rate: float,
     max_length: int,
     seed: int,
+    warmup_steps: int | None = None,
 ) -> None:
-    """AdamW with linear warmup/decay, length-bucketed batches, a progress bar."""
+    """AdamW with linear warmup (default: 10% of steps) and decay, length-bucketed
+    batches, a progress bar."""
     rng = random.Random(seed)
     torch.manual_seed(seed)
     ids = tokenizer([e.text for e in examples], truncation=True, max_length=max_length)["input_ids"]
     labels = torch.tensor([e.label for e in examples])
     steps = epochs * -(-len(examples) // batch_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.01)
-    schedule = get_linear_schedule_with_warmup(optimizer, steps // 10, steps)
+    warmup = steps // 10 if warmup_steps is None else warmup_steps
+    schedule = get_linear_schedule_with_warmup(optimizer, warmup, steps)
     pad_id = int(tokenizer.pad_token_id or 0)
     model.train()
-    with tqdm(total=steps, desc="training", unit="batch", mininterval=2) as bar:
+    with Progress(steps, "training") as bar:
         for epoch in range(epochs):
             for batch in length_bucketed_batches([len(r) for r in ids], batch_size, rng):
                 input_ids, mask = _tensors([ids[i] for i in batch], pad_id)
@@ -69,8 +72,7 @@ def train(
                 optimizer.step()
                 schedule.step()
                 optimizer.zero_grad()
-                bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}", refresh=False)
-                bar.update()
+                bar.update(f"epoch {epoch + 1}/{epochs} loss {loss.item():.3f}")
     model.eval()
 
 

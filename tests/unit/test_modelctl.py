@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -90,3 +93,19 @@ def test_install_refuses_a_non_repository(tmp_path: Path) -> None:
     checkpoint = _checkpoint(tmp_path, {"0": "NEG", "1": "POS"})
     with pytest.raises(FileNotFoundError, match=r"config\.pbtxt"):
         install(checkpoint, tmp_path / "nothing")
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["modelctl", "get", "hub", "--repository", "model_repository"],
+        ["trainer", "train", "--from-hub"],
+    ],
+)
+def test_hub_commands_fail_fast_and_clearly_offline(command: list[str], tmp_path: Path) -> None:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", MODEL_CACHE=str(tmp_path))
+    done = subprocess.run(
+        [sys.executable, "-m", *command], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 1
+    assert "HF_HUB_OFFLINE is set" in done.stderr
