@@ -17,8 +17,12 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def default_cache_dir() -> Path:
-    """Where fetched and generated checkpoints live (`MODEL_CACHE` overrides)."""
-    return Path(os.environ.get("MODEL_CACHE", PROJECT_ROOT / ".cache" / "models"))
+    """Where fetched, built and trained checkpoints live: per user, so every
+    checkout on a machine shares them (`MODEL_CACHE` overrides)."""
+    if "MODEL_CACHE" in os.environ:
+        return Path(os.environ["MODEL_CACHE"])
+    xdg = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return xdg / "sst2-serving" / "models"
 
 
 @dataclass(frozen=True)

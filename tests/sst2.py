@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import csv
+from functools import cache
 
-from tests.servers import ROOT
+from trainer.data import Example, default_train_tsv, read_tsv
 
-TRAIN_TSV = ROOT.parent / "shared" / "data" / "sst2" / "train.tsv"
+
+@cache
+def _train() -> list[Example]:
+    return read_tsv(default_train_tsv())
 
 
 def sentences(count: int, *, offset: int = 0) -> list[str]:
     """`count` sentences from SST-2 train, in file order from `offset`."""
-    out: list[str] = []
-    with TRAIN_TSV.open(newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-        for i, row in enumerate(reader):
-            if i >= offset:
-                out.append(row["text"])
-            if len(out) == count:
-                break
-    return out
+    return [e.text for e in _train()[offset : offset + count]]
