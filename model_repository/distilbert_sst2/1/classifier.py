@@ -68,10 +68,11 @@ class Classifier:
 
     def predict(self, texts: Sequence[str]) -> NDArray[np.float32]:
         """Probabilities of shape [len(texts), num_labels], rows in input order."""
-        probs = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
-        if not texts:
-            return probs
-        ids = self.token_ids(texts)
+        return self.score_token_ids(self.token_ids(texts))
+
+    def score_token_ids(self, ids: Sequence[Sequence[int]]) -> NDArray[np.float32]:
+        """The forward path alone: plan micro-batches, pad, run the model, softmax."""
+        probs = np.zeros((len(ids), len(self.labels)), dtype=np.float32)
         plan = plan_micro_batches([len(row) for row in ids], self.token_budget, self.max_rows)
         with torch.inference_mode():
             for batch in plan:
