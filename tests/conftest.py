@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from devstack.process import ServerProcess, free_port, http_status, port_open, python_module
 from devstack.redis import redis_command
+from devstack.repository import copy_model_definition
 from devstack.triton import TritonPorts, prepare_backends, server_command, server_env
-from modelctl.install import MODEL_NAME, install
+from modelctl.install import install
 from modelctl.resolve import resolve
-from modelctl.spec import ModelSpec, default_cache_dir
-from tests.servers import ROOT, ServerProcess, free_port, http_status, port_open, python_module
+from modelctl.spec import PROJECT_ROOT, ModelSpec, default_cache_dir
 
 
 @dataclass(frozen=True)
@@ -34,13 +34,7 @@ class Triton:
 
 def copy_model_repository(dest: Path) -> Path:
     """The committed model definition, without any locally installed checkpoint."""
-    source = ROOT / "model_repository" / MODEL_NAME
-    target = dest / MODEL_NAME
-    (target / "1").mkdir(parents=True)
-    shutil.copy2(source / "config.pbtxt", target / "config.pbtxt")
-    for path in (source / "1").glob("*.py"):
-        shutil.copy2(path, target / "1" / path.name)
-    return dest
+    return copy_model_definition(dest)
 
 
 @pytest.fixture(scope="session")
@@ -57,7 +51,7 @@ def start_triton(
     repository: Path, logs: Path, ports: TritonPorts | None = None
 ) -> tuple[ServerProcess, TritonPorts]:
     ports = ports or TritonPorts(free_port(), free_port(), free_port())
-    backends = prepare_backends(ROOT / ".cache" / "triton-backends")
+    backends = prepare_backends(PROJECT_ROOT / ".cache" / "triton-backends")
     command = server_command(repository, backends, ports)
     server = ServerProcess(f"triton-{ports.http}", command, logs, server_env())
     server.start().wait_until(
@@ -93,19 +87,18 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory, logs_dir: Path) -> It
 ProxyFactory = Callable[..., str]
 
 
-def launch_proxy(logs: Path, triton_url: str, redis_url: str, **overrides: str) -> ServerProcess:
-    """A real `python -m cache_proxy`, ready; keyword args override its env settings."""
+def launch_proxy(logs: Path, **settings: str) -> ServerProcess:
+    """A real `python -m cache_proxy`, ready; keyword args are its env settings
+    (triton_url and redis_url at least)."""
     port = free_port()
     env = dict(
         os.environ,
         PROXY_PORT=str(port),
-        TRITON_URL=triton_url,
-        REDIS_URL=redis_url,
         # Identity polls are inferences: keep them out of Triton's statistics,
         # which tests read to prove what reached Triton.
         MODEL_REFRESH_SECONDS="3600",
     )
-    env.update({k.upper(): v for k, v in overrides.items()})
+    env.update({k.upper(): v for k, v in settings.items()})
     url = f"http://127.0.0.1:{port}"
     server = ServerProcess(f"proxy-{port}", python_module("cache_proxy"), logs, env, url)
     return server.start().wait_until(lambda: http_status(f"{url}/health/ready") == 200, 60)
@@ -117,8 +110,12 @@ def start_proxy(logs_dir: Path, triton: Triton, redis_server: int) -> Iterator[P
     started: list[ServerProcess] = []
 
     def start(**overrides: str) -> str:
-        redis_url = f"redis://127.0.0.1:{redis_server}/0"
-        started.append(launch_proxy(logs_dir, triton.http_url, redis_url, **overrides))
+        settings = {
+            "triton_url": triton.http_url,
+            "redis_url": f"redis://127.0.0.1:{redis_server}/0",
+            **overrides,
+        }
+        started.append(launch_proxy(logs_dir, **settings))
         return started[-1].url
 
     yield start

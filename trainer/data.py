@@ -6,6 +6,7 @@ import csv
 import os
 import random
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 from modelctl.spec import PROJECT_ROOT
@@ -46,3 +47,13 @@ def holdout_split(
     heldout = sorted(order[:cut])
     train = sorted(order[cut:])
     return [examples[i] for i in train], [examples[i] for i in heldout]
+
+
+@cache
+def _sst2_train() -> list[Example]:
+    return read_tsv(default_train_tsv())
+
+
+def sst2_sentences(count: int, *, offset: int = 0) -> list[str]:
+    """`count` SST-2 train sentences in file order from `offset` (tests, benchmarks)."""
+    return [e.text for e in _sst2_train()[offset : offset + count]]

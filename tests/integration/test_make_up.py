@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from devstack.process import ServerProcess, free_port, http_status, port_open, python_module
 from tests.conftest import copy_model_repository
 from tests.http import predict
-from tests.servers import ServerProcess, free_port, http_status, port_open, python_module
 
 pytestmark = pytest.mark.integration
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from devstack.process import free_port
 from tests.conftest import ProxyFactory, start_redis
 from tests.http import predict, request
-from tests.servers import free_port
 
 pytestmark = pytest.mark.integration
 

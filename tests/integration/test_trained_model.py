@@ -38,7 +38,11 @@ def trained_proxy(
     repository = copy_model_repository(tmp_path_factory.mktemp("trained_repo"))
     install(trained_checkpoint, repository)
     triton, ports = start_triton(repository, logs_dir)
-    proxy = launch_proxy(logs_dir, f"127.0.0.1:{ports.http}", f"redis://127.0.0.1:{redis_server}/0")
+    proxy = launch_proxy(
+        logs_dir,
+        triton_url=f"127.0.0.1:{ports.http}",
+        redis_url=f"redis://127.0.0.1:{redis_server}/0",
+    )
     yield proxy.url
     proxy.stop()
     triton.stop()

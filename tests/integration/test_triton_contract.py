@@ -14,7 +14,7 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from tests.conftest import Triton
-from tests.sst2 import sentences
+from trainer.data import sst2_sentences as sentences
 
 pytestmark = pytest.mark.integration
 MODEL = "distilbert_sst2"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from classifier import Classifier
-from tests.sst2 import sentences
+from trainer.data import sst2_sentences as sentences
 
 
 @pytest.fixture(scope="module")

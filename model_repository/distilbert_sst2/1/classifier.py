@@ -68,7 +68,7 @@ class Classifier:
 
     def predict(self, texts: Sequence[str]) -> NDArray[np.float32]:
         """Probabilities of shape [len(texts), num_labels], rows in input order."""
-        return self.score_token_ids(self.token_ids(texts))
+        return self.score_token_ids(self.token_ids(texts) if texts else [])
 
     def score_token_ids(self, ids: Sequence[Sequence[int]]) -> NDArray[np.float32]:
         """The forward path alone: plan micro-batches, pad, run the model, softmax."""

@@ -1,4 +1,4 @@
-"""Start and stop real server processes for the tests (no fakes)."""
+"""Start, wait for and stop real server processes (tests and benchmarks)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from modelctl.spec import PROJECT_ROOT
 
 
 def free_port() -> int:
@@ -62,7 +62,7 @@ class ServerProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=self.env,
-                cwd=ROOT,
+                cwd=PROJECT_ROOT,
                 start_new_session=True,
             )
         return self
@@ -73,6 +73,7 @@ class ServerProcess:
             if self.process is None or self.process.poll() is not None:
                 raise RuntimeError(f"{self.name} exited early:\n{self.log_tail()}")
             if time.monotonic() > deadline:
+                self.stop()
                 raise RuntimeError(f"{self.name} not ready in {timeout}s:\n{self.log_tail()}")
             time.sleep(0.2)
         return self

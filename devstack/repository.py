@@ -1,0 +1,46 @@
+"""Copies of the committed model definition, configured for one run.
+
+Tests and benchmarks serve their own copy (with their own checkpoint and
+parameters) so they never touch the checkout's model_repository/.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+from modelctl.install import MODEL_NAME
+from modelctl.spec import PROJECT_ROOT
+
+SOURCE = PROJECT_ROOT / "model_repository" / MODEL_NAME
+
+
+def copy_model_definition(dest: Path, config_text: str | None = None) -> Path:
+    """`dest/distilbert_sst2/{config.pbtxt,1/*.py}` without any checkpoint."""
+    target = dest / MODEL_NAME
+    (target / "1").mkdir(parents=True)
+    config = config_text if config_text is not None else (SOURCE / "config.pbtxt").read_text()
+    (target / "config.pbtxt").write_text(config)
+    for path in (SOURCE / "1").glob("*.py"):
+        shutil.copy2(path, target / "1" / path.name)
+    return dest
+
+
+def set_parameter(config: str, key: str, value: str) -> str:
+    """Replace the string value of one `parameters` entry of a config.pbtxt."""
+    pattern = re.compile(
+        r'(key:\s*"' + re.escape(key) + r'"\s*value:\s*\{\s*string_value:\s*")[^"]*(")'
+    )
+    updated, count = pattern.subn(lambda m: m.group(1) + value + m.group(2), config)
+    if count != 1:
+        raise ValueError(f"config.pbtxt has {count} parameters named {key!r}")
+    return updated
+
+
+def set_instance_count(config: str, count: int) -> str:
+    """Set the CPU instance count of the (single) instance_group."""
+    updated, n = re.subn(r"(instance_group\s*\[\s*\{\s*count:\s*)\d+", rf"\g<1>{count}", config)
+    if n != 1:
+        raise ValueError("config.pbtxt has no single instance_group count")
+    return updated

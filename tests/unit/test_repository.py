@@ -1,0 +1,35 @@
+"""Editing copies of the committed config.pbtxt."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from devstack.repository import (
+    SOURCE,
+    copy_model_definition,
+    set_instance_count,
+    set_parameter,
+)
+
+
+def test_set_parameter_changes_exactly_one_value() -> None:
+    config = (SOURCE / "config.pbtxt").read_text()
+    updated = set_parameter(config, "precision", "int8")
+    assert 'string_value: "int8"' in updated
+    assert updated.count("string_value") == config.count("string_value")
+    with pytest.raises(ValueError, match="0 parameters named 'nope'"):
+        set_parameter(config, "nope", "x")
+
+
+def test_set_instance_count() -> None:
+    config = (SOURCE / "config.pbtxt").read_text()
+    assert "count: 2" in set_instance_count(config, 2)
+
+
+def test_copy_has_code_and_config_but_no_checkpoint(tmp_path: Path) -> None:
+    model = copy_model_definition(tmp_path, "custom") / "distilbert_sst2"
+    assert (model / "config.pbtxt").read_text() == "custom"
+    assert (model / "1" / "model.py").is_file()
+    assert not (model / "1" / "checkpoint").exists()
