@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 MODEL ?= auto
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help install system-deps model up test test-unit lint format clean
+.PHONY: help install system-deps model up test test-unit lint format clean bench-triton
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -25,7 +25,7 @@ system-deps:  ## redis-server from Debian when absent (needs root)
 
 install: $(VENV)/.installed system-deps  ## venv with pinned deps + redis-server
 
-model: install  ## get MODEL (auto|hub|standin-base|standin-tiny|PATH) into model_repository/
+model: install  ## get MODEL (auto|hub|trained-offline|standin-base|standin-tiny|PATH) into model_repository/
 	$(PY) -m modelctl get $(MODEL)
 
 up: install  ## run redis + tritonserver + proxy on 127.0.0.1 (proxy :8080); Ctrl-C stops
@@ -36,6 +36,9 @@ test: install  ## the whole test suite against real servers
 
 test-unit: install  ## only the tests that need no server
 	$(PY) -m pytest -m "not integration"
+
+bench-triton: install  ## kernel-only vs Triton end to end, fp32 vs int8 (SHORT=1: shorter)
+	$(PY) -m perf.triton.bench $(if $(SHORT),--short,)
 
 lint: install  ## ruff (lint + format check) and mypy
 	$(VENV)/bin/ruff check .
