@@ -87,7 +87,8 @@ def run(
         "--input-data", str(input_data),
         "--concurrency-range", f"{concurrency}:{concurrency}",
         "--measurement-interval", str(interval_ms),
-        "--stability-percentage", "25", "--max-trials", "6",
+        # 2 shared cores are noisy: accept windows within 50% of each other.
+        "--stability-percentage", "50", "--max-trials", "10",
         "-f", str(csv_path),
     ]  # fmt: skip
     done = subprocess.run(command, env=environment(), capture_output=True, text=True, check=False)

@@ -62,7 +62,7 @@ def main() -> int:
     out = PROJECT_ROOT / "perf" / "results" / f"{stamp}-triton"
     raw = out / "raw"
     raw.mkdir(parents=True)
-    interval = 3000 if args.short else 6000
+    interval = 4000 if args.short else 8000
 
     step("checking perf_analyzer's libraries")
     analyzer.ensure_installed()
