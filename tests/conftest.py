@@ -11,7 +11,8 @@ import pytest
 
 from devstack.process import ServerProcess, free_port, http_status, port_open, python_module
 from devstack.redis import redis_command
-from devstack.repository import copy_model_definition
+from devstack.repository import SOURCE as MODEL_SOURCE
+from devstack.repository import copy_model_definition, set_parameter
 from devstack.triton import TritonPorts, prepare_backends, server_command, server_env
 from modelctl.install import install
 from modelctl.resolve import resolve
@@ -64,7 +65,10 @@ def start_triton(
 def triton(
     tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path, logs_dir: Path
 ) -> Iterator[Triton]:
-    repository = copy_model_repository(tmp_path_factory.mktemp("model_repository"))
+    # fp32: the contract tests check exact batch invariance (int8 is checked
+    # through the trained model, served with the committed default config).
+    config = set_parameter((MODEL_SOURCE / "config.pbtxt").read_text(), "precision", "fp32")
+    repository = copy_model_definition(tmp_path_factory.mktemp("model_repository"), config)
     install(tiny_checkpoint, repository)
     server, ports = start_triton(repository, logs_dir)
     yield Triton(ports, repository)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -42,7 +43,8 @@ def step(message: str) -> None:
 
 
 def serve(checkpoint: Path, raw: Path, name: str, config: str) -> tuple[ServerProcess, str]:
-    repository = copy_model_definition(raw / f"repo-{name}", config)
+    repository = copy_model_definition(Path(tempfile.mkdtemp(prefix=f"bench-{name}-")), config)
+    (raw / f"config-{name}.pbtxt").write_text(config)
     install(checkpoint, repository)
     ports = TritonPorts(free_port(), free_port(), free_port())
     backends = prepare_backends(PROJECT_ROOT / ".cache" / "triton-backends")

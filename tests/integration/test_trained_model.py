@@ -55,6 +55,7 @@ def test_identity_says_trained_offline_with_accuracy(
     assert model["source"] == "trained-offline" and model["standin"] is False
     assert model["accuracy"] == read_info(trained_checkpoint)["accuracy"]
     assert model["accuracy"]["heldout_accuracy"] >= 0.80
+    assert model["precision"] == "int8"  # the committed default config
 
 
 def test_heldout_accuracy_through_the_full_stack(
