@@ -111,7 +111,7 @@ def main() -> int:
             )
         finally:
             server.stop()
-    (raw / "results.json").write_text(json.dumps(results, indent=2))
+    (out / "results.json").write_text(json.dumps(results, indent=2))
     report = write_report(out / "report.md", results, default, " ".join(["make bench-triton"]
                           + (["SHORT=1"] if args.short else [])))  # fmt: skip
     step(f"report: {report}")
