@@ -20,6 +20,14 @@ class PredictResult:
     fingerprint: str | None
 
 
+def time_left(deadline: float) -> float:
+    """Seconds left before `deadline`; past it the request fails with 503."""
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise BackendUnavailable("request deadline passed before inference", retry_after=1)
+    return remaining
+
+
 def cache_status(distinct: int, misses: int) -> str:
     if misses == 0:
         return "hit"
@@ -49,16 +57,13 @@ async def predict(
     identity = known
     inference_ms = 0.0
     if misses:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise BackendUnavailable("request deadline passed before inference", retry_after=1)
         started = time.monotonic()
-        rows, identity = await backend.classify(misses, remaining)
+        rows, identity = await backend.classify(misses, time_left(deadline))
         tracker.observe(identity)
         if known is not None and identity.fingerprint != known.fingerprint and scores:
             # The hits were cached for a model that is no longer served.
             misses = distinct
-            rows, identity = await backend.classify(misses, deadline - time.monotonic())
+            rows, identity = await backend.classify(misses, time_left(deadline))
         inference_ms = (time.monotonic() - started) * 1000
         fresh = {text: row.tolist() for text, row in zip(misses, rows, strict=True)}
         scores.update(fresh)
@@ -66,7 +71,7 @@ async def predict(
     assert identity is not None  # known, or set by the Triton call above
     return PredictResult(
         predictions=to_predictions([scores[text] for text in texts], identity.labels),
-        cache_status=cache_status(len(distinct), len(misses) if misses else 0),
+        cache_status=cache_status(len(distinct), len(misses)),
         inference_ms=inference_ms,
         fingerprint=identity.fingerprint,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from hypothesis import given
@@ -10,8 +11,13 @@ from hypothesis import strategies as st
 
 from cache_proxy.cache import cache_key, decode_scores
 from cache_proxy.contract import parse_texts, to_predictions, unique
-from cache_proxy.errors import MalformedRequest, PayloadTooLarge, ValidationFailed
-from cache_proxy.service import cache_status
+from cache_proxy.errors import (
+    BackendUnavailable,
+    MalformedRequest,
+    PayloadTooLarge,
+    ValidationFailed,
+)
+from cache_proxy.service import cache_status, time_left
 from cache_proxy.settings import Settings
 
 
@@ -118,3 +124,9 @@ def test_settings_from_env() -> None:
     assert Settings.from_env({}) == Settings()
     with pytest.raises(ValueError, match="MAX_TEXTS"):
         Settings.from_env({"MAX_TEXTS": "many"})
+
+
+def test_time_left_refuses_a_passed_deadline() -> None:
+    assert 0 < time_left(time.monotonic() + 5) <= 5
+    with pytest.raises(BackendUnavailable, match="deadline passed"):
+        time_left(time.monotonic() - 0.001)
