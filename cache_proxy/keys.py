@@ -5,8 +5,10 @@ from aiohttp import web
 from cache_proxy.backend import ModelTracker, TritonBackend
 from cache_proxy.cache import PredictionCache
 from cache_proxy.settings import Settings
+from cache_proxy.singleflight import SingleFlight
 
 SETTINGS = web.AppKey("settings", Settings)
 CACHE = web.AppKey("cache", PredictionCache)
 BACKEND = web.AppKey("backend", TritonBackend)
 TRACKER = web.AppKey("tracker", ModelTracker)
+FLIGHTS = web.AppKey("flights", SingleFlight)

@@ -46,6 +46,11 @@ class Metrics:
         self.triton_errors = Counter(
             "proxy_triton_errors", "Failed Triton calls by error type", ["error_type"], registry=r
         )
+        self.singleflight_merged = Counter(
+            "proxy_singleflight_merged_texts",
+            "Texts that waited for a concurrent request's computation instead of Triton",
+            registry=r,
+        )
         self.redis_up = Gauge(
             "proxy_redis_up", "1 if the cache is in use, 0 if bypassed (degraded)", registry=r
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -178,3 +179,14 @@ def test_metrics_exposition(proxy_url: str) -> None:
     ):
         assert name in text
     assert 'route="/predict"' in text
+
+
+def test_concurrent_identical_texts_are_computed_once(proxy_url: str, triton: Triton) -> None:
+    """Single-flight across requests: 8 requests for one new text, one inference."""
+    text = fresh(1)[0]
+    before = stats(triton)
+    with ThreadPoolExecutor(8) as pool:
+        replies = list(pool.map(lambda _: predict(proxy_url, [text]), range(8)))
+    assert all(r.status == 200 for r in replies)
+    assert len({json.dumps(r.json()) for r in replies}) == 1
+    assert stats(triton)["inferences"] - before["inferences"] == 1

@@ -1,0 +1,44 @@
+"""SingleFlight: one computation per key in flight; waiters never hang."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from cache_proxy.errors import BackendUnavailable
+from cache_proxy.singleflight import SingleFlight
+
+
+async def test_second_claim_waits_for_the_first() -> None:
+    flights: SingleFlight[int] = SingleFlight()
+    mine, theirs = flights.claim(["a", "b"])
+    assert (mine, theirs) == (["a", "b"], {})
+    mine2, theirs2 = flights.claim(["b", "c"])
+    assert mine2 == ["c"] and list(theirs2) == ["b"]
+    flights.resolve({"a": 1, "b": 2})
+    assert await theirs2["b"] == 2
+    flights.resolve({"c": 3})
+    assert len(flights) == 0
+    assert flights.claim(["a"])[0] == ["a"]  # done keys can be claimed again
+
+
+async def test_failure_reaches_waiters_and_frees_keys() -> None:
+    flights: SingleFlight[int] = SingleFlight()
+    flights.claim(["x"])
+    _, theirs = flights.claim(["x"])
+    flights.fail(["x"], BackendUnavailable("triton down"))
+    with pytest.raises(BackendUnavailable, match="triton down"):
+        await theirs["x"]
+    assert len(flights) == 0
+
+
+async def test_a_cancelled_waiter_does_not_cancel_the_owner() -> None:
+    flights: SingleFlight[int] = SingleFlight()
+    flights.claim(["k"])
+    _, theirs = flights.claim(["k"])
+    waiter = asyncio.ensure_future(asyncio.shield(theirs["k"]))
+    await asyncio.sleep(0)
+    waiter.cancel()
+    flights.resolve({"k": 7})
+    assert await theirs["k"] == 7
