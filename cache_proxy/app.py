@@ -13,9 +13,10 @@ from tritonclient.http.aio import InferenceServerClient
 
 from cache_proxy import routes
 from cache_proxy.backend import ModelTracker, TritonBackend
+from cache_proxy.backpressure import InflightLimit
 from cache_proxy.cache import PredictionCache
 from cache_proxy.identity import refresh_identity
-from cache_proxy.keys import BACKEND, CACHE, FLIGHTS, SETTINGS, TRACKER
+from cache_proxy.keys import BACKEND, CACHE, FLIGHTS, LIMIT, SETTINGS, TRACKER
 from cache_proxy.metrics import Metrics
 from cache_proxy.middleware import METRICS, errors_and_metrics
 from cache_proxy.settings import Settings
@@ -30,6 +31,7 @@ def create_app(settings: Settings) -> web.Application:
     app[METRICS] = Metrics()
     app[TRACKER] = ModelTracker()
     app[FLIGHTS] = SingleFlight()
+    app[LIMIT] = InflightLimit(settings.max_inflight_texts, app[METRICS])
     app.cleanup_ctx.extend([redis_ctx, triton_ctx, model_refresh_ctx])
     routes.setup(app)
     return app

@@ -51,6 +51,15 @@ class Metrics:
             "Texts that waited for a concurrent request's computation instead of Triton",
             registry=r,
         )
+        self.inflight = Gauge(
+            "proxy_inflight_texts", "Texts sent to Triton and not answered yet", registry=r
+        )
+        self.rejections = Counter(
+            "proxy_rejections",
+            "Requests refused before inference, by reason",
+            ["reason"],
+            registry=r,
+        )
         self.redis_up = Gauge(
             "proxy_redis_up", "1 if the cache is in use, 0 if bypassed (degraded)", registry=r
         )

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cache_proxy.backend import ModelIdentity, ModelTracker, TritonBackend
+from cache_proxy.backpressure import InflightLimit
 from cache_proxy.cache import PredictionCache, Scores
 from cache_proxy.contract import Prediction, to_predictions, unique
 from cache_proxy.errors import ApiError, BackendUnavailable
@@ -46,6 +47,7 @@ async def compute(
     backend: TritonBackend,
     tracker: ModelTracker,
     flights: SingleFlight[Computed],
+    limit: InflightLimit,
     deadline: float,
 ) -> tuple[dict[str, Computed], list[str]]:
     """Triton scores for `texts`, each computed once across concurrent requests.
@@ -57,7 +59,8 @@ async def compute(
     results: dict[str, Computed] = {}
     try:
         if mine:
-            rows, identity = await backend.classify(mine, time_left(deadline))
+            with limit.admit(len(mine)):
+                rows, identity = await backend.classify(mine, time_left(deadline))
             tracker.observe(identity)
             results = {t: (row.tolist(), identity) for t, row in zip(mine, rows, strict=True)}
             flights.resolve(results)
@@ -90,6 +93,7 @@ async def predict(
     backend: TritonBackend,
     tracker: ModelTracker,
     flights: SingleFlight[Computed],
+    limit: InflightLimit,
     deadline: float,
 ) -> PredictResult:
     """Predictions for `texts` in input order; raises ApiError on backend trouble."""
@@ -111,7 +115,7 @@ async def predict(
         )
     started = time.monotonic()
     computed, mine = await compute(
-        misses, backend=backend, tracker=tracker, flights=flights, deadline=deadline
+        misses, backend=backend, tracker=tracker, flights=flights, limit=limit, deadline=deadline
     )
     fingerprints = {identity.fingerprint for _, identity in computed.values()}
     identity = next(iter(computed.values()))[1]

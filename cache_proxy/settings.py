@@ -33,6 +33,8 @@ class Settings:
     """Largest accepted request body; larger gets 413."""
     max_texts: int = 256
     """Most texts in one request; more gets 413."""
+    max_inflight_texts: int = 256
+    """Texts in flight to Triton at once; past it, 429 with Retry-After."""
     request_timeout_seconds: float = 10.0
     """Deadline for one /predict request, passed on to Triton."""
     model_refresh_seconds: float = 5.0
