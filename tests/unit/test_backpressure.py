@@ -22,9 +22,8 @@ def test_admits_within_the_limit_and_rejects_past_it() -> None:
 
 def test_an_oversized_request_runs_alone() -> None:
     limit = InflightLimit(4, Metrics())
-    with limit.admit(10):
-        with pytest.raises(Overloaded), limit.admit(1):
-            pass
+    with limit.admit(10), pytest.raises(Overloaded), limit.admit(1):
+        pass
     with limit.admit(1):
         pass
 
