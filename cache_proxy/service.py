@@ -41,49 +41,55 @@ def cache_status(distinct: int, misses: int) -> str:
 Computed = tuple[Scores, ModelIdentity]
 
 
-async def compute(
-    texts: Sequence[str],
+async def serve_claimed(
+    mine: Sequence[str],
     *,
+    known: ModelIdentity | None,
+    cache: PredictionCache,
     backend: TritonBackend,
     tracker: ModelTracker,
     flights: SingleFlight[Computed],
     limit: InflightLimit,
     deadline: float,
-) -> tuple[dict[str, Computed], list[str]]:
-    """Triton scores for `texts`, each computed once across concurrent requests.
+) -> tuple[dict[str, Computed], dict[str, Computed]]:
+    """Look up, then compute, the texts this request owns: (hits, computed).
 
-    Returns the results and the texts this call computed itself (the others
-    were computed by a concurrent request and waited for).
+    Each text is released to concurrent waiters only after it is in the cache,
+    so a text is always either in flight or cached: never computed twice.
     """
-    mine, theirs = flights.claim(texts)
-    results: dict[str, Computed] = {}
+    found: list[Scores | None] = (
+        await cache.get_many(known.fingerprint, mine, len(known.labels))
+        if known is not None and mine
+        else [None] * len(mine)
+    )
+    hits: dict[str, Computed] = {}
+    if known is not None:
+        hits = {t: (s, known) for t, s in zip(mine, found, strict=True) if s is not None}
+    flights.resolve(hits)
+    todo = [t for t in mine if t not in hits]
+    computed: dict[str, Computed] = {}
+    if todo:
+        with limit.admit(len(todo)):
+            rows, identity = await backend.classify(todo, time_left(deadline))
+        tracker.observe(identity)
+        computed = {t: (row.tolist(), identity) for t, row in zip(todo, rows, strict=True)}
+        await cache.put_many(identity.fingerprint, {t: v for t, (v, _) in computed.items()})
+        flights.resolve(computed)
+    return hits, computed
+
+
+async def wait_for_others(
+    theirs: dict[str, asyncio.Future[Computed]], deadline: float
+) -> dict[str, Computed]:
+    """Results of texts a concurrent request is looking up or computing."""
+    if not theirs:
+        return {}
     try:
-        if mine:
-            with limit.admit(len(mine)):
-                rows, identity = await backend.classify(mine, time_left(deadline))
-            tracker.observe(identity)
-            results = {t: (row.tolist(), identity) for t, row in zip(mine, rows, strict=True)}
-            flights.resolve(results)
-    except BaseException as exc:
-        error = (
-            exc
-            if isinstance(exc, ApiError)
-            else BackendUnavailable(
-                "the request computing this text was abandoned; retry", retry_after=1
-            )
-        )
-        flights.fail(mine, error)
-        raise
-    if theirs:
-        try:
-            async with asyncio.timeout(time_left(deadline)):
-                done = await asyncio.gather(*(asyncio.shield(f) for f in theirs.values()))
-        except TimeoutError:
-            raise BackendUnavailable(
-                "deadline passed waiting for inference", retry_after=1
-            ) from None
-        results.update(zip(theirs, done, strict=True))
-    return results, mine
+        async with asyncio.timeout(time_left(deadline)):
+            done = await asyncio.gather(*(asyncio.shield(f) for f in theirs.values()))
+    except TimeoutError:
+        raise BackendUnavailable("deadline passed waiting for inference", retry_after=1) from None
+    return dict(zip(theirs, done, strict=True))
 
 
 async def predict(
@@ -97,42 +103,41 @@ async def predict(
     deadline: float,
 ) -> PredictResult:
     """Predictions for `texts` in input order; raises ApiError on backend trouble."""
+    started = time.monotonic()
     distinct = unique(texts)
     known = tracker.current
     if not distinct:
         return PredictResult([], "hit", 0.0, known.fingerprint if known else None)
-    cached: list[Scores | None] = (
-        await cache.get_many(known.fingerprint, distinct, len(known.labels))
-        if known is not None
-        else [None] * len(distinct)
-    )
-    scores = {text: s for text, s in zip(distinct, cached, strict=True) if s is not None}
-    misses = [text for text in distinct if text not in scores]
-    if not misses:
-        assert known is not None  # hits need a known fingerprint
-        return PredictResult(
-            to_predictions([scores[t] for t in texts], known.labels), "hit", 0.0, known.fingerprint
+    mine, theirs = flights.claim(distinct)
+    try:
+        hits, computed = await serve_claimed(
+            mine, known=known, cache=cache, backend=backend, tracker=tracker,
+            flights=flights, limit=limit, deadline=deadline,
+        )  # fmt: skip
+    except BaseException as exc:
+        error = (
+            exc
+            if isinstance(exc, ApiError)
+            else BackendUnavailable(
+                "the request computing this text was abandoned; retry", retry_after=1
+            )
         )
-    started = time.monotonic()
-    computed, mine = await compute(
-        misses, backend=backend, tracker=tracker, flights=flights, limit=limit, deadline=deadline
-    )
-    fingerprints = {identity.fingerprint for _, identity in computed.values()}
-    identity = next(iter(computed.values()))[1]
-    stale_hits = bool(scores) and known is not None and fingerprints != {known.fingerprint}
-    if len(fingerprints) > 1 or stale_hits:
-        # The model changed while serving this request: recompute every text
-        # with the model served now (hits were cached for the old one).
+        flights.fail(mine, error)  # releases only what was not resolved yet
+        raise
+    results = {**hits, **computed, **await wait_for_others(theirs, deadline)}
+    if len({identity.fingerprint for _, identity in results.values()}) > 1:
+        # The model changed while serving this request (some results were
+        # cached for, or computed by, the old one): recompute with the new one.
         rows, identity = await backend.classify(distinct, time_left(deadline))
         tracker.observe(identity)
-        computed = {t: (row.tolist(), identity) for t, row in zip(distinct, rows, strict=True)}
-        mine = distinct
-    scores.update({text: value for text, (value, _) in computed.items()})
-    await cache.put_many(identity.fingerprint, {t: computed[t][0] for t in mine})
+        results = {t: (row.tolist(), identity) for t, row in zip(distinct, rows, strict=True)}
+        await cache.put_many(identity.fingerprint, {t: v for t, (v, _) in results.items()})
+        hits = {}
+    identity = next(iter(results.values()))[1]
     return PredictResult(
-        predictions=to_predictions([scores[text] for text in texts], identity.labels),
-        cache_status=cache_status(len(distinct), len(misses)),
-        inference_ms=(time.monotonic() - started) * 1000,
+        predictions=to_predictions([results[t][0] for t in texts], identity.labels),
+        cache_status=cache_status(len(distinct), len(distinct) - len(hits)),
+        inference_ms=(time.monotonic() - started) * 1000 if len(hits) < len(distinct) else 0.0,
         fingerprint=identity.fingerprint,
-        merged=len(misses) - len(mine) if mine is not distinct else 0,
+        merged=len(theirs),
     )

@@ -33,11 +33,6 @@ class Triton:
         return f"127.0.0.1:{self.ports.grpc}"
 
 
-def copy_model_repository(dest: Path) -> Path:
-    """The committed model definition, without any locally installed checkpoint."""
-    return copy_model_definition(dest)
-
-
 @pytest.fixture(scope="session")
 def logs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("logs")
@@ -106,6 +101,41 @@ def launch_proxy(logs: Path, **settings: str) -> ServerProcess:
     url = f"http://127.0.0.1:{port}"
     server = ServerProcess(f"proxy-{port}", python_module("cache_proxy"), logs, env, url)
     return server.start().wait_until(lambda: http_status(f"{url}/health/ready") == 200, 60)
+
+
+@dataclass
+class Stack:
+    """A private Triton (own repository copy) with a proxy in front of it."""
+
+    triton: ServerProcess
+    ports: TritonPorts
+    repository: Path
+    proxy: ServerProcess
+
+    def stop(self) -> None:
+        self.proxy.stop()
+        self.triton.stop()
+
+
+def start_stack(
+    checkpoint: Path,
+    workdir: Path,
+    logs: Path,
+    redis_port: int,
+    config: str | None = None,
+    **proxy_settings: str,
+) -> Stack:
+    """Serve `checkpoint` (committed config unless `config`) behind a proxy."""
+    repository = copy_model_definition(workdir / "repo", config)
+    install(checkpoint, repository)
+    triton, ports = start_triton(repository, logs)
+    proxy = launch_proxy(
+        logs,
+        triton_url=f"127.0.0.1:{ports.http}",
+        redis_url=f"redis://127.0.0.1:{redis_port}/0",
+        **proxy_settings,
+    )
+    return Stack(triton, ports, repository, proxy)
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from devstack.process import ServerProcess, free_port, http_status, port_open, python_module
-from tests.conftest import copy_model_repository
+from devstack.repository import copy_model_definition
 from tests.http import predict
 
 pytestmark = pytest.mark.integration
@@ -25,7 +25,7 @@ def start_up(tmp_path: Path, logs_dir: Path, name: str) -> tuple[ServerProcess, 
     env = dict(
         os.environ,
         MODEL="standin-tiny",
-        MODEL_REPOSITORY=str(copy_model_repository(tmp_path / "repo")),
+        MODEL_REPOSITORY=str(copy_model_definition(tmp_path / "repo")),
         **{k: str(v) for k, v in ports.items()},
     )
     up = ServerProcess(name, python_module("devstack.up"), logs_dir, env).start()

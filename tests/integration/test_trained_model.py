@@ -11,9 +11,8 @@ from pathlib import Path
 import pytest
 
 from modelctl.info import read_info
-from modelctl.install import install
 from modelctl.spec import default_cache_dir
-from tests.conftest import copy_model_repository, launch_proxy, start_triton
+from tests.conftest import start_stack
 from tests.http import predict, request
 from trainer.cache import ensure_offline_model
 from trainer.data import default_train_tsv
@@ -35,17 +34,10 @@ def trained_proxy(
     logs_dir: Path,
     redis_server: int,
 ) -> Iterator[str]:
-    repository = copy_model_repository(tmp_path_factory.mktemp("trained_repo"))
-    install(trained_checkpoint, repository)
-    triton, ports = start_triton(repository, logs_dir)
-    proxy = launch_proxy(
-        logs_dir,
-        triton_url=f"127.0.0.1:{ports.http}",
-        redis_url=f"redis://127.0.0.1:{redis_server}/0",
-    )
-    yield proxy.url
-    proxy.stop()
-    triton.stop()
+    workdir = tmp_path_factory.mktemp("trained")
+    stack = start_stack(trained_checkpoint, workdir, logs_dir, redis_server)  # committed config
+    yield stack.proxy.url
+    stack.stop()
 
 
 def test_identity_says_trained_offline_with_accuracy(

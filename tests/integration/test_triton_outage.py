@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 
 from devstack.repository import SOURCE as MODEL_SOURCE
-from devstack.repository import copy_model_definition, set_parameter
-from modelctl.install import install
-from tests.conftest import launch_proxy, start_triton
+from devstack.repository import set_parameter
+from tests.conftest import start_stack, start_triton
 from tests.http import predict, request
 
 pytestmark = pytest.mark.integration
@@ -21,21 +20,16 @@ def test_triton_killed_then_restarted(
     tmp_path: Path, logs_dir: Path, tiny_checkpoint: Path, redis_server: int
 ) -> None:
     config = set_parameter((MODEL_SOURCE / "config.pbtxt").read_text(), "precision", "fp32")
-    repository = copy_model_definition(tmp_path / "repo", config)
-    install(tiny_checkpoint, repository)
-    triton, ports = start_triton(repository, logs_dir)
-    proxy = launch_proxy(
-        logs_dir,
-        triton_url=f"127.0.0.1:{ports.http}",
-        redis_url=f"redis://127.0.0.1:{redis_server}/0",
-        request_timeout_seconds="2",
+    stack = start_stack(
+        tiny_checkpoint, tmp_path, logs_dir, redis_server, config, request_timeout_seconds="2"
     )
+    proxy = stack.proxy
     try:
         cached = f"cached before the outage {uuid.uuid4()}"
         before = predict(proxy.url, [cached])
         assert before.status == 200
 
-        triton.kill()
+        stack.triton.kill()
         hit = predict(proxy.url, [cached])
         assert (hit.status, hit.headers["X-Cache"]) == (200, "hit")
         assert hit.json() == before.json()
@@ -46,10 +40,10 @@ def test_triton_killed_then_restarted(
         assert miss.json()["error_type"] == "backend_unavailable"
         assert request("GET", f"{proxy.url}/health/ready").status == 503
 
-        triton, _ = start_triton(repository, logs_dir, ports)  # same ports, no proxy restart
+        # same ports, no proxy restart
+        stack.triton, _ = start_triton(stack.repository, logs_dir, stack.ports)
         after = predict(proxy.url, [f"after the outage {uuid.uuid4()}"])
         assert after.status == 200
         assert request("GET", f"{proxy.url}/health/ready").status == 200
     finally:
-        proxy.stop()
-        triton.stop()
+        stack.stop()
