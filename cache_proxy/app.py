@@ -16,9 +16,10 @@ from cache_proxy.backend import ModelTracker, TritonBackend
 from cache_proxy.backpressure import InflightLimit
 from cache_proxy.cache import PredictionCache
 from cache_proxy.identity import refresh_identity
-from cache_proxy.keys import BACKEND, CACHE, FLIGHTS, LIMIT, SETTINGS, TRACKER
+from cache_proxy.keys import BACKEND, CACHE, SERVICES, SETTINGS, TRACKER
 from cache_proxy.metrics import Metrics
 from cache_proxy.middleware import METRICS, errors_and_metrics
+from cache_proxy.service import Services
 from cache_proxy.settings import Settings
 from cache_proxy.singleflight import SingleFlight
 
@@ -30,9 +31,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
     app[TRACKER] = ModelTracker()
-    app[FLIGHTS] = SingleFlight()
-    app[LIMIT] = InflightLimit(settings.max_inflight_texts, app[METRICS])
-    app.cleanup_ctx.extend([redis_ctx, triton_ctx, model_refresh_ctx])
+    app.cleanup_ctx.extend([redis_ctx, triton_ctx, services_ctx, model_refresh_ctx])
     routes.setup(app)
     return app
 
@@ -67,6 +66,18 @@ async def triton_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     yield
     await client.close()
+
+
+async def services_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Bundle what /predict needs, once Redis and Triton clients exist."""
+    app[SERVICES] = Services(
+        cache=app[CACHE],
+        backend=app[BACKEND],
+        tracker=app[TRACKER],
+        flights=SingleFlight(),
+        limit=InflightLimit(app[SETTINGS].max_inflight_texts, app[METRICS]),
+    )
+    yield
 
 
 async def model_refresh_ctx(app: web.Application) -> AsyncIterator[None]:

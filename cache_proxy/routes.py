@@ -10,7 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from cache_proxy import service
 from cache_proxy.contract import parse_texts
 from cache_proxy.identity import ensure_identity
-from cache_proxy.keys import BACKEND, CACHE, FLIGHTS, LIMIT, SETTINGS, TRACKER
+from cache_proxy.keys import BACKEND, CACHE, SERVICES, SETTINGS, TRACKER
 from cache_proxy.middleware import METRICS
 
 
@@ -21,13 +21,7 @@ async def predict(request: web.Request) -> web.Response:
     texts = parse_texts(await request.read(), settings.max_texts)
     app[METRICS].texts_per_request.observe(len(texts))
     result = await service.predict(
-        texts,
-        cache=app[CACHE],
-        backend=app[BACKEND],
-        tracker=app[TRACKER],
-        flights=app[FLIGHTS],
-        limit=app[LIMIT],
-        deadline=started + settings.request_timeout_seconds,
+        texts, app[SERVICES], deadline=started + settings.request_timeout_seconds
     )
     app[METRICS].singleflight_merged.inc(result.merged)
     headers = {

@@ -41,22 +41,26 @@ def cache_status(distinct: int, misses: int) -> str:
 Computed = tuple[Scores, ModelIdentity]
 
 
+@dataclass(frozen=True)
+class Services:
+    """What serving a prediction needs; one per app."""
+
+    cache: PredictionCache
+    backend: TritonBackend
+    tracker: ModelTracker
+    flights: SingleFlight[Computed]
+    limit: InflightLimit
+
+
 async def serve_claimed(
-    mine: Sequence[str],
-    *,
-    known: ModelIdentity | None,
-    cache: PredictionCache,
-    backend: TritonBackend,
-    tracker: ModelTracker,
-    flights: SingleFlight[Computed],
-    limit: InflightLimit,
-    deadline: float,
+    mine: Sequence[str], known: ModelIdentity | None, services: Services, deadline: float
 ) -> tuple[dict[str, Computed], dict[str, Computed]]:
     """Look up, then compute, the texts this request owns: (hits, computed).
 
     Each text is released to concurrent waiters only after it is in the cache,
     so a text is always either in flight or cached: never computed twice.
     """
+    cache, flights = services.cache, services.flights
     found: list[Scores | None] = (
         await cache.get_many(known.fingerprint, mine, len(known.labels))
         if known is not None and mine
@@ -69,9 +73,9 @@ async def serve_claimed(
     todo = [t for t in mine if t not in hits]
     computed: dict[str, Computed] = {}
     if todo:
-        with limit.admit(len(todo)):
-            rows, identity = await backend.classify(todo, time_left(deadline))
-        tracker.observe(identity)
+        with services.limit.admit(len(todo)):
+            rows, identity = await services.backend.classify(todo, time_left(deadline))
+        services.tracker.observe(identity)
         computed = {t: (row.tolist(), identity) for t, row in zip(todo, rows, strict=True)}
         await cache.put_many(identity.fingerprint, {t: v for t, (v, _) in computed.items()})
         flights.resolve(computed)
@@ -92,28 +96,16 @@ async def wait_for_others(
     return dict(zip(theirs, done, strict=True))
 
 
-async def predict(
-    texts: Sequence[str],
-    *,
-    cache: PredictionCache,
-    backend: TritonBackend,
-    tracker: ModelTracker,
-    flights: SingleFlight[Computed],
-    limit: InflightLimit,
-    deadline: float,
-) -> PredictResult:
+async def predict(texts: Sequence[str], services: Services, deadline: float) -> PredictResult:
     """Predictions for `texts` in input order; raises ApiError on backend trouble."""
     started = time.monotonic()
     distinct = unique(texts)
-    known = tracker.current
+    known = services.tracker.current
     if not distinct:
         return PredictResult([], "hit", 0.0, known.fingerprint if known else None)
-    mine, theirs = flights.claim(distinct)
+    mine, theirs = services.flights.claim(distinct)
     try:
-        hits, computed = await serve_claimed(
-            mine, known=known, cache=cache, backend=backend, tracker=tracker,
-            flights=flights, limit=limit, deadline=deadline,
-        )  # fmt: skip
+        hits, computed = await serve_claimed(mine, known, services, deadline)
     except BaseException as exc:
         error = (
             exc
@@ -122,16 +114,16 @@ async def predict(
                 "the request computing this text was abandoned; retry", retry_after=1
             )
         )
-        flights.fail(mine, error)  # releases only what was not resolved yet
+        services.flights.fail(mine, error)  # releases only what was not resolved yet
         raise
     results = {**hits, **computed, **await wait_for_others(theirs, deadline)}
     if len({identity.fingerprint for _, identity in results.values()}) > 1:
         # The model changed while serving this request (some results were
         # cached for, or computed by, the old one): recompute with the new one.
-        rows, identity = await backend.classify(distinct, time_left(deadline))
-        tracker.observe(identity)
+        rows, identity = await services.backend.classify(distinct, time_left(deadline))
+        services.tracker.observe(identity)
         results = {t: (row.tolist(), identity) for t, row in zip(distinct, rows, strict=True)}
-        await cache.put_many(identity.fingerprint, {t: v for t, (v, _) in results.items()})
+        await services.cache.put_many(identity.fingerprint, {t: v for t, (v, _) in results.items()})
         hits = {}
     identity = next(iter(results.values()))[1]
     return PredictResult(
