@@ -129,12 +129,16 @@ def start_stack(
     repository = copy_model_definition(workdir / "repo", config)
     install(checkpoint, repository)
     triton, ports = start_triton(repository, logs)
-    proxy = launch_proxy(
-        logs,
-        triton_url=f"127.0.0.1:{ports.http}",
-        redis_url=f"redis://127.0.0.1:{redis_port}/0",
-        **proxy_settings,
-    )
+    try:
+        proxy = launch_proxy(
+            logs,
+            triton_url=f"127.0.0.1:{ports.http}",
+            redis_url=f"redis://127.0.0.1:{redis_port}/0",
+            **proxy_settings,
+        )
+    except BaseException:
+        triton.stop()  # never leave a server behind a failed fixture
+        raise
     return Stack(triton, ports, repository, proxy)
 
 

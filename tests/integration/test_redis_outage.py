@@ -20,25 +20,25 @@ def test_redis_stopped_then_restarted(
 ) -> None:
     port = free_port()
     redis = start_redis(logs_dir, tmp_path, port)
-    url = start_proxy(redis_url=f"redis://127.0.0.1:{port}/0", redis_retry_seconds="0.5")
-    text = f"outage {uuid.uuid4()}"
-    assert predict(url, [text]).headers["X-Cache"] == "miss"
-    assert predict(url, [text]).headers["X-Cache"] == "hit"
-
-    redis.kill()
-    for _ in range(5):
-        reply = predict(url, [text, f"during outage {uuid.uuid4()}"])
-        assert reply.status == 200
-        assert reply.headers["X-Cache"] == "miss"  # cache bypassed, Triton answers
-    ready = request("GET", f"{url}/health/ready")
-    assert (ready.status, ready.json()["redis"]) == (200, "degraded")
-
-    redis = start_redis(logs_dir, tmp_path, port)  # empty: nothing was persisted
     try:
+        url = start_proxy(redis_url=f"redis://127.0.0.1:{port}/0", redis_retry_seconds="0.5")
+        text = f"outage {uuid.uuid4()}"
+        assert predict(url, [text]).headers["X-Cache"] == "miss"
+        assert predict(url, [text]).headers["X-Cache"] == "hit"
+
+        redis.kill()
+        for _ in range(5):
+            reply = predict(url, [text, f"during outage {uuid.uuid4()}"])
+            assert reply.status == 200
+            assert reply.headers["X-Cache"] == "miss"  # cache bypassed, Triton answers
+        ready = request("GET", f"{url}/health/ready")
+        assert (ready.status, ready.json()["redis"]) == (200, "degraded")
+
+        redis = start_redis(logs_dir, tmp_path, port)  # empty: nothing was persisted
         time.sleep(0.6)  # past redis_retry_seconds
         again = f"after outage {uuid.uuid4()}"
         assert predict(url, [again]).headers["X-Cache"] == "miss"
         assert predict(url, [again]).headers["X-Cache"] == "hit"
         assert request("GET", f"{url}/health/ready").json()["redis"] == "ok"
     finally:
-        redis.stop()
+        redis.stop()  # never leave a server behind a failed test
