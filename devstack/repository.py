@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import re
 import shutil
+import sys
 from pathlib import Path
+from typing import Any
 
 from modelctl.install import MODEL_NAME
 from modelctl.spec import PROJECT_ROOT
@@ -44,3 +46,16 @@ def set_instance_count(config: str, count: int) -> str:
     if n != 1:
         raise ValueError("config.pbtxt has no single instance_group count")
     return updated
+
+
+def load_classifier(checkpoint: Path, precision: str) -> Any:
+    """The Triton model's own Classifier, in-process, with the served defaults,
+    so offline scores (eval, kernel benchmarks) match what Triton computes."""
+    code = str(SOURCE / "1")
+    if code not in sys.path:
+        sys.path.insert(0, code)
+    from classifier import Classifier
+
+    return Classifier(
+        checkpoint, max_length=512, token_budget=8192, max_rows=64, precision=precision
+    )

@@ -3,31 +3,18 @@
 from __future__ import annotations
 
 import json
-import sys
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
+from devstack.repository import SOURCE as MODEL_SOURCE
+from devstack.repository import load_classifier
 from modelctl.info import read_info
-from modelctl.spec import PROJECT_ROOT
 from trainer.data import Example, default_train_tsv, holdout_split, read_tsv
 from trainer.metrics import accuracy_f1
 from trainer.offline import Recipe
 
-MODEL_CODE = PROJECT_ROOT / "model_repository" / "distilbert_sst2" / "1"
-INSTALLED = MODEL_CODE / "checkpoint"
-
-
-def load_classifier(checkpoint: Path, precision: str) -> Any:
-    """The Triton model's own Classifier, so in-process scores match served ones."""
-    if str(MODEL_CODE) not in sys.path:
-        sys.path.insert(0, str(MODEL_CODE))
-    from classifier import Classifier
-
-    return Classifier(
-        checkpoint, max_length=512, token_budget=8192, max_rows=64, precision=precision
-    )
+INSTALLED = MODEL_SOURCE / "1" / "checkpoint"
 
 
 def eval_examples(data: Path | None, checkpoint: Path) -> tuple[str, list[Example]]:

@@ -7,28 +7,19 @@ execute() does per batch after tokenizing (plan, pad, forward, softmax).
 from __future__ import annotations
 
 import statistics
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from modelctl.spec import PROJECT_ROOT
-
-MODEL_CODE = PROJECT_ROOT / "model_repository" / "distilbert_sst2" / "1"
+from devstack.repository import load_classifier
 
 
 def load(checkpoint: Path, precision: str, threads: int) -> Any:
     import torch
 
-    if str(MODEL_CODE) not in sys.path:
-        sys.path.insert(0, str(MODEL_CODE))
-    from classifier import Classifier
-
     torch.set_num_threads(threads)
-    return Classifier(
-        checkpoint, max_length=512, token_budget=8192, max_rows=64, precision=precision
-    )
+    return load_classifier(checkpoint, precision)
 
 
 def sentences_per_second(
