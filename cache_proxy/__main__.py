@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 
-from aiohttp import web
-
-from cache_proxy.access_log import QuietAccessLogger
 from cache_proxy.app import create_app
+from cache_proxy.server import serve
 from cache_proxy.settings import Settings
 
 
@@ -23,21 +22,9 @@ def main() -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("cache_proxy").info(
-        "listening on http://%s:%d (triton=%s, redis=%s)",
-        settings.proxy_host,
-        settings.proxy_port,
-        settings.triton_url,
-        settings.redis_url or "disabled",
+        "starting (triton=%s, redis=%s)", settings.triton_url, settings.redis_url or "disabled"
     )
-    web.run_app(
-        create_app(settings),
-        host=settings.proxy_host,
-        port=settings.proxy_port,
-        shutdown_timeout=settings.shutdown_timeout_seconds,
-        access_log_class=QuietAccessLogger,
-        access_log_format='%a "%r" %s %b %Tfs',
-        print=None,
-    )
+    asyncio.run(serve(create_app(settings)))
     return 0
 
 

@@ -15,10 +15,11 @@ from cache_proxy import routes
 from cache_proxy.backend import ModelTracker, TritonBackend
 from cache_proxy.backpressure import InflightLimit
 from cache_proxy.cache import PredictionCache
+from cache_proxy.drain import Drain
 from cache_proxy.identity import refresh_identity
-from cache_proxy.keys import BACKEND, CACHE, SERVICES, SETTINGS, TRACKER
+from cache_proxy.keys import BACKEND, CACHE, DRAIN, METRICS, SERVICES, SETTINGS, TRACKER
 from cache_proxy.metrics import Metrics
-from cache_proxy.middleware import METRICS, errors_and_metrics
+from cache_proxy.middleware import errors_and_metrics
 from cache_proxy.service import Services
 from cache_proxy.settings import Settings
 from cache_proxy.singleflight import SingleFlight
@@ -31,6 +32,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
     app[TRACKER] = ModelTracker()
+    app[DRAIN] = Drain()
     app.cleanup_ctx.extend([redis_ctx, triton_ctx, services_ctx, model_refresh_ctx])
     routes.setup(app)
     return app

@@ -4,6 +4,8 @@ from aiohttp import web
 
 from cache_proxy.backend import ModelTracker, TritonBackend
 from cache_proxy.cache import PredictionCache
+from cache_proxy.drain import Drain
+from cache_proxy.metrics import Metrics
 from cache_proxy.service import Services
 from cache_proxy.settings import Settings
 
@@ -12,3 +14,5 @@ CACHE = web.AppKey("cache", PredictionCache)
 BACKEND = web.AppKey("backend", TritonBackend)
 TRACKER = web.AppKey("tracker", ModelTracker)
 SERVICES = web.AppKey("services", Services)
+METRICS = web.AppKey("metrics", Metrics)
+DRAIN = web.AppKey("drain", Drain)

@@ -9,12 +9,10 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from cache_proxy.errors import ApiError, MethodNotAllowed, NotFound, PayloadTooLarge
-from cache_proxy.metrics import Metrics
+from cache_proxy.keys import DRAIN, METRICS
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-METRICS = web.AppKey("metrics", Metrics)
 
 
 def error_response(exc: ApiError) -> web.Response:
@@ -50,6 +48,8 @@ def route_name(request: web.Request) -> str:
 @web.middleware
 async def errors_and_metrics(request: web.Request, handler: Handler) -> web.StreamResponse:
     started = time.monotonic()
+    drain = request.app[DRAIN]
+    drain.enter()
     try:
         response = await handler(request)
     except ApiError as exc:
@@ -64,6 +64,10 @@ async def errors_and_metrics(request: web.Request, handler: Handler) -> web.Stre
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         response = error_response(ApiError("internal error; see the proxy log"))
+    finally:
+        drain.leave()
+    if drain.draining:
+        response.force_close()  # the client reconnects, to another replica
     metrics = request.app[METRICS]
     route = route_name(request)
     metrics.requests.labels(route, str(response.status)).inc()

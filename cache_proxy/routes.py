@@ -10,8 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from cache_proxy import service
 from cache_proxy.contract import parse_texts
 from cache_proxy.identity import ensure_identity
-from cache_proxy.keys import BACKEND, CACHE, SERVICES, SETTINGS, TRACKER
-from cache_proxy.middleware import METRICS
+from cache_proxy.keys import BACKEND, CACHE, DRAIN, METRICS, SERVICES, SETTINGS, TRACKER
 
 
 async def predict(request: web.Request) -> web.Response:
@@ -40,8 +39,13 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def ready(request: web.Request) -> web.Response:
-    """Readiness: Triton's model is ready; Redis ok, degraded or disabled."""
+    """Readiness: Triton's model is ready; Redis ok, degraded or disabled.
+
+    Fails at once when shutdown begins (SIGTERM), before the listener closes.
+    """
     app = request.app
+    if app[DRAIN].draining:
+        return web.json_response({"status": "draining"}, status=503)
     triton_ready = await app[BACKEND].model_ready()
     identity = await ensure_identity(app) if triton_ready else app[TRACKER].current
     body = {

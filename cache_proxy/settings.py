@@ -39,8 +39,12 @@ class Settings:
     """Deadline for one /predict request, passed on to Triton."""
     model_refresh_seconds: float = 5.0
     """How often the served model's identity is re-read from Triton."""
+    shutdown_delay_seconds: float = 0.0
+    """On SIGTERM, keep serving this long with readiness failing (load balancers
+    notice), then close the listener. Kubernetes: a few seconds."""
     shutdown_timeout_seconds: float = 10.0
-    """On SIGTERM, how long in-flight requests may take to finish."""
+    """After the listener closes, how long in-flight requests may take to finish;
+    the process exits within delay + timeout of SIGTERM."""
     log_level: str = "INFO"
     """Python logging level."""
 

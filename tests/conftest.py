@@ -23,6 +23,7 @@ from modelctl.spec import PROJECT_ROOT, ModelSpec, default_cache_dir
 class Triton:
     ports: TritonPorts
     repository: Path
+    server: ServerProcess
 
     @property
     def http_url(self) -> str:
@@ -66,7 +67,7 @@ def triton(
     repository = copy_model_definition(tmp_path_factory.mktemp("model_repository"), config)
     install(tiny_checkpoint, repository)
     server, ports = start_triton(repository, logs_dir)
-    yield Triton(ports, repository)
+    yield Triton(ports, repository, server)
     server.stop()
 
 

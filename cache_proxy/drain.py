@@ -1,0 +1,42 @@
+"""Graceful shutdown state: requests in flight, and whether we are draining."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+
+class Drain:
+    """Counts requests being handled; once `begin()` runs, readiness fails.
+
+    The server (cache_proxy.server) calls `begin()` on SIGTERM, keeps serving
+    for the shutdown delay, closes the listener, then awaits `idle()` for at
+    most the shutdown timeout.
+    """
+
+    def __init__(self) -> None:
+        self.active = 0
+        self.started_at: float | None = None
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @property
+    def draining(self) -> bool:
+        return self.started_at is not None
+
+    def begin(self) -> None:
+        if self.started_at is None:
+            self.started_at = time.monotonic()
+
+    def enter(self) -> None:
+        self.active += 1
+        self._idle.clear()
+
+    def leave(self) -> None:
+        self.active -= 1
+        if self.active == 0:
+            self._idle.set()
+
+    async def idle(self) -> None:
+        """Return once no request is being handled."""
+        await self._idle.wait()
