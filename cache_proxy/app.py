@@ -16,25 +16,40 @@ from cache_proxy.backend import ModelTracker, TritonBackend
 from cache_proxy.backpressure import InflightLimit
 from cache_proxy.cache import PredictionCache
 from cache_proxy.drain import Drain
+from cache_proxy.guard import abuse_controls
 from cache_proxy.identity import refresh_identity
-from cache_proxy.keys import BACKEND, CACHE, DRAIN, METRICS, SERVICES, SETTINGS, TRACKER
+from cache_proxy.keys import (
+    BACKEND,
+    CACHE,
+    DRAIN,
+    LIMITER,
+    METRICS,
+    SERVICES,
+    SETTINGS,
+    TRACKER,
+)
 from cache_proxy.metrics import Metrics
 from cache_proxy.middleware import errors_and_metrics
+from cache_proxy.ratelimit import RateLimiter
 from cache_proxy.service import Services
-from cache_proxy.settings import Settings
+from cache_proxy.settings import Settings, api_key_set
 from cache_proxy.singleflight import SingleFlight
 
 log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[errors_and_metrics])
+    app = web.Application(
+        client_max_size=settings.max_body_bytes, middlewares=[errors_and_metrics, abuse_controls]
+    )
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
     app[TRACKER] = ModelTracker()
     app[DRAIN] = Drain()
     app.cleanup_ctx.extend([redis_ctx, triton_ctx, services_ctx, model_refresh_ctx])
     routes.setup(app)
+    if keys := api_key_set(settings):
+        log.info("authentication: %d API key(s); /predict and /model need a Bearer key", len(keys))
     return app
 
 
@@ -54,7 +69,21 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         retry_seconds=settings.redis_retry_seconds,
         metrics=app[METRICS],
     )
+    app[LIMITER] = RateLimiter(
+        redis,
+        rate=settings.rate_limit_per_second,
+        burst=settings.rate_limit_burst,
+        retry_seconds=settings.redis_retry_seconds,
+        metrics=app[METRICS],
+    )
     log.info("cache: %s (%s)", await app[CACHE].ping(), settings.redis_url or "disabled")
+    if settings.rate_limit_per_second > 0:
+        log.info(
+            "rate limit: %g requests/s per client, burst %d%s",
+            settings.rate_limit_per_second,
+            settings.rate_limit_burst,
+            "" if redis is not None else " (NOT enforced: needs REDIS_URL)",
+        )
     yield
     if redis is not None:
         await redis.aclose()

@@ -9,10 +9,17 @@ class ApiError(Exception):
     status = 500
     error_type = "internal"
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.retry_after = retry_after
+        self.headers = headers or {}
 
 
 class MalformedRequest(ApiError):
@@ -27,6 +34,13 @@ class ValidationFailed(ApiError):
 
     status = 422
     error_type = "validation"
+
+
+class Unauthorized(ApiError):
+    """API keys are configured and the request has no valid `Bearer` key."""
+
+    status = 401
+    error_type = "unauthorized"
 
 
 class PayloadTooLarge(ApiError):
@@ -51,6 +65,13 @@ class Overloaded(ApiError):
 
     status = 429
     error_type = "overloaded"
+
+
+class RateLimited(ApiError):
+    """This client used up its token bucket (RATE_LIMIT_*); retry after a moment."""
+
+    status = 429
+    error_type = "rate_limited"
 
 
 class BackendUnavailable(ApiError):

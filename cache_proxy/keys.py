@@ -6,6 +6,7 @@ from cache_proxy.backend import ModelTracker, TritonBackend
 from cache_proxy.cache import PredictionCache
 from cache_proxy.drain import Drain
 from cache_proxy.metrics import Metrics
+from cache_proxy.ratelimit import RateLimiter
 from cache_proxy.service import Services
 from cache_proxy.settings import Settings
 
@@ -16,3 +17,4 @@ TRACKER = web.AppKey("tracker", ModelTracker)
 SERVICES = web.AppKey("services", Services)
 METRICS = web.AppKey("metrics", Metrics)
 DRAIN = web.AppKey("drain", Drain)
+LIMITER = web.AppKey("limiter", RateLimiter)

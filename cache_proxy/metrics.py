@@ -60,6 +60,11 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.ratelimit_skipped = Counter(
+            "proxy_ratelimit_skipped",
+            "Requests let through unchecked because Redis was unavailable (fail open)",
+            registry=r,
+        )
         self.redis_up = Gauge(
             "proxy_redis_up", "1 if the cache is in use, 0 if bypassed (degraded)", registry=r
         )

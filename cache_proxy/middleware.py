@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 
@@ -16,9 +17,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def error_response(exc: ApiError) -> web.Response:
-    headers = {}
+    headers = dict(exc.headers)
     if exc.retry_after is not None:
-        headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
     return web.json_response(
         {"error": exc.message, "error_type": exc.error_type}, status=exc.status, headers=headers
     )

@@ -45,6 +45,17 @@ class Settings:
     shutdown_timeout_seconds: float = 10.0
     """After the listener closes, how long in-flight requests may take to finish;
     the process exits within delay + timeout of SIGTERM."""
+    api_keys: str = ""
+    """Comma-separated API keys; when set, /predict and /model need
+    `Authorization: Bearer <key>` (401 otherwise). Empty: no authentication."""
+    rate_limit_per_second: float = 0.0
+    """Per-client token bucket refill rate, requests/s, kept in Redis so all
+    replicas share it (429 past it). 0: no rate limit."""
+    rate_limit_burst: int = 10
+    """Token bucket size: requests a client may send at once."""
+    trust_x_forwarded_for: bool = False
+    """Rate-limit anonymous clients by the first X-Forwarded-For address (only
+    behind a proxy that sets it) instead of the peer address."""
     log_level: str = "INFO"
     """Python logging level."""
 
@@ -59,9 +70,23 @@ class Settings:
                 continue
             kind = type(getattr(cls, field.name))
             try:
-                values[field.name] = kind(raw)
+                values[field.name] = parse_bool(raw) if kind is bool else kind(raw)
             except ValueError:
                 raise ValueError(
                     f"{field.name.upper()}={raw!r} is not a valid {kind.__name__}"
                 ) from None
         return cls(**values)  # type: ignore[arg-type]
+
+
+def parse_bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(raw)
+
+
+def api_key_set(settings: Settings) -> frozenset[str]:
+    """The accepted API keys (empty: authentication is off)."""
+    return frozenset(k.strip() for k in settings.api_keys.split(",") if k.strip())

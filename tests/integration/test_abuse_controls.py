@@ -1,0 +1,80 @@
+"""API keys and the Redis token bucket, against real proxies and redis-server."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import pytest
+
+from devstack.process import free_port
+from tests.conftest import ProxyFactory
+from tests.http import Reply, request
+
+pytestmark = pytest.mark.integration
+
+
+def post(url: str, key: str | None = None, text: str = "rate limited text") -> Reply:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    return request("POST", f"{url}/predict", json.dumps({"text": [text]}).encode(), headers)
+
+
+def test_api_keys_guard_the_model_routes_only(start_proxy: ProxyFactory) -> None:
+    url = start_proxy(api_keys="key-one,key-two")
+    missing = post(url)
+    assert missing.status == 401
+    assert missing.json()["error_type"] == "unauthorized"
+    assert "missing API key" in missing.json()["error"]
+    assert missing.headers["WWW-Authenticate"].startswith("Bearer")
+    wrong = post(url, "key-three")
+    assert wrong.status == 401
+    assert "invalid API key" in wrong.json()["error"]
+    assert post(url, "key-two").status == 200
+    assert request("GET", f"{url}/model").status == 401
+    assert request("GET", f"{url}/model", headers={"Authorization": "Bearer key-one"}).status == 200
+    for open_route in ("/health", "/health/ready", "/metrics"):
+        assert request("GET", url + open_route).status == 200
+    metrics = request("GET", f"{url}/metrics").body.decode()
+    assert 'proxy_rejections_total{reason="unauthorized"} 3.0' in metrics
+
+
+def test_token_bucket_is_shared_by_replicas_and_refills(start_proxy: ProxyFactory) -> None:
+    alice, bob = f"alice-{uuid.uuid4()}", f"bob-{uuid.uuid4()}"  # fresh buckets
+    settings = {
+        "api_keys": f"{alice},{bob}",
+        "rate_limit_per_second": "2",
+        "rate_limit_burst": "3",
+    }
+    first, second = start_proxy(**settings), start_proxy(**settings)
+    replies = [post(url, alice) for url in (first, second, first)]
+    assert [r.status for r in replies] == [200, 200, 200]
+    assert [r.headers["X-RateLimit-Remaining"] for r in replies] == ["2", "1", "0"]
+    assert all(r.headers["X-RateLimit-Limit"] == "3" for r in replies)
+    refused = post(second, alice)  # the other replica sees the same bucket
+    assert refused.status == 429
+    assert refused.json()["error_type"] == "rate_limited"
+    assert refused.headers["Retry-After"] == "1"
+    assert refused.headers["X-RateLimit-Remaining"] == "0"
+    assert post(second, bob).status == 200  # every key has its own bucket
+    time.sleep(0.6)  # 2 tokens/s: one token back
+    assert post(first, alice).status == 200
+
+
+def test_anonymous_clients_are_limited_by_address(start_proxy: ProxyFactory) -> None:
+    url = start_proxy(rate_limit_per_second="0.5", rate_limit_burst="1")
+    assert post(url).status == 200
+    refused = post(url)
+    assert refused.status == 429
+    assert refused.headers["Retry-After"] == "2"
+    assert request("GET", f"{url}/health").status == 200  # probes are never limited
+
+
+def test_rate_limit_fails_open_without_redis(start_proxy: ProxyFactory) -> None:
+    url = start_proxy(
+        redis_url=f"redis://127.0.0.1:{free_port()}/0",  # nothing listens there
+        rate_limit_per_second="0.1",
+        rate_limit_burst="1",
+    )
+    assert [post(url).status for _ in range(3)] == [200, 200, 200]
+    assert "proxy_ratelimit_skipped_total 1.0" in request("GET", f"{url}/metrics").body.decode()
