@@ -18,10 +18,13 @@ $(VENV)/.installed: requirements/*.txt
 		-r requirements/dev.txt -c requirements/constraints.txt
 	@touch $@
 
-system-deps:  ## redis-server from Debian when absent (needs root)
-	@command -v redis-server >/dev/null || { \
-		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq redis-server; \
-		else echo "redis-server missing: sudo apt-get install redis-server" >&2; exit 1; fi; }
+SYSTEM_TOOLS := redis-server:redis-server chromium:chromium
+
+system-deps:  ## redis-server and chromium (docs page test) from Debian when absent (needs root)
+	@missing=$$(for pair in $(SYSTEM_TOOLS); do command -v $${pair%%:*} >/dev/null || echo $${pair#*:}; done); \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq $$missing; \
+		else echo "missing: sudo apt-get install $$missing" >&2; exit 1; fi; fi
 
 install: $(VENV)/.installed system-deps  ## venv with pinned deps + redis-server
 

@@ -29,7 +29,8 @@ def from_http_exception(exc: web.HTTPException) -> ApiError:
     """aiohttp's own 404/405/413 into the taxonomy."""
     if exc.status == 404:
         return NotFound(
-            "no such route; the API is POST /predict, GET /model, /health, /health/ready, /metrics"
+            "no such route; the API is POST /predict and GET /model, /health, /health/ready, "
+            "/metrics; its description is at /openapi.json and /docs"
         )
     if exc.status == 405:
         return MethodNotAllowed(f"method not allowed; allowed: {exc.headers.get('Allow', '')}")

@@ -1,8 +1,11 @@
-"""HTTP handlers: /predict, /model, /health, /health/ready, /metrics."""
+"""HTTP handlers: /predict, /model, /health, /health/ready, /metrics, /openapi.json, /docs."""
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -11,6 +14,7 @@ from cache_proxy import service
 from cache_proxy.contract import parse_texts
 from cache_proxy.identity import ensure_identity
 from cache_proxy.keys import BACKEND, CACHE, DRAIN, METRICS, SERVICES, SETTINGS, TRACKER
+from cache_proxy.openapi import openapi_spec
 
 
 async def predict(request: web.Request) -> web.Response:
@@ -68,7 +72,20 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
+DOCS_PAGE = Path(__file__).with_name("docs.html")
+
+
+def static(body: bytes, content_type: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(body=body, content_type=content_type)
+
+    return handler
+
+
 def setup(app: web.Application) -> None:
+    spec = json.dumps(openapi_spec(app[SETTINGS]), indent=1).encode()
+    app.router.add_get("/openapi.json", static(spec, "application/json"))
+    app.router.add_get("/docs", static(DOCS_PAGE.read_bytes(), "text/html"))
     app.router.add_post("/predict", predict)
     app.router.add_get("/model", model)
     app.router.add_get("/health", health)

@@ -1,0 +1,238 @@
+"""The OpenAPI 3.1 description of the proxy, built from the running settings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cache_proxy.settings import Settings, api_key_set
+
+API_VERSION = "1.0.0"
+JSON = "application/json"
+Schema = dict[str, Any]
+
+ERROR_STATUSES = {
+    400: "Body is not JSON (or not UTF-8).",
+    401: "API keys are configured and the Bearer key is missing or wrong.",
+    413: "Body over MAX_BODY_BYTES, or more than MAX_TEXTS texts.",
+    422: 'JSON, but not {"text": [string, ...]}.',
+    429: "Rate limit (rate_limited) or too much work in flight (overloaded); see Retry-After.",
+    502: "Triton answered with an error.",
+    503: "Triton unavailable or the deadline passed; see Retry-After.",
+}
+
+SCHEMAS: dict[str, Schema] = {
+    "Error": {
+        "type": "object",
+        "required": ["error", "error_type"],
+        "properties": {
+            "error": {"type": "string", "description": "What went wrong, for people."},
+            "error_type": {"type": "string", "description": "Stable, for programs."},
+        },
+        "example": {"error": 'missing field "text": a list of strings', "error_type": "validation"},
+    },
+    "Score": {
+        "type": "object",
+        "required": ["label", "score"],
+        "properties": {
+            "label": {"type": "string", "example": "POSITIVE"},
+            "score": {"type": "number", "minimum": 0, "maximum": 1},
+        },
+    },
+    "PredictResponse": {
+        "type": "object",
+        "required": ["predictions"],
+        "properties": {
+            "predictions": {
+                "type": "array",
+                "description": "One list of label scores per input text, in input order.",
+                "items": {"type": "array", "items": {"$ref": "#/components/schemas/Score"}},
+            }
+        },
+        "example": {
+            "predictions": [
+                [{"label": "NEGATIVE", "score": 0.0036}, {"label": "POSITIVE", "score": 0.9964}]
+            ]
+        },
+    },
+    "ModelInfo": {
+        "type": "object",
+        "description": "Identity of the served model; `fingerprint` keys the cache.",
+        "required": ["fingerprint", "labels"],
+        "properties": {
+            "name": {"type": "string"},
+            "source": {"type": "string"},
+            "revision": {"type": ["string", "null"]},
+            "fingerprint": {"type": "string"},
+            "labels": {"type": "array", "items": {"type": "string"}},
+            "standin": {"type": "boolean"},
+            "precision": {"type": "string"},
+        },
+    },
+    "Model": {
+        "type": "object",
+        "required": ["model"],
+        "properties": {"model": {"$ref": "#/components/schemas/ModelInfo"}},
+    },
+    "Readiness": {
+        "type": "object",
+        "required": ["status"],
+        "properties": {
+            "status": {"type": "string", "enum": ["ready", "not_ready", "draining"]},
+            "triton": {"type": "string", "enum": ["ready", "unavailable"]},
+            "redis": {"type": "string", "enum": ["ok", "degraded", "disabled"]},
+            "model": {
+                "oneOf": [{"$ref": "#/components/schemas/ModelInfo"}, {"type": "null"}],
+            },
+        },
+    },
+}
+
+PREDICT_HEADERS = {
+    "X-Cache": ("hit, miss or partial: how many of the texts came from the cache.", "string"),
+    "X-Total-Time": ("Time spent in the proxy, ms.", "string"),
+    "X-Inference-Time": ("Time spent getting the misses computed, ms (0 on a hit).", "string"),
+    "X-Model-Fingerprint": ("Fingerprint of the model that computed the scores.", "string"),
+}
+RATE_LIMIT_HEADERS = {
+    "X-RateLimit-Limit": ("Token bucket size (RATE_LIMIT_BURST).", "integer"),
+    "X-RateLimit-Remaining": ("Requests left right now.", "integer"),
+    "X-RateLimit-Reset": ("Seconds until the bucket is full again.", "integer"),
+}
+
+
+def headers(spec: dict[str, tuple[str, str]]) -> Schema:
+    return {
+        name: {"description": text, "schema": {"type": kind}} for name, (text, kind) in spec.items()
+    }
+
+
+def json_response(description: str, ref: str, extra_headers: Schema | None = None) -> Schema:
+    response: Schema = {
+        "description": description,
+        "content": {JSON: {"schema": {"$ref": f"#/components/schemas/{ref}"}}},
+    }
+    if extra_headers:
+        response["headers"] = extra_headers
+    return response
+
+
+def errors(*statuses: int) -> dict[str, Schema]:
+    return {str(s): json_response(ERROR_STATUSES[s], "Error") for s in statuses}
+
+
+def predict_operation(settings: Settings, guarded: bool) -> Schema:
+    limits = RATE_LIMIT_HEADERS if settings.rate_limit_per_second > 0 else {}
+    statuses = [400, 413, 422, 429, 502, 503] + ([401] if guarded else [])
+    return {
+        "operationId": "predict",
+        "summary": "Sentiment scores for a list of texts",
+        "description": (
+            "Scores every text with DistilBERT SST-2. Texts already scored by the "
+            "same model come from the cache; only the rest reach Triton. The "
+            "Content-Type header is not required."
+        ),
+        "requestBody": {
+            "required": True,
+            "content": {
+                JSON: {
+                    "schema": {
+                        "type": "object",
+                        "required": ["text"],
+                        "properties": {
+                            "text": {
+                                "type": "array",
+                                "maxItems": settings.max_texts,
+                                "items": {"type": "string"},
+                            }
+                        },
+                    },
+                    "example": {"text": ["I love you!", "I hate you!"]},
+                }
+            },
+        },
+        "responses": {
+            "200": json_response(
+                "Scores, one list per text, in input order.",
+                "PredictResponse",
+                headers(PREDICT_HEADERS | limits),
+            ),
+            **errors(*sorted(statuses)),
+        },
+    }
+
+
+def openapi_spec(settings: Settings) -> Schema:
+    """The document served at /openapi.json (limits and auth as configured)."""
+    guarded = bool(api_key_set(settings))
+    predict = predict_operation(settings, guarded)
+    model: Schema = {
+        "operationId": "model",
+        "summary": "The served model's identity",
+        "responses": {
+            "200": json_response("The model Triton serves.", "Model"),
+            **errors(*([401, 503] if guarded else [503])),
+        },
+    }
+    if guarded:
+        predict["security"] = model["security"] = [{"bearerAuth": []}]
+    spec: Schema = {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "SST-2 sentiment inference",
+            "version": API_VERSION,
+            "description": (
+                "DistilBERT SST-2 sentiment scores, served by Triton behind a "
+                "per-text Redis cache. Every error is JSON "
+                '`{"error": ..., "error_type": ...}`.'
+            ),
+        },
+        "paths": {
+            "/predict": {"post": predict},
+            "/model": {"get": model},
+            "/health": {
+                "get": {
+                    "operationId": "health",
+                    "summary": "Liveness: the process answers",
+                    "responses": {
+                        "200": {
+                            "description": "Alive.",
+                            "content": {
+                                JSON: {
+                                    "schema": {
+                                        "type": "object",
+                                        "properties": {"status": {"const": "alive"}},
+                                    }
+                                }
+                            },
+                        }
+                    },
+                }
+            },
+            "/health/ready": {
+                "get": {
+                    "operationId": "ready",
+                    "summary": "Readiness: Triton's model is ready (Redis may be degraded)",
+                    "responses": {
+                        "200": json_response("Ready to serve.", "Readiness"),
+                        "503": json_response("Not ready, or draining.", "Readiness"),
+                    },
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "operationId": "metrics",
+                    "summary": "Prometheus metrics",
+                    "responses": {
+                        "200": {
+                            "description": "Prometheus text format.",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        }
+                    },
+                }
+            },
+        },
+        "components": {"schemas": SCHEMAS},
+    }
+    if guarded:
+        spec["components"]["securitySchemes"] = {"bearerAuth": {"type": "http", "scheme": "bearer"}}
+    return spec

@@ -1,0 +1,112 @@
+"""/openapi.json holds against the real proxy (schemathesis); /docs renders in Chromium."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from modelctl.spec import PROJECT_ROOT
+from tests.conftest import ProxyFactory
+from tests.http import request
+
+pytestmark = pytest.mark.integration
+
+API_KEY = "fuzz-key"
+SCHEMATHESIS = Path(os.environ.get("VIRTUAL_ENV", PROJECT_ROOT / ".venv")) / "bin" / "schemathesis"
+ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS", PROJECT_ROOT / ".artifacts"))
+
+
+@pytest.fixture(scope="module")
+def guarded_proxy(start_proxy: ProxyFactory) -> str:
+    return start_proxy(api_keys=API_KEY, max_texts="64")
+
+
+def test_openapi_describes_the_configured_limits_and_auth(guarded_proxy: str) -> None:
+    spec = request("GET", f"{guarded_proxy}/openapi.json").json()
+    assert spec["openapi"].startswith("3.")
+    predict = spec["paths"]["/predict"]["post"]
+    body = predict["requestBody"]["content"]["application/json"]["schema"]
+    assert body["properties"]["text"]["maxItems"] == 64
+    assert predict["security"] == [{"bearerAuth": []}]
+    assert {"400", "401", "413", "422", "429", "502", "503"} <= set(predict["responses"])
+
+
+def test_schemathesis_finds_no_server_error_or_schema_violation(
+    guarded_proxy: str, logs_dir: Path
+) -> None:
+    """Positive and negative cases, every check; fails on any 5xx or mismatch."""
+    run = subprocess.run(
+        [
+            str(SCHEMATHESIS),
+            "--config-file",
+            str(Path(__file__).with_name("schemathesis.toml")),
+            "--no-color",
+            "run",
+            f"{guarded_proxy}/openapi.json",
+            "--checks=all",
+            "--max-examples=150",
+            "--seed=20261124",
+            "--generation-database=none",
+            f"--header=Authorization: Bearer {API_KEY}",
+            f"--report-junit-path={logs_dir / 'schemathesis-junit.xml'}",
+            "--report=junit",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
+    assert "No issues found" in run.stdout
+
+
+def chromium() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert path, "chromium is missing: `make system-deps` installs Debian's chromium"
+    return path
+
+
+def test_docs_page_renders_the_api_in_headless_chromium(guarded_proxy: str, tmp_path: Path) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    screenshot = ARTIFACTS / "docs.png"
+    screenshot.unlink(missing_ok=True)
+    browser = [
+        chromium(),
+        "--headless",
+        "--no-sandbox",  # tests run as root in CI containers
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--virtual-time-budget=10000",  # let the page fetch and render openapi.json
+    ]
+    dom = subprocess.run(
+        [*browser, "--dump-dom", f"{guarded_proxy}/docs"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    subprocess.run(
+        [
+            *browser,
+            f"--screenshot={screenshot}",
+            "--window-size=1200,1800",
+            f"{guarded_proxy}/docs",
+        ],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+    assert 'data-rendered="5"' in dom, dom[-3000:]
+    for operation in ("predict", "model", "health", "ready", "metrics"):
+        assert f'id="op-{operation}"' in dom
+    assert "SST-2 sentiment inference" in dom
+    assert "Needs the header Authorization: Bearer" in dom
+    assert '<p id="error"></p>' in dom  # no load error shown
+    assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert screenshot.stat().st_size > 10_000  # a rendered page, not a blank one
