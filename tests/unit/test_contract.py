@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from cache_proxy.cache import cache_key, decode_scores
 from cache_proxy.contract import parse_texts, to_predictions, unique
 from cache_proxy.errors import (
+    ApiError,
     BackendUnavailable,
     MalformedRequest,
     PayloadTooLarge,
@@ -130,3 +131,39 @@ def test_time_left_refuses_a_passed_deadline() -> None:
     assert 0 < time_left(time.monotonic() + 5) <= 5
     with pytest.raises(BackendUnavailable, match="deadline passed"):
         time_left(time.monotonic() - 0.001)
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+def parse_outcome(body: bytes, max_texts: int) -> list[str] | ApiError:
+    """The parsed texts or the ApiError; any other exception propagates (a bug)."""
+    try:
+        return parse_texts(body, max_texts)
+    except ApiError as exc:
+        return exc
+
+
+@given(st.binary(max_size=200))
+def test_any_bytes_parse_or_fail_with_a_4xx(body: bytes) -> None:
+    outcome = parse_outcome(body, 5)
+    if isinstance(outcome, ApiError):
+        assert 400 <= outcome.status < 500
+    else:
+        assert all(isinstance(t, str) for t in outcome)
+
+
+@given(JSON_VALUES | st.dictionaries(st.just("text"), JSON_VALUES))
+def test_any_json_parses_to_strings_or_fails_with_a_4xx(value: object) -> None:
+    body = json.dumps(value).encode()
+    outcome = parse_outcome(body, 3)
+    if isinstance(outcome, ApiError):
+        assert 400 <= outcome.status < 500
+    else:
+        assert isinstance(value, dict)
+        assert outcome == value["text"]
+        assert len(outcome) <= 3
