@@ -8,7 +8,9 @@ import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from tritonclient.http.aio import InferenceServerClient
 
 from cache_proxy import routes
@@ -53,16 +55,31 @@ def create_app(settings: Settings) -> web.Application:
     return app
 
 
+def connect_redis(settings: Settings) -> Redis | RedisCluster | None:
+    """A pooled client (connects lazily, reconnects by itself), or None."""
+    if not settings.redis_url:
+        return None
+    timeout = settings.redis_timeout_seconds
+    if settings.redis_cluster:
+        # One quick retry: a failed shard must not hold requests for seconds;
+        # the cache is bypassed (REDIS_RETRY_SECONDS) and tried again later.
+        return RedisCluster.from_url(
+            settings.redis_url,
+            retry=Retry(NoBackoff(), retries=1),
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+        )
+    return Redis.from_url(
+        settings.redis_url,
+        health_check_interval=30,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+    )
+
+
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    redis = None
-    if settings.redis_url:
-        redis = Redis.from_url(
-            settings.redis_url,
-            socket_timeout=settings.redis_timeout_seconds,
-            socket_connect_timeout=settings.redis_timeout_seconds,
-            health_check_interval=30,
-        )
+    redis = connect_redis(settings)
     app[CACHE] = PredictionCache(
         redis,
         ttl=settings.cache_ttl_seconds,

@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import RedisError
 
 from cache_proxy.metrics import Metrics
@@ -47,7 +47,12 @@ def decode_scores(raw: bytes | str | None, width: int) -> Scores | None:
 
 class PredictionCache:
     def __init__(
-        self, redis: Redis | None, *, ttl: int, retry_seconds: float, metrics: Metrics
+        self,
+        redis: Redis | RedisCluster | None,
+        *,
+        ttl: int,
+        retry_seconds: float,
+        metrics: Metrics,
     ) -> None:
         self.redis = redis
         self.ttl = ttl
@@ -87,7 +92,12 @@ class PredictionCache:
             self.metrics.cache.labels("error" if self.redis else "miss").inc(len(texts))
             return [None] * len(texts)
         try:
-            raw = await self.redis.mget([cache_key(fingerprint, t) for t in texts])
+            keys = [cache_key(fingerprint, t) for t in texts]
+            if isinstance(self.redis, RedisCluster):
+                # one MGET per hash slot, pipelined to each shard in parallel
+                raw = await self.redis.mget_nonatomic(keys)
+            else:
+                raw = await self.redis.mget(keys)
         except (RedisError, OSError, TimeoutError) as exc:
             self._failed(exc)
             self.metrics.cache.labels("error").inc(len(texts))
@@ -104,7 +114,13 @@ class PredictionCache:
         if not items or self.redis is None or not self._usable():
             return
         try:
-            async with self.redis.pipeline(transaction=False) as pipe:
+            # a cluster pipeline groups the SETs by shard: one round trip each
+            pipeline = (
+                self.redis.pipeline()
+                if isinstance(self.redis, RedisCluster)
+                else self.redis.pipeline(transaction=False)
+            )
+            async with pipeline as pipe:
                 for text, scores in items.items():
                     pipe.set(cache_key(fingerprint, text), json.dumps(scores), ex=self.ttl or None)
                 await pipe.execute()
@@ -116,7 +132,11 @@ class PredictionCache:
         if self.redis is None:
             return "disabled"
         try:
-            await self.redis.ping()
+            if isinstance(self.redis, RedisCluster):
+                # every shard holds part of the cache: all must answer
+                await self.redis.ping(target_nodes=RedisCluster.PRIMARIES)
+            else:
+                await self.redis.ping()
         except (RedisError, OSError, TimeoutError) as exc:
             self._failed(exc)
             return "degraded"

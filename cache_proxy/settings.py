@@ -22,7 +22,10 @@ class Settings:
     triton_max_batch: int = 64
     """Rows per Triton request; keep <= the model's max_batch_size."""
     redis_url: str = "redis://127.0.0.1:6379/0"
-    """Cache location (redis:// or rediss://); empty disables the cache."""
+    """Cache location: redis://[:password@]host:port/db, or rediss:// for TLS
+    (CA via ?ssl_ca_certs=/path/ca.crt); empty disables the cache."""
+    redis_cluster: bool = False
+    """REDIS_URL names one node of a Redis Cluster; keys spread over all shards."""
     redis_timeout_seconds: float = 0.25
     """Connect/read timeout for one Redis call; past it the cache is bypassed."""
     redis_retry_seconds: float = 1.0

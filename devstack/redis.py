@@ -15,8 +15,9 @@ def redis_binary() -> str:
     return path
 
 
-def redis_command(port: int, workdir: Path, *, host: str = "127.0.0.1") -> list[str]:
-    """An in-memory cache: no persistence, bounded memory, LRU eviction."""
+def redis_command(port: int, workdir: Path, *extra: str, host: str = "127.0.0.1") -> list[str]:
+    """An in-memory cache: no persistence, bounded memory, LRU eviction; `extra`
+    options are appended (TLS, cluster mode)."""
     return [
         redis_binary(),
         "--bind", host,
@@ -26,4 +27,5 @@ def redis_command(port: int, workdir: Path, *, host: str = "127.0.0.1") -> list[
         "--appendonly", "no",
         "--maxmemory", "256mb",
         "--maxmemory-policy", "allkeys-lru",
+        *extra,
     ]  # fmt: skip

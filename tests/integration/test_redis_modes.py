@@ -1,0 +1,162 @@
+"""The cache on TLS Redis (rediss://, password) and on a three-node Redis Cluster."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from devstack.process import ServerProcess, free_port, port_open
+from devstack.redis import redis_command
+from tests.conftest import ProxyFactory
+from tests.http import predict, request
+
+pytestmark = pytest.mark.integration
+PASSWORD = "s3cret-pass"
+
+
+def fresh(n: int) -> list[str]:
+    return [f"redis mode {uuid.uuid4()}" for _ in range(n)]
+
+
+def make_certificates(directory: Path) -> tuple[Path, Path, Path]:
+    """A throwaway CA and a server certificate for 127.0.0.1 (openssl CLI)."""
+    ca_key, ca_crt = directory / "ca.key", directory / "ca.crt"
+    key, csr, crt = directory / "server.key", directory / "server.csr", directory / "server.crt"
+    ext = directory / "san.ext"
+    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    for command in (
+        f"req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=ca -keyout {ca_key} -out {ca_crt}",
+        f"req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout {key} -out {csr}",
+        f"x509 -req -in {csr} -CA {ca_crt} -CAkey {ca_key} -CAcreateserial -days 1 "
+        f"-extfile {ext} -out {crt}",
+    ):
+        subprocess.run(["openssl", *command.split()], check=True, capture_output=True)
+    return ca_crt, crt, key
+
+
+@pytest.fixture
+def tls_redis(logs_dir: Path, tmp_path: Path) -> Iterator[tuple[int, Path]]:
+    ca, crt, key = make_certificates(tmp_path)
+    port = free_port()
+    tls = [
+        "--port", "0",  # TLS only
+        "--tls-port", str(port),
+        "--tls-cert-file", str(crt),
+        "--tls-key-file", str(key),
+        "--tls-ca-cert-file", str(ca),
+        "--tls-auth-clients", "no",
+        "--requirepass", PASSWORD,
+    ]  # fmt: skip
+    server = ServerProcess(f"redis-tls-{port}", redis_command(port, tmp_path, *tls), logs_dir)
+    server.start().wait_until(lambda: port_open(port), 20)
+    yield port, ca
+    server.stop()
+
+
+def test_rediss_url_with_password_caches_over_tls(
+    start_proxy: ProxyFactory, tls_redis: tuple[int, Path]
+) -> None:
+    port, ca = tls_redis
+    url = start_proxy(redis_url=f"rediss://:{PASSWORD}@127.0.0.1:{port}/0?ssl_ca_certs={ca}")
+    assert request("GET", f"{url}/health/ready").json()["redis"] == "ok"
+    texts = fresh(3)
+    assert predict(url, texts).headers["X-Cache"] == "miss"
+    assert predict(url, texts).headers["X-Cache"] == "hit"
+
+
+def test_wrong_tls_password_is_a_degraded_cache_not_an_error(
+    start_proxy: ProxyFactory, tls_redis: tuple[int, Path]
+) -> None:
+    port, ca = tls_redis
+    url = start_proxy(redis_url=f"rediss://:wrong@127.0.0.1:{port}/0?ssl_ca_certs={ca}")
+    assert request("GET", f"{url}/health/ready").json()["redis"] == "degraded"
+    texts = fresh(2)
+    for _ in range(2):
+        reply = predict(url, texts)
+        assert (reply.status, reply.headers["X-Cache"]) == (200, "miss")
+
+
+@pytest.fixture
+def redis_cluster(logs_dir: Path, tmp_path: Path) -> Iterator[list[ServerProcess]]:
+    """Three masters, no replicas: `redis-cli --cluster create`."""
+    nodes: list[ServerProcess] = []
+    try:
+        for i in range(3):
+            port, workdir = free_port(), tmp_path / f"node{i}"
+            workdir.mkdir()
+            cluster = [
+                "--cluster-enabled", "yes",
+                "--cluster-port", str(free_port()),
+                "--cluster-config-file", str(workdir / "nodes.conf"),
+                "--cluster-node-timeout", "1000",
+            ]  # fmt: skip
+            node = ServerProcess(
+                f"redis-cluster-{port}", redis_command(port, workdir, *cluster), logs_dir
+            )
+            node.url = f"127.0.0.1:{port}"
+            nodes.append(node.start().wait_until(lambda p=port: port_open(p), 20))
+        subprocess.run(
+            ["redis-cli", "--cluster", "create", *(n.url for n in nodes), "--cluster-yes"],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        deadline = time.monotonic() + 30
+        while not all("cluster_state:ok" in cli(n, "CLUSTER", "INFO") for n in nodes):
+            assert time.monotonic() < deadline, "cluster did not become ok"
+            time.sleep(0.2)
+        yield nodes
+    finally:
+        for node in nodes:
+            node.stop()
+
+
+def cli(node: ServerProcess, *command: str) -> str:
+    host, port = node.url.split(":")
+    return subprocess.run(
+        ["redis-cli", "-h", host, "-p", port, *command],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=10,
+    ).stdout
+
+
+def test_cluster_mode_spreads_keys_and_degrades_when_a_node_dies(
+    start_proxy: ProxyFactory, redis_cluster: list[ServerProcess]
+) -> None:
+    url = start_proxy(
+        redis_url=f"redis://{redis_cluster[0].url}/0",
+        redis_cluster="1",
+        redis_retry_seconds="0.5",
+    )
+    assert request("GET", f"{url}/health/ready").json()["redis"] == "ok"
+    texts = fresh(30)
+    assert predict(url, texts).headers["X-Cache"] == "miss"
+    hit = predict(url, texts)
+    assert hit.headers["X-Cache"] == "hit"
+    # not pinned to one slot: every shard holds some of the 30 keys
+    sizes = [int(cli(node, "DBSIZE")) for node in redis_cluster]
+    assert all(size > 0 for size in sizes), sizes
+    assert sum(sizes) >= 30
+    limited = start_proxy(
+        redis_url=f"redis://{redis_cluster[2].url}/0",
+        redis_cluster="1",
+        rate_limit_per_second="0.5",
+        rate_limit_burst="1",
+    )
+    assert [predict(limited, texts[:1]).status for _ in range(2)] == [200, 429]
+
+    redis_cluster[1].kill()
+    for _ in range(5):
+        reply = predict(url, [*texts[:5], *fresh(1)])
+        assert reply.status == 200, reply.body
+        assert reply.json()["predictions"][:5] == hit.json()["predictions"][:5]
+    ready = request("GET", f"{url}/health/ready")
+    assert (ready.status, ready.json()["redis"]) == (200, "degraded")
+    assert "proxy_redis_up 0.0" in request("GET", f"{url}/metrics").body.decode()
