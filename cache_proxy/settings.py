@@ -40,8 +40,10 @@ class Settings:
     """Texts in flight to Triton at once; past it, 429 with Retry-After."""
     request_timeout_seconds: float = 10.0
     """Deadline for one /predict request, passed on to Triton."""
-    model_refresh_seconds: float = 5.0
-    """How often the served model's identity is re-read from Triton."""
+    model_refresh_seconds: float = 1.0
+    """Re-read the served model's identity from Triton when no inference did
+    for this long: after a model change, cached answers of the old model stop
+    within this bound (a request with a miss switches at once)."""
     shutdown_delay_seconds: float = 0.0
     """On SIGTERM, keep serving this long with readiness failing (load balancers
     notice), then close the listener. Kubernetes: a few seconds."""
