@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ast
+import itertools
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -95,3 +98,34 @@ def parse_bool(raw: str) -> bool:
 def api_key_set(settings: Settings) -> frozenset[str]:
     """The accepted API keys (empty: authentication is off)."""
     return frozenset(k.strip() for k in settings.api_keys.split(",") if k.strip())
+
+
+def describe() -> list[tuple[str, str, str]]:
+    """(ENV_VAR, default, meaning) for every setting, from the docstrings above."""
+    tree = ast.parse(Path(__file__).read_text())
+    body = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Settings").body
+    rows = []
+    for node, following in itertools.pairwise(body):
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            doc = ""
+            if isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant):
+                doc = str(following.value.value)
+            default = getattr(Settings, node.target.id)
+            rows.append((node.target.id.upper(), show_default(default), " ".join(str(doc).split())))
+    return rows
+
+
+def show_default(value: object) -> str:
+    if isinstance(value, bool):
+        return "`false`" if not value else "`true`"
+    return f"`{value}`" if value != "" else "(empty)"
+
+
+def markdown_table() -> str:
+    lines = ["| variable | default | meaning |", "|---|---|---|"]
+    lines += [f"| `{name}` | {default} | {meaning} |" for name, default, meaning in describe()]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(markdown_table())
