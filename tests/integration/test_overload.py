@@ -2,22 +2,35 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from tests.conftest import ProxyFactory
-from tests.http import predict
+from tests.http import Reply, predict
 
 pytestmark = pytest.mark.integration
 
 
+DEADLINE_SECONDS = 3.0
+
+
+def timed_predict(url: str, texts: list[str]) -> tuple[Reply, float]:
+    started = time.monotonic()
+    reply = predict(url, texts)
+    return reply, time.monotonic() - started
+
+
 def test_cache_miss_flood_gets_429_not_5xx(start_proxy: ProxyFactory) -> None:
-    url = start_proxy(max_inflight_texts="8")
+    url = start_proxy(max_inflight_texts="8", request_timeout_seconds=str(DEADLINE_SECONDS))
     batches = [[f"flood {uuid.uuid4()}" for _ in range(8)] for _ in range(24)]
     with ThreadPoolExecutor(24) as pool:
-        replies = list(pool.map(lambda texts: predict(url, texts), batches))
+        timed = list(pool.map(lambda texts: timed_predict(url, texts), batches))
+    replies = [reply for reply, _ in timed]
+    # no request outlives its deadline (plus HTTP and thread scheduling slack)
+    assert max(elapsed for _, elapsed in timed) < DEADLINE_SECONDS + 1.0
     statuses = [r.status for r in replies]
     assert set(statuses) <= {200, 429}, statuses
     assert 429 in statuses and 200 in statuses
