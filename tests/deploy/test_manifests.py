@@ -1,0 +1,173 @@
+"""Static checks of k8s/: renders, schemas, policy, structure (no cluster needed)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from tests.deploy.manifests import (
+    K8S,
+    OVERLAYS,
+    Obj,
+    containers,
+    of_kind,
+    pod_templates,
+    port_names,
+    port_numbers,
+    probe_ports,
+    render,
+    templates_selected,
+)
+
+KUBERNETES_VERSION = "1.31"  # AKS's oldest supported minor at the time of writing
+CRD_GROUPS = ("monitoring.coreos.com/",)  # no offline schema: checked structurally below
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_overlay_renders_and_validates_against_the_kubernetes_schemas(overlay: str) -> None:
+    objects = render(overlay)
+    assert {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget"} <= {
+        o["kind"] for o in objects
+    }
+    for obj in objects:
+        if obj["apiVersion"].startswith(CRD_GROUPS):
+            continue
+        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_container_has_resources_probes_and_a_locked_down_context(overlay: str) -> None:
+    for name, template in pod_templates(render(overlay)):
+        pod_security = template["spec"]["securityContext"]
+        assert pod_security["runAsNonRoot"] is True, name
+        assert template["spec"].get("automountServiceAccountToken") is False, name
+        for container in containers(template):
+            where = f"{name}/{container['name']}"
+            for kind in ("requests", "limits"):
+                assert {"cpu", "memory"} <= set(container["resources"][kind]), where
+            assert {p for p, _ in probe_ports(container)} == {
+                "startupProbe",
+                "readinessProbe",
+                "livenessProbe",
+            }, where
+            security = container["securityContext"]
+            assert security["allowPrivilegeEscalation"] is False, where
+            assert security["readOnlyRootFilesystem"] is True, where
+            assert security["capabilities"]["drop"] == ["ALL"], where
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_images_are_pinned(overlay: str) -> None:
+    for name, template in pod_templates(render(overlay)):
+        for container in containers(template):
+            image = container["image"]
+            tag = image.rsplit("/", 1)[-1].partition(":")[2]
+            assert tag and tag != "latest", f"{name}: {image} has no pinned tag"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_selectors_and_port_names_line_up(overlay: str) -> None:
+    objects = render(overlay)
+    services = {s["metadata"]["name"]: s for s in of_kind(objects, "Service")}
+    for name, service in services.items():
+        selected = templates_selected(objects, service["spec"]["selector"])
+        assert selected, f"Service {name} selects no pod template"
+        for port in service["spec"]["ports"]:
+            target = port["targetPort"]
+            for template in selected:
+                known = port_names(template) if isinstance(target, str) else port_numbers(template)
+                assert target in known, f"Service {name}: no container port {target}"
+    for name, template in pod_templates(objects):
+        for container in containers(template):
+            for probe, port in probe_ports(container):
+                known = port_names(template) if isinstance(port, str) else port_numbers(template)
+                assert port in known, f"{name} {probe}: no port {port}"
+        annotations = template["metadata"].get("annotations", {})
+        if annotations.get("prometheus.io/scrape") == "true":
+            assert int(annotations["prometheus.io/port"]) in port_numbers(template), name
+    for policy in of_kind(objects, "NetworkPolicy"):
+        selected = templates_selected(objects, policy["spec"]["podSelector"]["matchLabels"])
+        assert selected, policy["metadata"]["name"]
+        for rule in policy["spec"]["ingress"]:
+            for peer in rule.get("from", []):
+                assert templates_selected(objects, peer["podSelector"]["matchLabels"])
+            for port in rule.get("ports", []):
+                assert all(port["port"] in port_names(t) for t in selected)
+    for monitor in of_kind(objects, "ServiceMonitor"):
+        matching = [
+            s
+            for s in services.values()
+            if all(
+                s["metadata"]["labels"].get(k) == v
+                for k, v in monitor["spec"]["selector"]["matchLabels"].items()
+            )
+        ]
+        assert matching, f"ServiceMonitor {monitor['metadata']['name']} selects no Service"
+        for endpoint in monitor["spec"]["endpoints"]:
+            assert all(
+                endpoint["port"] in {p["name"] for p in s["spec"]["ports"]} for s in matching
+            )
+    for hpa in of_kind(objects, "HorizontalPodAutoscaler"):
+        target = hpa["spec"]["scaleTargetRef"]["name"]
+        assert target in {d["metadata"]["name"] for d in of_kind(objects, "Deployment")}
+        assert hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_rollouts_never_drop_capacity_and_the_proxy_can_drain(overlay: str) -> None:
+    objects = render(overlay)
+    deployments = {d["metadata"]["name"]: d for d in of_kind(objects, "Deployment")}
+    for name in ("sst2-triton", "sst2-proxy"):
+        strategy = deployments[name]["spec"]["strategy"]
+        assert strategy["type"] == "RollingUpdate"
+        assert strategy["rollingUpdate"]["maxUnavailable"] == 0
+    proxy = deployments["sst2-proxy"]["spec"]["template"]
+    config = next(
+        c["data"]
+        for c in of_kind(objects, "ConfigMap")
+        if c["metadata"]["name"].startswith("sst2-proxy-config")
+    )
+    pre_stop = proxy["spec"]["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"]
+    drain = float(config["SHUTDOWN_DELAY_SECONDS"]) + float(config["SHUTDOWN_TIMEOUT_SECONDS"])
+    assert pre_stop + drain < proxy["spec"]["terminationGracePeriodSeconds"]
+
+
+SHORT_KINDS = {"HorizontalPodAutoscaler": "hpa", "PodDisruptionBudget": "pdb"}
+
+
+def yaml_files(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.glob("*.yaml") if p.name != "kustomization.yaml")
+
+
+@pytest.mark.parametrize("directory", ["base", "components/monitoring"])
+def test_one_object_per_file_named_component_kind(directory: str) -> None:
+    files = yaml_files(K8S / directory)
+    assert files
+    for path in files:
+        docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
+        if path.name == "redis.conf":
+            continue
+        assert len(docs) == 1, f"{path}: {len(docs)} objects"
+        obj: Obj = docs[0]
+        component = obj["metadata"]["name"].removeprefix("sst2-") or "sst2"
+        kind = SHORT_KINDS.get(obj["kind"], obj["kind"].lower())
+        assert path.name == f"{component}-{kind}.yaml", path
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_overlays_hold_only_patches(overlay: str) -> None:
+    directory = K8S / "overlays" / overlay
+    kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
+    assert kustomization["resources"] == ["../../base"]
+    assert all(p.name.endswith("-patch.yaml") for p in yaml_files(directory))
+    patched = {p["path"] for p in kustomization["patches"]}
+    assert patched == {p.name for p in yaml_files(directory)}
+
+
+def test_labels_not_common_labels() -> None:
+    for path in K8S.rglob("kustomization.yaml"):
+        assert not re.search(r"^commonLabels:", path.read_text(), re.M), path
