@@ -18,9 +18,9 @@ $(VENV)/.installed: requirements/*.txt
 		-r requirements/dev.txt -c requirements/constraints.txt
 	@touch $@
 
-SYSTEM_TOOLS := redis-server:redis-server chromium:chromium
+SYSTEM_TOOLS := redis-server:redis-server chromium:chromium prometheus:prometheus
 
-system-deps:  ## redis-server and chromium (docs page test) from Debian when absent (needs root)
+system-deps:  ## redis-server, chromium (docs page test), prometheus (dashboard test) from Debian when absent (needs root)
 	@missing=$$(for pair in $(SYSTEM_TOOLS); do command -v $${pair%%:*} >/dev/null || echo $${pair#*:}; done); \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq $$missing; \
