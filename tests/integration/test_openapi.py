@@ -36,7 +36,7 @@ def test_openapi_describes_the_configured_limits_and_auth(guarded_proxy: str) ->
 
 
 def test_schemathesis_finds_no_server_error_or_schema_violation(
-    guarded_proxy: str, logs_dir: Path
+    guarded_proxy: str, logs_dir: Path, tmp_path: Path
 ) -> None:
     """Positive and negative cases, every check; fails on any 5xx or mismatch."""
     run = subprocess.run(
@@ -59,6 +59,7 @@ def test_schemathesis_finds_no_server_error_or_schema_violation(
         text=True,
         timeout=600,
         check=False,
+        cwd=tmp_path,  # schemathesis keeps a .schemathesis/ cache in its cwd
     )
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
     assert "No issues found" in run.stdout
