@@ -38,7 +38,14 @@ def cache_status(distinct: int, misses: int) -> str:
     return "miss" if misses == distinct else "partial"
 
 
-Computed = tuple[Scores, ModelIdentity]
+@dataclass(frozen=True)
+class Outcome:
+    """One text's scores, the model that made them, and whether they came
+    from the cache (possibly through a concurrent request's lookup)."""
+
+    scores: Scores
+    identity: ModelIdentity
+    cached: bool
 
 
 @dataclass(frozen=True)
@@ -48,13 +55,13 @@ class Services:
     cache: PredictionCache
     backend: TritonBackend
     tracker: ModelTracker
-    flights: SingleFlight[Computed]
+    flights: SingleFlight[Outcome]
     limit: InflightLimit
 
 
 async def serve_claimed(
     mine: Sequence[str], known: ModelIdentity | None, services: Services, deadline: float
-) -> tuple[dict[str, Computed], dict[str, Computed]]:
+) -> tuple[dict[str, Outcome], dict[str, Outcome]]:
     """Look up, then compute, the texts this request owns: (hits, computed).
 
     Each text is released to concurrent waiters only after it is in the cache,
@@ -66,25 +73,32 @@ async def serve_claimed(
         if known is not None and mine
         else [None] * len(mine)
     )
-    hits: dict[str, Computed] = {}
+    hits: dict[str, Outcome] = {}
     if known is not None:
-        hits = {t: (s, known) for t, s in zip(mine, found, strict=True) if s is not None}
+        hits = {
+            t: Outcome(s, known, cached=True)
+            for t, s in zip(mine, found, strict=True)
+            if s is not None
+        }
     flights.resolve(hits)
     todo = [t for t in mine if t not in hits]
-    computed: dict[str, Computed] = {}
+    computed: dict[str, Outcome] = {}
     if todo:
         with services.limit.admit(len(todo)):
             rows, identity = await services.backend.classify(todo, time_left(deadline))
         services.tracker.observe(identity)
-        computed = {t: (row.tolist(), identity) for t, row in zip(todo, rows, strict=True)}
-        await cache.put_many(identity.fingerprint, {t: v for t, (v, _) in computed.items()})
+        computed = {
+            t: Outcome(row.tolist(), identity, cached=False)
+            for t, row in zip(todo, rows, strict=True)
+        }
+        await cache.put_many(identity.fingerprint, {t: o.scores for t, o in computed.items()})
         flights.resolve(computed)
     return hits, computed
 
 
 async def wait_for_others(
-    theirs: dict[str, asyncio.Future[Computed]], deadline: float
-) -> dict[str, Computed]:
+    theirs: dict[str, asyncio.Future[Outcome]], deadline: float
+) -> dict[str, Outcome]:
     """Results of texts a concurrent request is looking up or computing."""
     if not theirs:
         return {}
@@ -117,19 +131,24 @@ async def predict(texts: Sequence[str], services: Services, deadline: float) -> 
         services.flights.fail(mine, error)  # releases only what was not resolved yet
         raise
     results = {**hits, **computed, **await wait_for_others(theirs, deadline)}
-    if len({identity.fingerprint for _, identity in results.values()}) > 1:
+    if len({o.identity.fingerprint for o in results.values()}) > 1:
         # The model changed while serving this request (some results were
         # cached for, or computed by, the old one): recompute with the new one.
         rows, identity = await services.backend.classify(distinct, time_left(deadline))
         services.tracker.observe(identity)
-        results = {t: (row.tolist(), identity) for t, row in zip(distinct, rows, strict=True)}
-        await services.cache.put_many(identity.fingerprint, {t: v for t, (v, _) in results.items()})
-        hits = {}
-    identity = next(iter(results.values()))[1]
+        results = {
+            t: Outcome(row.tolist(), identity, cached=False)
+            for t, row in zip(distinct, rows, strict=True)
+        }
+        await services.cache.put_many(
+            identity.fingerprint, {t: o.scores for t, o in results.items()}
+        )
+    identity = next(iter(results.values())).identity
+    from_cache = sum(o.cached for o in results.values())
     return PredictResult(
-        predictions=to_predictions([results[t][0] for t in texts], identity.labels),
-        cache_status=cache_status(len(distinct), len(distinct) - len(hits)),
-        inference_ms=(time.monotonic() - started) * 1000 if len(hits) < len(distinct) else 0.0,
+        predictions=to_predictions([results[t].scores for t in texts], identity.labels),
+        cache_status=cache_status(len(distinct), len(distinct) - from_cache),
+        inference_ms=(time.monotonic() - started) * 1000 if from_cache < len(distinct) else 0.0,
         fingerprint=identity.fingerprint,
-        merged=len(theirs),
+        merged=sum(not results[t].cached for t in theirs),
     )

@@ -190,3 +190,14 @@ def test_concurrent_identical_texts_are_computed_once(proxy_url: str, triton: Tr
     assert all(r.status == 200 for r in replies)
     assert len({json.dumps(r.json()) for r in replies}) == 1
     assert stats(triton)["inferences"] - before["inferences"] == 1
+
+
+def test_concurrent_requests_for_a_cached_text_are_all_hits(proxy_url: str) -> None:
+    """Requests that share a concurrent request's cache lookup report a hit
+    (single-flight merges lookups too; no inference happens)."""
+    texts = fresh(3)
+    assert predict(proxy_url, texts).headers["X-Cache"] == "miss"
+    with ThreadPoolExecutor(16) as pool:
+        replies = list(pool.map(lambda _: predict(proxy_url, texts), range(64)))
+    assert {r.headers["X-Cache"] for r in replies} == {"hit"}
+    assert {r.headers["X-Inference-Time"] for r in replies} == {"0.00"}
