@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 MODEL ?= auto
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help install system-deps model up test test-unit lint format clean bench-triton
+.PHONY: help install system-deps model up test test-unit lint format clean bench bench-triton
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -40,7 +40,15 @@ test: install  ## the whole test suite against real servers
 test-unit: install  ## only the tests that need no server
 	$(PY) -m pytest -m "not integration"
 
-bench-triton: install  ## kernel-only vs Triton end to end, fp32 vs int8 (SHORT=1: shorter)
+$(VENV)/.perf-installed: requirements/perf.txt $(VENV)/.installed
+	$(PY) -m pip install --quiet --disable-pip-version-check \
+		-r requirements/perf.txt -c requirements/constraints.txt
+	@touch $@
+
+bench: install $(VENV)/.perf-installed  ## this stack vs the original design, k6 profiles + plots (SHORT=1: < 10 min)
+	$(PY) -m perf.compare $(if $(SHORT),--short,)
+
+bench-triton: install $(VENV)/.perf-installed  ## kernel-only vs Triton end to end, fp32 vs int8 (SHORT=1: shorter)
 	$(PY) -m perf.triton.bench $(if $(SHORT),--short,)
 
 lint: install  ## ruff (lint + format check) and mypy

@@ -27,8 +27,8 @@ from devstack.triton import TritonPorts, prepare_backends, server_command, serve
 from modelctl.install import install
 from modelctl.resolve import resolve
 from modelctl.spec import PROJECT_ROOT, ModelSpec, default_cache_dir
+from perf.procstat import resident_mib
 from perf.triton import analyzer, kernel
-from perf.triton.memory import resident_mib
 from perf.triton.report import write_report
 from trainer.data import sst2_sentences as sentences
 

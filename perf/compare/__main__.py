@@ -1,0 +1,191 @@
+"""`make bench [SHORT=1]`: this stack and the original design, same profiles, one run.
+
+    python -m perf.compare [--short]
+
+Starts both systems on MODEL=standin-base (DistilBERT-base compute), runs every
+k6 profile (perf/k6/) against each, one system at a time with empty caches,
+then sweeps concurrency on the cache-miss path, and writes
+perf/results/<UTC time>-compare/{report.md, results.json, *.png} (raw k6
+output and server logs in raw/, not committed). Full: ~35 min; --short: < 10.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import signal
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from modelctl.resolve import resolve
+from modelctl.spec import PROJECT_ROOT, ModelSpec, default_cache_dir
+from perf.compare.k6run import run_k6
+from perf.compare.report import plot_latency, plot_sweep, write_report
+from perf.compare.stats import Sample, read_k6_csv, summarize
+from perf.compare.systems import System, start_original, start_ours
+from trainer.data import sst2_sentences
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    script: str
+    what: str
+    full: dict[str, str]
+    short: dict[str, str]
+
+
+PROFILES = (
+    Profile(
+        "original",
+        "original.js",
+        "the original k6 test: 10 VUs, each iteration `GET /health` + `POST /predict`, 95% "
+        "of posts the three fixed sentences, 5% the ten sentences shuffled; stages "
+        "10 s ramp / 60 s hold / 10 s down (short: 5/30/5)",
+        {"RAMP": "10s", "HOLD": "60s", "DOWN": "10s"},
+        {"RAMP": "5s", "HOLD": "30s", "DOWN": "5s"},
+    ),
+    Profile(
+        "cache-miss",
+        "cache_miss.js",
+        "10 VUs, each `POST /predict` one never-seen SST-2 sentence; 60 s (short: 30 s)",
+        {"DURATION": "60s"},
+        {"DURATION": "30s"},
+    ),
+    Profile(
+        "mixed",
+        "mixed.js",
+        "the original shape at a 50% cache rate no cache can game: half the posts the "
+        "three fixed sentences, half ten never-seen SST-2 sentences; 10/60/10 s (short: 5/25/5)",
+        {"RAMP": "10s", "HOLD": "60s", "DOWN": "10s"},
+        {"RAMP": "5s", "HOLD": "25s", "DOWN": "5s"},
+    ),
+    Profile(
+        "soak",
+        "soak.js",
+        "the original mix held at 10 VUs for 10 min (short: 45 s): drift and memory growth",
+        {"DURATION": "10m"},
+        {"DURATION": "45s"},
+    ),
+)
+SWEEP = {"full": ((1, 2, 4, 8, 16), "30s"), "short": ((1, 4, 16), "12s")}
+
+
+def step(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def measure(
+    system: System, script: str, env: dict[str, str], raw: Path, label: str, sentences: Path
+) -> tuple[dict[str, Any], list[Sample]]:
+    system.flush_cache()
+    rss_start, cpu_start = system.resident_mib(), system.cpu_seconds()
+    result = run_k6(script, system.url, env, raw, label, sentences)
+    cpu = system.cpu_seconds() - cpu_start
+    run = read_k6_csv(result.csv)
+    summary: dict[str, Any] = summarize(run, result.seconds, cpu)
+    summary |= {
+        "rss_start_mib": rss_start,
+        "rss_end_mib": system.resident_mib(),
+        "thresholds_passed": result.exit_code == 0,
+    }
+    step(
+        f"  {system.name:8s} {summary['req_per_s']:8.1f} req/s  p50 {summary['p50_ms']:7.1f} ms"
+        f"  p99 {summary['p99_ms']:7.1f} ms  failed {summary['failed_rate']:.4f}"
+        f"  hits {summary['hit_ratio']:.2f}"
+    )
+    return summary, run.predicts
+
+
+def stop_on_sigterm() -> None:
+    """SIGTERM unwinds like Ctrl-C, so every server this run started is stopped."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def main() -> int:
+    stop_on_sigterm()
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--short", action="store_true", help="shorter profiles (< 10 min)")
+    args = parser.parse_args()
+    mode = "short" if args.short else "full"
+    started = datetime.datetime.now(datetime.UTC)
+    out = PROJECT_ROOT / "perf" / "results" / f"{started:%Y%m%dT%H%M%SZ}-compare"
+    raw = out / "raw"
+    raw.mkdir(parents=True)
+    step(f"{mode} run; results in {out.relative_to(PROJECT_ROOT)}")
+    step("getting standin-base (DistilBERT-base compute)")
+    checkpoint = resolve(ModelSpec.parse("standin-base"), default_cache_dir())
+    # never-seen texts come from SST-2 train, read at run time (not stored in the repo)
+    sentences = Path(tempfile.mkdtemp(prefix="bench-sst2-")) / "sentences.json"
+    sentences.write_text(json.dumps(sst2_sentences(5000, offset=40000)))
+
+    step("starting ours: redis-server, tritonserver (int8), cache_proxy")
+    ours = start_ours(checkpoint, raw)
+    try:
+        step("starting the original design: redis-server, uvicorn + FastAPI + pipeline")
+        original = start_original(checkpoint, raw)
+        try:
+            results, series = run_all(mode, (ours, original), raw, sentences)
+        finally:
+            original.stop()
+    finally:
+        ours.stop()
+
+    meta = {
+        "command": "make bench" + (" SHORT=1" if args.short else ""),
+        "mode": mode,
+        "started": f"{started:%Y-%m-%d %H:%M}",
+        "commit": subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+        ).stdout.strip(),
+        "cpus": os.cpu_count(),
+        "profiles": {p.name: p.what for p in PROFILES},
+    }
+    (out / "results.json").write_text(json.dumps({"meta": meta, **results}, indent=2) + "\n")
+    plot_latency(series, out / "latency-over-time.png")
+    plot_sweep(results["sweep"], out / "miss-throughput.png")
+    report = write_report(out, meta, results)
+    step(f"report: {report.relative_to(PROJECT_ROOT)}")
+    print(report.read_text())
+    return 0
+
+
+def run_all(
+    mode: str, systems: tuple[System, System], raw: Path, sentences: Path
+) -> tuple[dict[str, Any], dict[str, dict[str, list[Sample]]]]:
+    profiles: dict[str, dict[str, Any]] = {}
+    series: dict[str, dict[str, list[Sample]]] = {}
+    for profile in PROFILES:
+        env = profile.short if mode == "short" else profile.full
+        step(f"profile {profile.name} ({', '.join(f'{k}={v}' for k, v in env.items())})")
+        profiles[profile.name], series[profile.name] = {}, {}
+        for system in systems:
+            label = f"{profile.name}-{system.name}"
+            profiles[profile.name][system.name], series[profile.name][system.name] = measure(
+                system, profile.script, env, raw, label, sentences
+            )
+    levels, duration = SWEEP[mode]
+    sweep: dict[str, list[dict[str, Any]]] = {s.name: [] for s in systems}
+    step(f"cache-miss sweep: VUs {levels}, {duration} each")
+    for vus in levels:
+        for system in systems:
+            env = {"VUS": str(vus), "DURATION": duration}
+            summary, _ = measure(
+                system, "cache_miss.js", env, raw, f"sweep-{vus}-{system.name}", sentences
+            )
+            sweep[system.name].append({"vus": vus, **summary})
+    return {"profiles": profiles, "sweep": sweep}, series
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

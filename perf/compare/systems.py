@@ -1,0 +1,105 @@
+"""The two systems under test, each with its own redis-server.
+
+ours: tritonserver (committed config.pbtxt) + cache_proxy, model standin-base.
+original: the rebuilt FastAPI design (perf/baselines/original_app.py), same
+checkpoint files, fp32 as in the original.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from devstack.process import ServerProcess, free_port, http_status, port_open, python_module
+from devstack.redis import redis_command
+from devstack.repository import SOURCE as MODEL_SOURCE
+from perf.procstat import cpu_seconds, resident_mib
+from perf.triton.bench import serve as serve_triton
+
+
+@dataclass
+class System:
+    name: str
+    url: str
+    redis_port: int
+    servers: list[ServerProcess] = field(default_factory=list)
+
+    def pids(self) -> list[int]:
+        return [s.process.pid for s in self.servers if s.process is not None]
+
+    def cpu_seconds(self) -> float:
+        return cpu_seconds(*self.pids())
+
+    def resident_mib(self) -> float:
+        return resident_mib(*self.pids())
+
+    def flush_cache(self) -> None:
+        subprocess.run(
+            ["redis-cli", "-p", str(self.redis_port), "FLUSHALL"],
+            check=True,
+            capture_output=True,
+            timeout=10,
+        )
+
+    def stop(self) -> None:
+        for server in reversed(self.servers):
+            server.stop()
+
+
+def start_redis(name: str, logs: Path) -> tuple[ServerProcess, int]:
+    port = free_port()
+    workdir = Path(tempfile.mkdtemp(prefix=f"bench-redis-{name}-"))
+    server = ServerProcess(f"redis-{name}", redis_command(port, workdir), logs)
+    return server.start().wait_until(lambda: port_open(port), 20), port
+
+
+def start_ours(checkpoint: Path, logs: Path) -> System:
+    redis, redis_port = start_redis("ours", logs)
+    system = System("ours", "", redis_port, [redis])
+    try:
+        triton, triton_url = serve_triton(
+            checkpoint, logs, "ours", (MODEL_SOURCE / "config.pbtxt").read_text()
+        )
+        system.servers.append(triton)
+        port = free_port()
+        env = dict(
+            os.environ,
+            PROXY_PORT=str(port),
+            TRITON_URL=triton_url,
+            REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
+        )
+        system.url = f"http://127.0.0.1:{port}"
+        proxy = ServerProcess("proxy", python_module("cache_proxy"), logs, env, system.url)
+        system.servers.append(proxy)
+        proxy.start().wait_until(lambda: http_status(f"{system.url}/health/ready") == 200, 120)
+    except BaseException:
+        system.stop()
+        raise
+    return system
+
+
+def start_original(checkpoint: Path, logs: Path) -> System:
+    redis, redis_port = start_redis("original", logs)
+    system = System("original", "", redis_port, [redis])
+    try:
+        port = free_port()
+        env = dict(
+            os.environ,
+            BASELINE_CHECKPOINT=str(checkpoint),
+            REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
+            HF_HUB_OFFLINE="1",
+        )
+        system.url = f"http://127.0.0.1:{port}"
+        command = python_module(
+            "uvicorn", "perf.baselines.original_app:app", "--host", "127.0.0.1", "--port", str(port)
+        )
+        app = ServerProcess("original-app", command, logs, env, system.url)
+        system.servers.append(app)
+        app.start().wait_until(lambda: http_status(f"{system.url}/health") == 200, 180)
+    except BaseException:
+        system.stop()
+        raise
+    return system

@@ -1,0 +1,64 @@
+// Shared by the k6 profiles: target, cache and timing headers as metrics.
+import { check } from 'k6';
+import http from 'k6/http';
+import { Rate, Trend } from 'k6/metrics';
+
+export const BASE_URL = __ENV.BASE_URL || 'http://127.0.0.1:8080';
+// A fresh marker per run keeps "never seen" texts unseen across runs.
+export const RUN_ID = __ENV.RUN_ID || `${Date.now()}`;
+
+// Request-level cache result: our proxy says X-Cache: hit|partial|miss, the
+// original design X-MLAPI-Cache: Hit|Miss.
+const cacheHit = new Rate('cache_hit');
+const proxyTotal = new Trend('proxy_total_ms', true);
+const inference = new Trend('inference_ms', true);
+
+export function health() {
+  const res = http.get(`${BASE_URL}/health`, { tags: { name: 'health' } });
+  check(res, { 'health 200': (r) => r.status === 200 });
+}
+
+export function predict(texts) {
+  // The original script sent no Content-Type; today's FastAPI answers such a
+  // body with 422, so both systems get the header (ours does not need it).
+  const res = http.post(`${BASE_URL}/predict`, JSON.stringify({ text: texts }), {
+    headers: { 'Content-Type': 'application/json' },
+    tags: { name: 'predict' },
+  });
+  check(res, {
+    'predict 200': (r) => r.status === 200,
+    'one prediction per text': (r) => r.status === 200 && r.json('predictions').length === texts.length,
+  });
+  const ours = res.headers['X-Cache'];
+  const theirs = res.headers['X-Mlapi-Cache'];
+  if (ours !== undefined || theirs !== undefined) {
+    cacheHit.add(ours === 'hit' || theirs === 'Hit');
+  }
+  if (res.headers['X-Total-Time'] !== undefined) {
+    proxyTotal.add(parseFloat(res.headers['X-Total-Time']));
+    inference.add(parseFloat(res.headers['X-Inference-Time']));
+  }
+  return res;
+}
+
+// Never-seen texts: SST-2 sentences (a JSON list written by the runner from
+// ../shared/data/sst2/train.tsv) with a unique marker.
+export function loadSentences() {
+  return JSON.parse(open(__ENV.SST2_FILE || './sst2-sentences.json'));
+}
+
+export function unseen(sentences, n) {
+  const texts = [];
+  for (let i = 0; i < n; i++) {
+    const sentence = sentences[Math.floor(Math.random() * sentences.length)];
+    texts.push(`${sentence} [${RUN_ID}-${__VU}-${__ITER}-${i}]`);
+  }
+  return texts;
+}
+
+export function thresholds(p99ms) {
+  return {
+    http_req_failed: [`rate<=${__ENV.MAX_FAILED_RATE || '0'}`],
+    'http_req_duration{name:predict}': [`p(99)<${__ENV.P99_MS || p99ms}`],
+  };
+}
