@@ -13,6 +13,7 @@ from inference import (
     decode_texts,
     fingerprint,
     intra_op_threads,
+    micro_batch_rows,
     pad,
     parameters,
     plan_micro_batches,
@@ -107,3 +108,12 @@ def test_fingerprint_tracks_content_and_precision(tmp_path: Path) -> None:
 def test_parameters_flatten() -> None:
     config = {"parameters": {"precision": {"string_value": "fp32"}}}
     assert parameters(config) == {"precision": "fp32"}
+
+
+def test_micro_batch_rows_parameter() -> None:
+    assert micro_batch_rows("8", 64) == 8
+    assert micro_batch_rows("max", 64) == 64
+    assert micro_batch_rows("0", 64) == 64
+    assert micro_batch_rows("128", 64) == 64
+    with pytest.raises(ValueError, match="micro_batch_rows"):
+        micro_batch_rows("-1", 64)

@@ -127,3 +127,14 @@ def fingerprint(content_digest: str, serving: dict[str, Any]) -> str:
 def parameters(model_config: dict[str, Any]) -> dict[str, str]:
     """config.pbtxt `parameters` as a flat str -> str mapping."""
     return {k: v["string_value"] for k, v in model_config.get("parameters", {}).items()}
+
+
+def micro_batch_rows(value: str, max_batch_size: int) -> int:
+    """The `micro_batch_rows` parameter: rows per forward pass, at most
+    max_batch_size ("max" or "0": max_batch_size)."""
+    if value.strip().lower() in {"max", "0", ""}:
+        return max_batch_size
+    rows = int(value)
+    if rows < 0:
+        raise ValueError(f"micro_batch_rows must be >= 0 or 'max', got {value!r}")
+    return min(rows, max_batch_size)

@@ -32,6 +32,7 @@ from inference import (
     decode_texts,
     fingerprint,
     intra_op_threads,
+    micro_batch_rows,
     parameters,
     split_rows,
 )
@@ -61,7 +62,9 @@ class TritonPythonModel:
             checkpoint,
             max_length=int(params["max_sequence_length"]),
             token_budget=int(params["token_budget"]),
-            max_rows=int(config["max_batch_size"]),
+            max_rows=micro_batch_rows(
+                params.get("micro_batch_rows", "max"), int(config["max_batch_size"])
+            ),
             precision=precision,
         )
         self._check_labels(model_dir / "labels.txt")
