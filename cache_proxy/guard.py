@@ -9,7 +9,7 @@ from aiohttp import web
 
 from cache_proxy.errors import ApiError, RateLimited, Unauthorized
 from cache_proxy.keys import LIMITER, METRICS, SETTINGS
-from cache_proxy.middleware import Handler
+from cache_proxy.middleware import Handler, route_name
 from cache_proxy.settings import api_key_set
 
 GUARDED_ROUTES = frozenset({"/predict", "/model"})
@@ -46,8 +46,7 @@ def client_identity(
 
 @web.middleware
 async def abuse_controls(request: web.Request, handler: Handler) -> web.StreamResponse:
-    resource = request.match_info.route.resource
-    if resource is None or resource.canonical not in GUARDED_ROUTES:
+    if route_name(request) not in GUARDED_ROUTES:
         return await handler(request)
     app = request.app
     settings = app[SETTINGS]

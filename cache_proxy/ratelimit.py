@@ -91,10 +91,6 @@ class RateLimiter:
         self._script = redis.register_script(TOKEN_BUCKET) if redis is not None else None
         self._skip_until = 0.0
 
-    @property
-    def enabled(self) -> bool:
-        return self.rate > 0 and self._script is not None
-
     async def check(self, client: str, cost: int = 1) -> Decision | None:
         """The decision for one request of `client`, or None when not enforced."""
         if self._script is None or self.rate <= 0 or time.monotonic() < self._skip_until:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import functools
 import itertools
 import os
 from collections.abc import Mapping
@@ -95,6 +96,7 @@ def parse_bool(raw: str) -> bool:
     raise ValueError(raw)
 
 
+@functools.cache  # Settings is frozen: parsed once, not on every request
 def api_key_set(settings: Settings) -> frozenset[str]:
     """The accepted API keys (empty: authentication is off)."""
     return frozenset(k.strip() for k in settings.api_keys.split(",") if k.strip())

@@ -62,3 +62,28 @@ export function thresholds(p99ms) {
     'http_req_duration{name:predict}': [`p(99)<${__ENV.P99_MS || p99ms}`],
   };
 }
+
+// The original project's texts: 95% of its posts (by default) sent the three
+// fixed sentences, the rest the ten sentences in shuffled order.
+export const FIXED = ['I love you!', 'I hate you!', 'I am a Kubernetes Cluster!'];
+const SHUFFLED = [
+  ...FIXED,
+  'I ran to the store',
+  'The students are very good in this class',
+  'Working on Saturday morning is brutal',
+  'How much wood could a wood chuck chuck if a wood chuck could chuck wood?',
+  'A Wood chuck would chuck as much wood as a wood chuck could chuck if a woodchuck could chuck wood ',
+  'Food is very tasty',
+  'Welcome to the thunderdome',
+];
+
+function shuffled(values) {
+  return values
+    .map((value) => ({ value, sort: Math.random() }))
+    .sort((a, b) => a.sort - b.sort)
+    .map(({ value }) => value);
+}
+
+export function originalTexts(cacheRate) {
+  return Math.random() > cacheRate ? shuffled(SHUFFLED) : FIXED;
+}

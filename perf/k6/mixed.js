@@ -1,7 +1,7 @@
 // A 50% cache rate that no cache design can game: half the posts repeat the
 // three fixed sentences, half post ten never-seen SST-2 sentences. Same
 // shape as the original profile (GET /health + POST /predict per iteration).
-import { health, loadSentences, predict, thresholds, unseen } from './lib.js';
+import { FIXED, health, loadSentences, predict, thresholds, unseen } from './lib.js';
 
 const SENTENCES = loadSentences();
 const VUS = parseInt(__ENV.VUS || '10', 10);
@@ -15,7 +15,6 @@ export const options = {
 };
 
 const CACHE_RATE = parseFloat(__ENV.CACHE_RATE || '0.5');
-const FIXED = ['I love you!', 'I hate you!', 'I am a Kubernetes Cluster!'];
 
 export default function () {
   health();

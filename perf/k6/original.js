@@ -3,7 +3,7 @@
 // 5% post ten sentences in shuffled order. Pass mark: p99 < 2 s.
 // Stage lengths and the cache rate come from the environment (defaults: the
 // original's 30 s ramp-up, 7 min hold, 3 min ramp-down, 0.95).
-import { health, predict, thresholds } from './lib.js';
+import { health, originalTexts, predict, thresholds } from './lib.js';
 
 const VUS = parseInt(__ENV.VUS || '10', 10);
 export const options = {
@@ -16,28 +16,8 @@ export const options = {
 };
 
 const CACHE_RATE = parseFloat(__ENV.CACHE_RATE || '0.95');
-const FIXED = ['I love you!', 'I hate you!', 'I am a Kubernetes Cluster!'];
-const SHUFFLED = [
-  'I love you!',
-  'I hate you!',
-  'I am a Kubernetes Cluster!',
-  'I ran to the store',
-  'The students are very good in this class',
-  'Working on Saturday morning is brutal',
-  'How much wood could a wood chuck chuck if a wood chuck could chuck wood?',
-  'A Wood chuck would chuck as much wood as a wood chuck could chuck if a woodchuck could chuck wood ',
-  'Food is very tasty',
-  'Welcome to the thunderdome',
-];
-
-function shuffled(values) {
-  return values
-    .map((value) => ({ value, sort: Math.random() }))
-    .sort((a, b) => a.sort - b.sort)
-    .map(({ value }) => value);
-}
 
 export default function () {
   health();
-  predict(Math.random() > CACHE_RATE ? shuffled(SHUFFLED) : FIXED);
+  predict(originalTexts(CACHE_RATE));
 }

