@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 MODEL ?= auto
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help install system-deps model up test test-unit lint format clean bench bench-triton
+.PHONY: help install system-deps test-system-deps model up test test-unit lint format clean bench bench-triton
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -18,13 +18,21 @@ $(VENV)/.installed: requirements/*.txt
 		-r requirements/dev.txt -c requirements/constraints.txt
 	@touch $@
 
-SYSTEM_TOOLS := redis-server:redis-server chromium:chromium prometheus:prometheus
-
-system-deps:  ## redis-server, chromium (docs page test), prometheus (dashboard test) from Debian when absent (needs root)
-	@missing=$$(for pair in $(SYSTEM_TOOLS); do command -v $${pair%%:*} >/dev/null || echo $${pair#*:}; done); \
+# command:package pairs from Debian, apt-installed when the command is missing
+RUNTIME_TOOLS := redis-server:redis-server
+TEST_TOOLS := chromium:chromium prometheus:prometheus
+define apt_missing
+	@missing=$$(for pair in $(1); do command -v $${pair%%:*} >/dev/null || echo $${pair#*:}; done); \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq $$missing; \
 		else echo "missing: sudo apt-get install $$missing" >&2; exit 1; fi; fi
+endef
+
+system-deps:  ## redis-server from Debian when absent (needs root)
+	$(call apt_missing,$(RUNTIME_TOOLS))
+
+test-system-deps:  ## chromium (docs page test) and prometheus (dashboard test) when absent
+	$(call apt_missing,$(TEST_TOOLS))
 
 install: $(VENV)/.installed system-deps  ## venv with pinned deps + redis-server
 
@@ -34,7 +42,7 @@ model: install  ## get MODEL (auto|hub|trained-offline|standin-base|standin-tiny
 up: install  ## run redis + tritonserver + proxy on 127.0.0.1 (proxy :8080); Ctrl-C stops
 	MODEL=$(MODEL) $(PY) -m devstack.up
 
-test: install  ## the whole test suite against real servers
+test: install test-system-deps  ## the whole test suite against real servers
 	$(PY) -m pytest
 
 test-unit: install  ## only the tests that need no server
