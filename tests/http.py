@@ -37,3 +37,9 @@ def request(
 def predict(url: str, texts: list[str]) -> Reply:
     """POST /predict the way the original k6 script does: no Content-Type."""
     return request("POST", f"{url}/predict", json.dumps({"text": texts}).encode())
+
+
+def scores(reply: Reply) -> list[list[float]]:
+    """The score lists of a 200 /predict reply, one per text."""
+    assert reply.status == 200, reply.body
+    return [[p["score"] for p in entry] for entry in reply.json()["predictions"]]

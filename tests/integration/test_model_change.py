@@ -20,7 +20,7 @@ from devstack.repository import SOURCE as MODEL_SOURCE
 from devstack.repository import set_parameter
 from modelctl.install import install
 from tests.conftest import launch_proxy, start_stack, start_triton
-from tests.http import Reply, predict, request
+from tests.http import predict, request, scores
 
 pytestmark = pytest.mark.integration
 REFRESH_SECONDS = 1.0
@@ -35,11 +35,6 @@ def swapped_labels_checkpoint(checkpoint: Path, dest: Path) -> Path:
     info = json.loads((dest / "model_info.json").read_text())
     (dest / "model_info.json").write_text(json.dumps({**info, "name": "standin-tiny-swapped"}))
     return dest
-
-
-def scores(reply: Reply) -> list[list[float]]:
-    assert reply.status == 200, reply.body
-    return [[p["score"] for p in entry] for entry in reply.json()["predictions"]]
 
 
 def test_model_change_never_serves_the_old_models_cache(

@@ -8,12 +8,13 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from devstack.process import ServerProcess, free_port, port_open
 from devstack.redis import redis_command
 from tests.conftest import ProxyFactory
-from tests.http import predict, request
+from tests.http import predict, request, scores
 
 pytestmark = pytest.mark.integration
 PASSWORD = "s3cret-pass"
@@ -155,8 +156,9 @@ def test_cluster_mode_spreads_keys_and_degrades_when_a_node_dies(
     redis_cluster[1].kill()
     for _ in range(5):
         reply = predict(url, [*texts[:5], *fresh(1)])
-        assert reply.status == 200, reply.body
-        assert reply.json()["predictions"][:5] == hit.json()["predictions"][:5]
+        # recomputed (their shard is gone) in another batch: equal up to fp32
+        # batch invariance, not bit for bit
+        assert np.allclose(scores(reply)[:5], scores(hit)[:5], atol=1e-5, rtol=0)
     ready = request("GET", f"{url}/health/ready")
     assert (ready.status, ready.json()["redis"]) == (200, "degraded")
     assert "proxy_redis_up 0.0" in request("GET", f"{url}/metrics").body.decode()
