@@ -6,10 +6,12 @@ parameters) so they never touch the checkout's model_repository/.
 
 from __future__ import annotations
 
+import importlib
 import re
 import shutil
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from modelctl.install import MODEL_NAME
@@ -29,12 +31,24 @@ def copy_model_definition(dest: Path, config_text: str | None = None) -> Path:
     return dest
 
 
+def _parameter_pattern(key: str) -> re.Pattern[str]:
+    return re.compile(
+        r'(key:\s*"' + re.escape(key) + r'"\s*value:\s*\{\s*string_value:\s*")([^"]*)(")'
+    )
+
+
+def get_parameter(config: str, key: str) -> str:
+    """The string value of one `parameters` entry of a config.pbtxt."""
+    found = _parameter_pattern(key).findall(config)
+    if len(found) != 1:
+        raise ValueError(f"config.pbtxt has {len(found)} parameters named {key!r}")
+    value: str = found[0][1]
+    return value
+
+
 def set_parameter(config: str, key: str, value: str) -> str:
     """Replace the string value of one `parameters` entry of a config.pbtxt."""
-    pattern = re.compile(
-        r'(key:\s*"' + re.escape(key) + r'"\s*value:\s*\{\s*string_value:\s*")[^"]*(")'
-    )
-    updated, count = pattern.subn(lambda m: m.group(1) + value + m.group(2), config)
+    updated, count = _parameter_pattern(key).subn(lambda m: m.group(1) + value + m.group(3), config)
     if count != 1:
         raise ValueError(f"config.pbtxt has {count} parameters named {key!r}")
     return updated
@@ -48,14 +62,23 @@ def set_instance_count(config: str, count: int) -> str:
     return updated
 
 
-def load_classifier(checkpoint: Path, precision: str) -> Any:
-    """The Triton model's own Classifier, in-process, with the served defaults,
-    so offline scores (eval, kernel benchmarks) match what Triton computes."""
+def model_module(name: str) -> ModuleType:
+    """A module of the Triton model's code (classifier, inference, ...), imported
+    from the checkout the way the Python backend imports it."""
     code = str(SOURCE / "1")
     if code not in sys.path:
         sys.path.insert(0, code)
-    from classifier import Classifier
+    return importlib.import_module(name)
 
-    return Classifier(
-        checkpoint, max_length=512, token_budget=8192, max_rows=64, precision=precision
+
+def load_classifier(checkpoint: Path, precision: str) -> Any:
+    """The Triton model's own Classifier, in-process, with the committed
+    config.pbtxt's parameters, so offline scores (eval, kernel benchmarks)
+    match what Triton computes."""
+    config = (SOURCE / "config.pbtxt").read_text()
+    return model_module("classifier").Classifier(
+        checkpoint,
+        max_length=int(get_parameter(config, "max_sequence_length")),
+        token_budget=int(get_parameter(config, "token_budget")),
+        precision=precision,
     )

@@ -3,7 +3,8 @@
     python -m perf.triton.bench [--short]      (make bench-triton)
 
 1. kernel-only forward of the full-size stand-in (standin-base: DistilBERT-base
-   compute, random weights) at batch 1/4/16/32 on real SST-2 sentences;
+   compute, random weights) at batch 1/4/16/32 on real SST-2 sentences, and
+   one layer's Linear layers alone (the part int8 speeds up);
 2. tritonserver serving the same checkpoint, driven by perf_analyzer with
    SST-2 sentences at concurrency 1/4/8/16, once per precision;
 3. the thread layout (instances x intra-op threads) at concurrency 8;
@@ -36,6 +37,7 @@ PRECISIONS = ("fp32", "int8")
 BATCH_SIZES = (1, 4, 16, 32)
 CONCURRENCIES = (1, 4, 8, 16)
 LAYOUTS = ((1, 2), (2, 1))  # (instances, intra-op threads each)
+LINEAR_TOKENS = (16, 128)  # about one SST-2 sentence, and a batch of eight
 
 
 def step(message: str) -> None:
@@ -74,7 +76,13 @@ def main() -> int:
     kernel_texts = sentences(128 if args.short else 256, offset=30000)
     base_config = (MODEL_SOURCE / "config.pbtxt").read_text()
 
-    results: dict[str, object] = {"kernel": {}, "triton": {}, "layout": [], "memory_mib": {}}
+    results: dict[str, object] = {
+        "kernel": {},
+        "linear_ms": {},
+        "triton": {},
+        "layout": [],
+        "memory_mib": {},
+    }
     for precision in PRECISIONS:
         step(f"kernel-only {precision}: batch sizes {BATCH_SIZES}")
         model = kernel.load(checkpoint, precision, threads=2)
@@ -82,6 +90,10 @@ def main() -> int:
             size: kernel.sentences_per_second(model, kernel_texts, size) for size in BATCH_SIZES
         }
         del model
+        step(f"linear layers alone {precision}: {LINEAR_TOKENS} tokens")
+        results["linear_ms"][precision] = {  # type: ignore[index]
+            tokens: kernel.linear_layer_ms(tokens, precision) for tokens in LINEAR_TOKENS
+        }
     for precision in PRECISIONS:
         step(f"triton {precision}: starting")
         config = set_parameter(base_config, "precision", precision)

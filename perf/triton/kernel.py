@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from devstack.repository import load_classifier
+from devstack.repository import load_classifier, model_module
 
 
 def load(checkpoint: Path, precision: str, threads: int) -> Any:
@@ -36,3 +36,30 @@ def sentences_per_second(
             classifier.score_token_ids(batch)
         rates.append(len(ids) / (time.perf_counter() - started))
     return statistics.median(rates)
+
+
+# One DistilBERT-base layer's Linear layers as (in, out): q, k, v, out, ffn in, ffn out.
+LAYER_LINEARS = ((768, 768),) * 4 + ((768, 3072), (3072, 768))
+
+
+def linear_layer_ms(tokens: int, precision: str, repeats: int = 30) -> float:
+    """Median ms for one DistilBERT-base layer's Linear layers on `tokens` rows:
+    the part of the model int8 speeds up, so the ceiling of its speed-up."""
+    import torch
+
+    quantized = model_module("classifier").quantized
+    torch.manual_seed(0)
+    layers = [
+        quantized(torch.nn.Sequential(torch.nn.Linear(i, o)).eval(), precision)
+        for i, o in LAYER_LINEARS
+    ]
+    inputs = [torch.randn(tokens, i) for i, _ in LAYER_LINEARS]
+    times = []
+    with torch.inference_mode():
+        for n in range(repeats + 3):
+            started = time.perf_counter()
+            for layer, x in zip(layers, inputs, strict=True):
+                layer(x)
+            if n >= 3:  # the first passes warm up
+                times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)

@@ -27,6 +27,20 @@ def write_report(path: Path, results: dict[str, Any], default: str, command: str
         lines.append(f"| {precision} | " + " | ".join(f"{r:.0f}" for r in rates.values()) + " |")
     lines += [
         "",
+        "## Linear layers alone (one DistilBERT-base layer: q, k, v, out, FFN), ms",
+        "",
+        "int8 speeds up only these; attention, GELU, LayerNorm and the residual",
+        "adds run in fp32 either way, so this ratio bounds the whole model's.",
+        "",
+        "| tokens | fp32 ms | int8 ms | int8 speed-up |",
+        "|---|---|---|---|",
+    ]
+    linear = results["linear_ms"]
+    for tokens in linear["fp32"]:
+        fp32, int8 = linear["fp32"][tokens], linear["int8"][tokens]
+        lines.append(f"| {tokens} | {fp32:.2f} | {int8:.2f} | {fp32 / int8:.2f}x |")
+    lines += [
+        "",
         "## Triton end to end (perf_analyzer, HTTP, one sentence per request)",
         "",
         "| precision | concurrency | infer/s | p50 ms | p99 ms | queue ms | compute ms | "

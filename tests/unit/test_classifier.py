@@ -1,4 +1,5 @@
-"""The torch Classifier in-process (standin-tiny): batching never changes scores."""
+"""The torch Classifier in-process (standin-tiny): batching and packing never
+change scores."""
 
 from __future__ import annotations
 
@@ -13,7 +14,13 @@ from trainer.data import sst2_sentences as sentences
 
 @pytest.fixture(scope="module")
 def classifier(tiny_checkpoint: Path) -> Classifier:
-    return Classifier(tiny_checkpoint, max_length=512, token_budget=256, max_rows=8)
+    return Classifier(tiny_checkpoint, max_length=512, token_budget=256)
+
+
+def test_standin_scores_differ_between_texts(classifier: Classifier) -> None:
+    # Otherwise every comparison below would pass whatever the forward did.
+    positive = classifier.predict(sentences(40))[:, 1]
+    assert positive.max() - positive.min() > 0.2
 
 
 def test_batched_scores_equal_one_by_one(classifier: Classifier) -> None:
@@ -23,6 +30,15 @@ def test_batched_scores_equal_one_by_one(classifier: Classifier) -> None:
     assert batched.shape == (40, 2)
     assert np.abs(batched - single).max() <= 1e-4
     np.testing.assert_allclose(batched.sum(axis=1), 1.0, atol=1e-6)
+
+
+def test_packed_forward_equals_transformers_padded_forward(tiny_checkpoint: Path) -> None:
+    packed = Classifier(tiny_checkpoint, max_length=512, token_budget=256)
+    padded = Classifier(tiny_checkpoint, max_length=512, token_budget=256)
+    padded.packed = False  # transformers' own forward over padded rows
+    assert packed.packed
+    texts = [*sentences(30), "word " * 300, ""]
+    assert np.abs(packed.predict(texts) - padded.predict(texts)).max() <= 1e-5
 
 
 def test_long_text_does_not_change_short_scores(classifier: Classifier) -> None:
@@ -47,9 +63,9 @@ def test_labels_from_checkpoint(classifier: Classifier) -> None:
 
 
 def test_int8_gives_probabilities_close_to_fp32(tiny_checkpoint: Path) -> None:
-    int8 = Classifier(tiny_checkpoint, max_length=512, token_budget=256, max_rows=8,
+    int8 = Classifier(tiny_checkpoint, max_length=512, token_budget=256,
                       precision="int8")  # fmt: skip
-    fp32 = Classifier(tiny_checkpoint, max_length=512, token_budget=256, max_rows=8)
+    fp32 = Classifier(tiny_checkpoint, max_length=512, token_budget=256)
     texts = sentences(16)
     quantized, reference = int8.predict(texts), fp32.predict(texts)
     np.testing.assert_allclose(quantized.sum(axis=1), 1.0, atol=1e-6)
@@ -59,5 +75,5 @@ def test_int8_gives_probabilities_close_to_fp32(tiny_checkpoint: Path) -> None:
 
 def test_unknown_precision_is_refused(tiny_checkpoint: Path) -> None:
     with pytest.raises(ValueError, match="precision must be one of"):
-        Classifier(tiny_checkpoint, max_length=512, token_budget=256, max_rows=8,
+        Classifier(tiny_checkpoint, max_length=512, token_budget=256,
                    precision="fp8")  # fmt: skip

@@ -13,7 +13,7 @@ from inference import (
     decode_texts,
     fingerprint,
     intra_op_threads,
-    micro_batch_rows,
+    pack,
     pad,
     parameters,
     plan_micro_batches,
@@ -35,24 +35,28 @@ def test_decode_texts_rejects_bad_utf8_and_shape() -> None:
 
 
 def test_plan_sorts_by_length_and_respects_budget() -> None:
-    lengths = [50, 3, 7, 3, 500, 8]
-    plan = plan_micro_batches(lengths, token_budget=40, max_rows=64)
+    lengths = [50, 3, 7, 3, 500, 8, 12]
+    plan = plan_micro_batches(lengths, token_budget=40)
     assert sorted(i for batch in plan for i in batch) == list(range(len(lengths)))
     for batch in plan:
-        longest = max(lengths[i] for i in batch)
-        assert len(batch) == 1 or len(batch) * longest <= 40
+        assert len(batch) == 1 or sum(lengths[i] for i in batch) <= 40
         assert [lengths[i] for i in batch] == sorted(lengths[i] for i in batch)
-    # the long texts never share a batch with the short ones
-    assert [4] in plan and [0] in plan
-
-
-def test_plan_caps_rows() -> None:
-    plan = plan_micro_batches([5] * 10, token_budget=10_000, max_rows=4)
-    assert [len(b) for b in plan] == [4, 4, 2]
+    # the short texts share one pass; each long text gets its own
+    assert plan == [[1, 3, 2, 5, 6], [0], [4]]
 
 
 def test_plan_empty() -> None:
-    assert plan_micro_batches([], 100, 4) == []
+    assert plan_micro_batches([], 100) == []
+
+
+def test_pack_lays_texts_end_to_end() -> None:
+    packed = pack([[101, 7, 102], [101, 102], [101, 8, 9, 102]])
+    assert packed.token_ids.tolist() == [101, 7, 102, 101, 102, 101, 8, 9, 102]
+    assert packed.positions.tolist() == [0, 1, 2, 0, 1, 0, 1, 2, 3]
+    assert packed.segments.tolist() == [0, 0, 0, 1, 1, 2, 2, 2, 2]
+    assert packed.starts.tolist() == [0, 3, 5]
+    with pytest.raises(ValueError, match="at least one token"):
+        pack([[101], []])
 
 
 def test_pad_and_mask() -> None:
@@ -108,12 +112,3 @@ def test_fingerprint_tracks_content_and_precision(tmp_path: Path) -> None:
 def test_parameters_flatten() -> None:
     config = {"parameters": {"precision": {"string_value": "fp32"}}}
     assert parameters(config) == {"precision": "fp32"}
-
-
-def test_micro_batch_rows_parameter() -> None:
-    assert micro_batch_rows("8", 64) == 8
-    assert micro_batch_rows("max", 64) == 64
-    assert micro_batch_rows("0", 64) == 64
-    assert micro_batch_rows("128", 64) == 64
-    with pytest.raises(ValueError, match="micro_batch_rows"):
-        micro_batch_rows("-1", 64)

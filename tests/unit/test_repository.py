@@ -9,6 +9,7 @@ import pytest
 from devstack.repository import (
     SOURCE,
     copy_model_definition,
+    get_parameter,
     set_instance_count,
     set_parameter,
 )
@@ -19,8 +20,12 @@ def test_set_parameter_changes_exactly_one_value() -> None:
     updated = set_parameter(config, "precision", "int8")
     assert 'string_value: "int8"' in updated
     assert updated.count("string_value") == config.count("string_value")
+    assert get_parameter(updated, "precision") == "int8"
+    assert get_parameter(set_parameter(config, "token_budget", "64"), "token_budget") == "64"
     with pytest.raises(ValueError, match="0 parameters named 'nope'"):
         set_parameter(config, "nope", "x")
+    with pytest.raises(ValueError, match="0 parameters named 'nope'"):
+        get_parameter(config, "nope")
 
 
 def test_set_instance_count() -> None:

@@ -11,7 +11,8 @@ import torch
 from numpy.typing import NDArray
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from inference import pad, plan_micro_batches, softmax
+import packed_forward
+from inference import pack, pad, plan_micro_batches, softmax
 
 PRECISIONS = ("fp32", "int8")
 
@@ -33,7 +34,11 @@ def quantized(model: torch.nn.Module, precision: str) -> torch.nn.Module:
 
 
 class Classifier:
-    """Scores texts with padding-aware micro-batching, in the caller's order."""
+    """Scores texts in length-sorted, packed micro-batches, in the caller's order.
+
+    DistilBERT checkpoints run packed (no padding computed, packed_forward);
+    any other sequence classifier runs transformers' padded forward.
+    """
 
     def __init__(
         self,
@@ -41,7 +46,6 @@ class Classifier:
         *,
         max_length: int,
         token_budget: int,
-        max_rows: int,
         precision: str = "fp32",
     ) -> None:
         if precision not in PRECISIONS:
@@ -56,8 +60,8 @@ class Classifier:
         self.labels = [config.id2label[i] for i in range(config.num_labels)]
         self.max_length = min(max_length, config.max_position_embeddings)
         self.token_budget = token_budget
-        self.max_rows = max_rows
         self.pad_id = int(self.tokenizer.pad_token_id or 0)
+        self.packed = packed_forward.supports(model)
 
     def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
         """Tokenize with special tokens, truncated to the model's max length."""
@@ -71,15 +75,20 @@ class Classifier:
         return self.score_token_ids(self.token_ids(texts) if texts else [])
 
     def score_token_ids(self, ids: Sequence[Sequence[int]]) -> NDArray[np.float32]:
-        """The forward path alone: plan micro-batches, pad, run the model, softmax."""
+        """The forward path alone: plan micro-batches, run each, softmax."""
         probs = np.zeros((len(ids), len(self.labels)), dtype=np.float32)
-        plan = plan_micro_batches([len(row) for row in ids], self.token_budget, self.max_rows)
+        plan = plan_micro_batches([len(row) for row in ids], self.token_budget)
         with torch.inference_mode():
             for batch in plan:
-                input_ids, mask = pad([ids[i] for i in batch], self.pad_id)
-                logits = self.model(
-                    input_ids=torch.from_numpy(input_ids),
-                    attention_mask=torch.from_numpy(mask),
-                ).logits
+                logits = self._logits([ids[i] for i in batch])
                 probs[batch] = softmax(logits.float().numpy())
         return probs
+
+    def _logits(self, rows: Sequence[Sequence[int]]) -> torch.Tensor:
+        if self.packed:
+            return packed_forward.logits(self.model, pack(rows))
+        input_ids, mask = pad(rows, self.pad_id)
+        padded: torch.Tensor = self.model(
+            input_ids=torch.from_numpy(input_ids), attention_mask=torch.from_numpy(mask)
+        ).logits
+        return padded

@@ -1,7 +1,8 @@
 """Pure steps of the distilbert_sst2 model, testable without Triton or torch.
 
 execute() = decode texts per request -> flatten -> plan length-sorted
-micro-batches -> pad -> forward -> softmax -> scatter back -> split per request.
+micro-batches -> pack (no padding) -> forward -> softmax -> scatter back ->
+split per request.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import itertools
 import json
 import os
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,25 +36,50 @@ def decode_texts(array: NDArray[np.object_]) -> list[str]:
     return texts
 
 
-def plan_micro_batches(lengths: Sequence[int], token_budget: int, max_rows: int) -> list[list[int]]:
+def plan_micro_batches(lengths: Sequence[int], token_budget: int) -> list[list[int]]:
     """Group indices into micro-batches of similar length.
 
-    Indices are sorted by length, then cut so that every micro-batch's padded
-    size (rows x longest row) stays within `token_budget` and it has at most
-    `max_rows` rows. A single text longer than the budget gets its own batch.
+    Indices are sorted by length, then cut so that every micro-batch holds at
+    most `token_budget` tokens in total (the texts are packed end to end, so
+    that is what a forward pass computes). A single text longer than the
+    budget gets its own batch.
     """
     order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
     batches: list[list[int]] = []
     current: list[int] = []
+    tokens = 0
     for index in order:
-        longest = lengths[index]  # ascending order: the newcomer is the longest
-        if current and ((len(current) + 1) * longest > token_budget or len(current) >= max_rows):
+        if current and tokens + lengths[index] > token_budget:
             batches.append(current)
-            current = []
+            current, tokens = [], 0
         current.append(index)
+        tokens += lengths[index]
     if current:
         batches.append(current)
     return batches
+
+
+@dataclass(frozen=True)
+class Packed:
+    """Texts laid end to end in one row, with what attention needs to keep
+    them apart: no padding token is ever computed."""
+
+    token_ids: NDArray[np.int64]  # [T] every text's tokens, in order
+    positions: NDArray[np.int64]  # [T] position of each token within its text
+    segments: NDArray[np.int64]  # [T] which text each token belongs to
+    starts: NDArray[np.int64]  # [B] offset of each text's first ([CLS]) token
+
+
+def pack(token_ids: Sequence[Sequence[int]]) -> Packed:
+    """Concatenate texts (each non-empty) into one packed sequence."""
+    lengths = np.array([len(row) for row in token_ids], dtype=np.int64)
+    if (lengths < 1).any():
+        raise ValueError("every text needs at least one token")
+    starts = np.cumsum(lengths) - lengths
+    flat = np.fromiter(itertools.chain.from_iterable(token_ids), np.int64, int(lengths.sum()))
+    positions = np.arange(flat.size, dtype=np.int64) - np.repeat(starts, lengths)
+    segments = np.repeat(np.arange(lengths.size, dtype=np.int64), lengths)
+    return Packed(flat, positions, segments, starts)
 
 
 def pad(
@@ -127,14 +154,3 @@ def fingerprint(content_digest: str, serving: dict[str, Any]) -> str:
 def parameters(model_config: dict[str, Any]) -> dict[str, str]:
     """config.pbtxt `parameters` as a flat str -> str mapping."""
     return {k: v["string_value"] for k, v in model_config.get("parameters", {}).items()}
-
-
-def micro_batch_rows(value: str, max_batch_size: int) -> int:
-    """The `micro_batch_rows` parameter: rows per forward pass, at most
-    max_batch_size ("max" or "0": max_batch_size)."""
-    if value.strip().lower() in {"max", "0", ""}:
-        return max_batch_size
-    rows = int(value)
-    if rows < 0:
-        raise ValueError(f"micro_batch_rows must be >= 0 or 'max', got {value!r}")
-    return min(rows, max_batch_size)

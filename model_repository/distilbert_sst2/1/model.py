@@ -1,7 +1,7 @@
 """Triton Python-backend entry point for distilbert_sst2.
 
 execute() stays thin: decode each request, score all texts together through
-the Classifier (length-sorted micro-batches), split scores back per request.
+the Classifier (length-sorted, packed micro-batches), split scores back per request.
 A malformed request gets its own INVALID_ARG error; the others still succeed.
 """
 
@@ -32,7 +32,6 @@ from inference import (
     decode_texts,
     fingerprint,
     intra_op_threads,
-    micro_batch_rows,
     parameters,
     split_rows,
 )
@@ -62,9 +61,6 @@ class TritonPythonModel:
             checkpoint,
             max_length=int(params["max_sequence_length"]),
             token_budget=int(params["token_budget"]),
-            max_rows=micro_batch_rows(
-                params.get("micro_batch_rows", "max"), int(config["max_batch_size"])
-            ),
             precision=precision,
         )
         self._check_labels(model_dir / "labels.txt")
@@ -90,7 +86,11 @@ class TritonPythonModel:
     def _identity(self, checkpoint, precision):
         info_file = checkpoint / "model_info.json"
         provenance = json.loads(info_file.read_text()) if info_file.is_file() else {}
-        serving = {"precision": precision, "max_sequence_length": self.classifier.max_length}
+        serving = {
+            "precision": precision,
+            "max_sequence_length": self.classifier.max_length,
+            "forward": "packed" if self.classifier.packed else "padded",
+        }
         return {
             "name": provenance.get("name", checkpoint.resolve().name),
             "source": provenance.get("source", "path"),
