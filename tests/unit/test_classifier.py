@@ -7,7 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from transformers import (
+    AutoModelForSequenceClassification,
+    BertConfig,
+    BertForSequenceClassification,
+)
 
+import packed_forward
 from classifier import Classifier
 from trainer.data import sst2_sentences as sentences
 
@@ -32,13 +39,22 @@ def test_batched_scores_equal_one_by_one(classifier: Classifier) -> None:
     np.testing.assert_allclose(batched.sum(axis=1), 1.0, atol=1e-6)
 
 
-def test_packed_forward_equals_transformers_padded_forward(tiny_checkpoint: Path) -> None:
-    packed = Classifier(tiny_checkpoint, max_length=512, token_budget=256)
-    padded = Classifier(tiny_checkpoint, max_length=512, token_budget=256)
-    padded.packed = False  # transformers' own forward over padded rows
-    assert packed.packed
+def test_packed_forward_equals_transformers_padded_forward(
+    classifier: Classifier, tiny_checkpoint: Path
+) -> None:
     texts = [*sentences(30), "word " * 300, ""]
-    assert np.abs(packed.predict(texts) - padded.predict(texts)).max() <= 1e-5
+    reference = AutoModelForSequenceClassification.from_pretrained(tiny_checkpoint).eval()
+    padded = classifier.tokenizer(texts, padding=True, truncation=True, return_tensors="pt")
+    with torch.inference_mode():
+        expected = torch.softmax(reference(**padded).logits, dim=-1).numpy()
+    assert np.abs(classifier.predict(texts) - expected).max() <= 1e-5
+
+
+def test_refuses_a_checkpoint_that_is_not_distilbert(tmp_path: Path) -> None:
+    config = BertConfig(vocab_size=100, hidden_size=8, num_hidden_layers=1,
+                        num_attention_heads=2, intermediate_size=16)  # fmt: skip
+    with pytest.raises(ValueError, match="runs DistilBERT checkpoints, got model_type 'bert'"):
+        packed_forward.prepare(BertForSequenceClassification(config))
 
 
 def test_long_text_does_not_change_short_scores(classifier: Classifier) -> None:

@@ -14,7 +14,6 @@ from inference import (
     fingerprint,
     intra_op_threads,
     pack,
-    pad,
     parameters,
     plan_micro_batches,
     softmax,
@@ -57,12 +56,6 @@ def test_pack_lays_texts_end_to_end() -> None:
     assert packed.starts.tolist() == [0, 3, 5]
     with pytest.raises(ValueError, match="at least one token"):
         pack([[101], []])
-
-
-def test_pad_and_mask() -> None:
-    ids, mask = pad([[101, 7, 102], [101, 102]], pad_id=0)
-    assert ids.tolist() == [[101, 7, 102], [101, 102, 0]]
-    assert mask.tolist() == [[1, 1, 1], [1, 1, 0]]
 
 
 def test_softmax_rows_sum_to_one() -> None:

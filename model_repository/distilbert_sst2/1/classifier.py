@@ -12,7 +12,7 @@ from numpy.typing import NDArray
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 import packed_forward
-from inference import pack, pad, plan_micro_batches, softmax
+from inference import pack, plan_micro_batches, softmax
 
 PRECISIONS = ("fp32", "int8")
 
@@ -34,11 +34,8 @@ def quantized(model: torch.nn.Module, precision: str) -> torch.nn.Module:
 
 
 class Classifier:
-    """Scores texts in length-sorted, packed micro-batches, in the caller's order.
-
-    DistilBERT checkpoints run packed (no padding computed, packed_forward);
-    any other sequence classifier runs transformers' padded forward.
-    """
+    """Scores texts in length-sorted, packed micro-batches (packed_forward: no
+    padding is computed), in the caller's order."""
 
     def __init__(
         self,
@@ -56,12 +53,10 @@ class Classifier:
             checkpoint, local_files_only=True
         ).eval()
         config = model.config
-        self.model = quantized(model, precision)
+        self.model = quantized(packed_forward.prepare(model), precision)
         self.labels = [config.id2label[i] for i in range(config.num_labels)]
         self.max_length = min(max_length, config.max_position_embeddings)
         self.token_budget = token_budget
-        self.pad_id = int(self.tokenizer.pad_token_id or 0)
-        self.packed = packed_forward.supports(model)
 
     def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
         """Tokenize with special tokens, truncated to the model's max length."""
@@ -80,15 +75,6 @@ class Classifier:
         plan = plan_micro_batches([len(row) for row in ids], self.token_budget)
         with torch.inference_mode():
             for batch in plan:
-                logits = self._logits([ids[i] for i in batch])
+                logits = packed_forward.logits(self.model, pack([ids[i] for i in batch]))
                 probs[batch] = softmax(logits.float().numpy())
         return probs
-
-    def _logits(self, rows: Sequence[Sequence[int]]) -> torch.Tensor:
-        if self.packed:
-            return packed_forward.logits(self.model, pack(rows))
-        input_ids, mask = pad(rows, self.pad_id)
-        padded: torch.Tensor = self.model(
-            input_ids=torch.from_numpy(input_ids), attention_mask=torch.from_numpy(mask)
-        ).logits
-        return padded

@@ -82,19 +82,6 @@ def pack(token_ids: Sequence[Sequence[int]]) -> Packed:
     return Packed(flat, positions, segments, starts)
 
 
-def pad(
-    token_ids: Sequence[Sequence[int]], pad_id: int
-) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-    """Right-pad to the longest row; returns (input_ids, attention_mask) int64."""
-    width = max((len(row) for row in token_ids), default=0)
-    ids = np.full((len(token_ids), width), pad_id, dtype=np.int64)
-    mask = np.zeros((len(token_ids), width), dtype=np.int64)
-    for r, row in enumerate(token_ids):
-        ids[r, : len(row)] = row
-        mask[r, : len(row)] = 1
-    return ids, mask
-
-
 def softmax(logits: NDArray[np.floating[Any]]) -> NDArray[np.float32]:
     """Row-wise softmax in float32; rows sum to 1."""
     shifted = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)

@@ -89,7 +89,7 @@ class TritonPythonModel:
         serving = {
             "precision": precision,
             "max_sequence_length": self.classifier.max_length,
-            "forward": "packed" if self.classifier.packed else "padded",
+            "forward": "packed-fused-qkv",
         }
         return {
             "name": provenance.get("name", checkpoint.resolve().name),

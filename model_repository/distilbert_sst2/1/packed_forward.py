@@ -5,11 +5,14 @@ Linear layers, which are most of the work, see exactly the real tokens: no
 padding is computed. A block-diagonal mask keeps each text's attention to
 itself, which makes a text's logits independent of its batch-mates in fp32.
 The last layer only needs each text's first ([CLS]) token after attention,
-so its query, output projection and FFN run on one row per text.
+so its output projection and FFN run on one row per text.
 
-It reuses the modules of transformers' DistilBertForSequenceClassification,
-so it runs whatever they hold (fp32 or dynamically quantized Linear layers);
-the modules are typed `Any` because they are reached by attribute name.
+`prepare` fuses each layer's query, key and value projections into one
+Linear layer (one matrix multiply, and under int8 one activation
+quantization instead of three). The modules are otherwise transformers'
+DistilBertForSequenceClassification's, so this runs whatever they hold (fp32
+or dynamically quantized Linear layers); they are typed `Any` because they
+are reached by attribute name.
 """
 
 from __future__ import annotations
@@ -22,11 +25,24 @@ import torch.nn.functional as F
 from inference import Packed
 
 
-def supports(model: torch.nn.Module) -> bool:
-    """Whether `model` is a DistilBERT sequence classifier this forward can run."""
-    return getattr(getattr(model, "config", None), "model_type", None) == "distilbert" and all(
-        hasattr(model, name) for name in ("distilbert", "pre_classifier", "classifier")
-    )
+def prepare(model: Any) -> Any:
+    """Check that `model` is a DistilBERT sequence classifier and fuse its
+    q/k/v projections (in place; transformers' own forward no longer runs)."""
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    if model_type != "distilbert":
+        raise ValueError(
+            f"distilbert_sst2 runs DistilBERT checkpoints, got model_type {model_type!r}"
+        )
+    for layer in model.distilbert.transformer.layer:
+        attention = layer.attention
+        parts = (attention.q_lin, attention.k_lin, attention.v_lin)
+        fused = torch.nn.Linear(attention.dim, 3 * attention.dim)
+        with torch.no_grad():
+            fused.weight.copy_(torch.cat([p.weight for p in parts]))
+            fused.bias.copy_(torch.cat([p.bias for p in parts]))
+        attention.qkv_lin = fused.eval()
+        del attention.q_lin, attention.k_lin, attention.v_lin
+    return model
 
 
 def logits(model: Any, packed: Packed) -> torch.Tensor:
@@ -43,33 +59,27 @@ def logits(model: Any, packed: Packed) -> torch.Tensor:
     )
     layers = model.distilbert.transformer.layer
     for number, layer in enumerate(layers):
-        if number == len(layers) - 1:  # only the [CLS] rows are read after this
-            hidden = _block(layer, hidden, hidden[starts], mask[starts])
-        else:
-            hidden = _block(layer, hidden, hidden, mask)
+        last = number == len(layers) - 1  # only the [CLS] rows are read after it
+        hidden = _block(layer, hidden, mask, starts if last else None)
     pooled = torch.relu(model.pre_classifier(hidden))
     result: torch.Tensor = model.classifier(pooled)
     return result
 
 
-def _block(
-    layer: Any, hidden: torch.Tensor, queries: torch.Tensor, mask: torch.Tensor
-) -> torch.Tensor:
-    """One TransformerBlock: attention of `queries` rows over all of `hidden`."""
+def _block(layer: Any, hidden: torch.Tensor, mask: torch.Tensor, rows: Any) -> torch.Tensor:
+    """One TransformerBlock; with `rows`, only those rows come out."""
     attention = layer.attention
-    heads, size = attention.n_heads, attention.attention_head_size
+    heads, size, dim = attention.n_heads, attention.attention_head_size, attention.dim
+    query, key, value = attention.qkv_lin(hidden).split(dim, dim=-1)
+    if rows is not None:
+        query, hidden, mask = query[rows], hidden[rows], mask[rows]
 
-    def split(x: torch.Tensor) -> torch.Tensor:  # [N, heads*size] -> [heads, N, size]
-        return x.view(x.shape[0], heads, size).transpose(0, 1)
+    def split(x: torch.Tensor) -> torch.Tensor:  # [N, dim] -> [heads, N, size]
+        return x.reshape(x.shape[0], heads, size).transpose(0, 1)
 
-    context = F.scaled_dot_product_attention(
-        split(attention.q_lin(queries)),
-        split(attention.k_lin(hidden)),
-        split(attention.v_lin(hidden)),
-        attn_mask=mask,
-    )
-    context = context.transpose(0, 1).reshape(queries.shape[0], heads * size)
-    attended = layer.sa_layer_norm(attention.out_lin(context) + queries)
+    context = F.scaled_dot_product_attention(split(query), split(key), split(value), mask)
+    context = context.transpose(0, 1).reshape(hidden.shape[0], dim)
+    attended = layer.sa_layer_norm(attention.out_lin(context) + hidden)
     ffn = layer.ffn
     out: torch.Tensor = layer.output_layer_norm(
         ffn.lin2(ffn.activation(ffn.lin1(attended))) + attended
