@@ -5,6 +5,8 @@ the Classifier (length-sorted, packed micro-batches), split scores back per requ
 A malformed request gets its own INVALID_ARG error; the others still succeed.
 """
 
+import contextlib
+import ctypes
 import json
 import os
 import sys
@@ -39,6 +41,15 @@ from inference import (
 WARMUP_TEXTS = ["warm up", "a slightly longer sentence to warm up the padded path"] * 8
 
 
+def return_freed_memory():
+    """Hand the heap freed while loading (int8: the fp32 Linear weights that
+    quantization replaced) back to the OS, which glibc otherwise keeps. In
+    process, int8: 758 MiB resident before, 551 MiB after; in tritonserver
+    (server + stub) 801 -> 751 MiB."""
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 class TritonPythonModel:
     def initialize(self, args):
         started = time.monotonic()
@@ -67,6 +78,7 @@ class TritonPythonModel:
         self.info = self._identity(checkpoint, precision)
         self.info_bytes = json.dumps(self.info, sort_keys=True).encode()
         self.classifier.predict(WARMUP_TEXTS)  # first real request is then fast
+        return_freed_memory()
 
         self.logger.log_info(
             f"distilbert_sst2 ready in {time.monotonic() - started:.1f}s: "
