@@ -16,10 +16,12 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the server never downloads
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # libgomp's idle torch threads spin for a long time by default. On a small
-# CPU shared with tritonserver's own threads that spinning starves them: with
-# 2 cores, one request in ten stalled ~500 ms. A short spin keeps the fast
-# hand-off without the stalls (measured: int8, concurrency 8, 65 -> 168
-# infer/s, p99 566 -> 83 ms). Must be set before torch loads libgomp.
+# CPU shared with tritonserver's own threads that spinning starves them, and
+# tritonserver's dynamic batcher then often misses its wake-up and sleeps
+# its 500 ms default wait: with 2 cores one request in ten stalled ~500 ms.
+# A short spin keeps the fast hand-off and makes the stalls rare (measured:
+# int8, concurrency 8, 65 -> 168 infer/s, p99 566 -> 83 ms). Must be set
+# before torch loads libgomp.
 os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
