@@ -40,7 +40,7 @@ from inference import (
     split_rows,
 )
 
-WARMUP_TEXTS = ["warm up", "a slightly longer sentence to warm up the padded path"] * 8
+WARMUP_TEXTS = ["warm up", "a slightly longer sentence to warm up the packed path"] * 8
 
 
 def return_freed_memory():
