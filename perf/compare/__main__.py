@@ -54,7 +54,8 @@ PROFILES = (
     Profile(
         "cache-miss",
         "cache_miss.js",
-        "10 VUs, each `POST /predict` one never-seen SST-2 sentence; 60 s (short: 30 s)",
+        "10 VUs, each `POST /predict` one never-seen SST-2 sentence (plus a ~4-token "
+        "numeric marker); 60 s (short: 30 s)",
         {"DURATION": "60s"},
         {"DURATION": "30s"},
     ),

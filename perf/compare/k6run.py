@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +30,6 @@ def run_k6(
     full_env = dict(
         os.environ,
         BASE_URL=url,
-        RUN_ID=uuid.uuid4().hex[:12],
         SST2_FILE=str(sentences),
         K6_CSV_TIME_FORMAT="unix_milli",
         K6_NO_USAGE_REPORT="true",
