@@ -56,6 +56,23 @@ def start_redis(name: str, logs: Path) -> tuple[ServerProcess, int]:
     return server.start().wait_until(lambda: port_open(port), 20), port
 
 
+def start_http(
+    system: System,
+    name: str,
+    command: list[str],
+    port: int,
+    env: dict[str, str],
+    logs: Path,
+    health_path: str,
+    timeout: float = 120,
+) -> None:
+    """Start `system`'s public HTTP server and wait until `health_path` says 200."""
+    system.url = f"http://127.0.0.1:{port}"
+    server = ServerProcess(name, command, logs, env, system.url)
+    system.servers.append(server)
+    server.start().wait_until(lambda: http_status(f"{system.url}{health_path}") == 200, timeout)
+
+
 def start_ours(checkpoint: Path, logs: Path) -> System:
     redis, redis_port = start_redis("ours", logs)
     system = System("ours", "", redis_port, [redis])
@@ -71,10 +88,7 @@ def start_ours(checkpoint: Path, logs: Path) -> System:
             TRITON_URL=triton_url,
             REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
         )
-        system.url = f"http://127.0.0.1:{port}"
-        proxy = ServerProcess("proxy", python_module("cache_proxy"), logs, env, system.url)
-        system.servers.append(proxy)
-        proxy.start().wait_until(lambda: http_status(f"{system.url}/health/ready") == 200, 120)
+        start_http(system, "proxy", python_module("cache_proxy"), port, env, logs, "/health/ready")
     except BaseException:
         system.stop()
         raise
@@ -92,13 +106,10 @@ def start_original(checkpoint: Path, logs: Path) -> System:
             REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
             HF_HUB_OFFLINE="1",
         )
-        system.url = f"http://127.0.0.1:{port}"
         command = python_module(
             "uvicorn", "perf.baselines.original_app:app", "--host", "127.0.0.1", "--port", str(port)
         )
-        app = ServerProcess("original-app", command, logs, env, system.url)
-        system.servers.append(app)
-        app.start().wait_until(lambda: http_status(f"{system.url}/health") == 200, 180)
+        start_http(system, "original-app", command, port, env, logs, "/health", timeout=180)
     except BaseException:
         system.stop()
         raise

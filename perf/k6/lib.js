@@ -61,6 +61,17 @@ export function unseen(sentences, n) {
   return texts;
 }
 
+// Ramp up to VUS users, hold, ramp down; each stage's length from RAMP, HOLD,
+// DOWN in the environment, else the profile's defaults.
+export function rampHoldDown(ramp, hold, down) {
+  const vus = parseInt(__ENV.VUS || '10', 10);
+  return [
+    { duration: __ENV.RAMP || ramp, target: vus },
+    { duration: __ENV.HOLD || hold, target: vus },
+    { duration: __ENV.DOWN || down, target: 0 },
+  ];
+}
+
 export function thresholds(p99ms) {
   return {
     http_req_failed: [`rate<=${__ENV.MAX_FAILED_RATE || '0'}`],

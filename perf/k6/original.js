@@ -3,15 +3,10 @@
 // 5% post ten sentences in shuffled order. Pass mark: p99 < 2 s.
 // Stage lengths and the cache rate come from the environment (defaults: the
 // original's 30 s ramp-up, 7 min hold, 3 min ramp-down, 0.95).
-import { health, originalTexts, predict, thresholds } from './lib.js';
+import { health, originalTexts, predict, rampHoldDown, thresholds } from './lib.js';
 
-const VUS = parseInt(__ENV.VUS || '10', 10);
 export const options = {
-  stages: [
-    { duration: __ENV.RAMP || '30s', target: VUS },
-    { duration: __ENV.HOLD || '7m', target: VUS },
-    { duration: __ENV.DOWN || '3m', target: 0 },
-  ],
+  stages: rampHoldDown('30s', '7m', '3m'),
   thresholds: thresholds(2000),
 };
 

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 import triton_python_backend_utils as pb_utils
 
+import packed_forward
 from classifier import Classifier
 from inference import (
     checkpoint_digest,
@@ -103,7 +104,7 @@ class TritonPythonModel:
         serving = {
             "precision": precision,
             "max_sequence_length": self.classifier.max_length,
-            "forward": "packed-fused-qkv",
+            "forward": packed_forward.NAME,
         }
         return {
             "name": provenance.get("name", checkpoint.resolve().name),

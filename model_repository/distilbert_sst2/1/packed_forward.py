@@ -24,6 +24,10 @@ import torch.nn.functional as F
 
 from inference import Packed
 
+# Names this forward in the model's fingerprint: scores cached from another
+# forward path (e.g. padded, unfused) are never served for it.
+NAME = "packed-fused-qkv"
+
 
 def prepare(model: Any) -> Any:
     """Check that `model` is a DistilBERT sequence classifier and fuse its
