@@ -12,7 +12,7 @@ from numpy.typing import NDArray
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 import packed_forward
-from inference import pack, plan_micro_batches, softmax
+from inference import bounded_token_ids, pack, plan_micro_batches, softmax
 
 PRECISIONS = ("fp32", "int8")
 
@@ -59,10 +59,12 @@ class Classifier:
         self.token_budget = token_budget
 
     def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
-        """Tokenize with special tokens, truncated to the model's max length."""
-        encoded = self.tokenizer(
-            list(texts), truncation=True, max_length=self.max_length, padding=False
-        )
+        """Tokenize with special tokens, truncated to the model's max length;
+        a long text is tokenized only as far as needed (inference.bounded_token_ids)."""
+        return bounded_token_ids(texts, self._tokenize, self.max_length)
+
+    def _tokenize(self, texts: list[str]) -> list[list[int]]:
+        encoded = self.tokenizer(texts, truncation=True, max_length=self.max_length, padding=False)
         return [list(ids) for ids in encoded["input_ids"]]
 
     def predict(self, texts: Sequence[str]) -> NDArray[np.float32]:
