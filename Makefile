@@ -59,7 +59,7 @@ bench: install $(VENV)/.perf-installed  ## this stack vs the original design, k6
 bench-triton: install $(VENV)/.perf-installed  ## kernel-only vs Triton end to end, fp32 vs int8 (SHORT=1: shorter)
 	$(PY) -m perf.triton.bench $(if $(SHORT),--short,)
 
-lint: install  ## ruff (lint + format check) and mypy
+lint: install $(VENV)/.perf-installed  ## ruff (lint + format check) and mypy (perf deps: mypy reads perf/)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
