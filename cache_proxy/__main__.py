@@ -8,12 +8,13 @@ import sys
 
 from cache_proxy.app import create_app
 from cache_proxy.server import serve
-from cache_proxy.settings import Settings
+from cache_proxy.settings import Settings, redacted, trusted_networks
 
 
 def main() -> int:
     try:
         settings = Settings.from_env()
+        trusted_networks(settings)  # a bad TRUSTED_PROXIES entry fails here, not per request
     except ValueError as exc:
         print(f"cache_proxy: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -22,7 +23,9 @@ def main() -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("cache_proxy").info(
-        "starting (triton=%s, redis=%s)", settings.triton_url, settings.redis_url or "disabled"
+        "starting (triton=%s, redis=%s)",
+        settings.triton_url,
+        redacted(settings.redis_url) or "disabled",
     )
     asyncio.run(serve(create_app(settings)))
     return 0

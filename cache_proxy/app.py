@@ -14,8 +14,9 @@ from redis.retry import Retry
 from tritonclient.http.aio import InferenceServerClient
 
 from cache_proxy import routes
+from cache_proxy.admission import Admission
 from cache_proxy.backend import ModelTracker, TritonBackend
-from cache_proxy.backpressure import InflightLimit
+from cache_proxy.breaker import RedisBreaker
 from cache_proxy.cache import PredictionCache
 from cache_proxy.drain import Drain
 from cache_proxy.guard import abuse_controls
@@ -34,7 +35,7 @@ from cache_proxy.metrics import Metrics
 from cache_proxy.middleware import errors_and_metrics
 from cache_proxy.ratelimit import RateLimiter
 from cache_proxy.service import Services
-from cache_proxy.settings import Settings, api_key_set
+from cache_proxy.settings import Settings, api_key_set, redacted
 from cache_proxy.singleflight import SingleFlight
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,10 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(
-        client_max_size=settings.max_body_bytes, middlewares=[errors_and_metrics, abuse_controls]
+        client_max_size=settings.max_body_bytes,
+        middlewares=[errors_and_metrics, abuse_controls],
+        # cache_proxy.body decodes gzip/deflate itself, within limits, as 4xx errors
+        handler_args={"auto_decompress": False},
     )
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
@@ -80,23 +84,21 @@ def connect_redis(settings: Settings) -> Redis | RedisCluster | None:
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     redis = connect_redis(settings)
+    breaker = RedisBreaker(settings.redis_retry_seconds, app[METRICS])
     app[CACHE] = PredictionCache(
-        redis,
-        ttl=settings.cache_ttl_seconds,
-        retry_seconds=settings.redis_retry_seconds,
-        metrics=app[METRICS],
+        redis, ttl=settings.cache_ttl_seconds, breaker=breaker, metrics=app[METRICS]
     )
     app[LIMITER] = RateLimiter(
         redis,
         rate=settings.rate_limit_per_second,
         burst=settings.rate_limit_burst,
-        retry_seconds=settings.redis_retry_seconds,
+        breaker=breaker,
         metrics=app[METRICS],
     )
-    log.info("cache: %s (%s)", await app[CACHE].ping(), settings.redis_url or "disabled")
+    log.info("cache: %s (%s)", await app[CACHE].ping(), redacted(settings.redis_url) or "disabled")
     if settings.rate_limit_per_second > 0:
         log.info(
-            "rate limit: %g requests/s per client, burst %d%s",
+            "rate limit: %g cost units/s per client, burst %d%s",
             settings.rate_limit_per_second,
             settings.rate_limit_burst,
             "" if redis is not None else " (NOT enforced: needs REDIS_URL)",
@@ -118,12 +120,19 @@ async def triton_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     """Bundle what /predict needs, once Redis and Triton clients exist."""
+    settings = app[SETTINGS]
     app[SERVICES] = Services(
         cache=app[CACHE],
         backend=app[BACKEND],
         tracker=app[TRACKER],
         flights=SingleFlight(),
-        limit=InflightLimit(app[SETTINGS].max_inflight_texts, app[METRICS]),
+        admission=Admission(
+            settings.max_inflight_cost,
+            settings.max_queued_cost,
+            settings.admission_timeout_seconds,
+            app[METRICS],
+        ),
+        max_chunk_rows=settings.triton_max_batch,
     )
     yield
 

@@ -52,16 +52,18 @@ class ModelIdentity:
 
 
 def map_triton_error(exc: InferenceServerException) -> ApiError:
-    """Triton's error -> the proxy's taxonomy (queue full 429, timeouts 503)."""
+    """Triton's error -> the proxy's taxonomy (queue full 429, timeouts 503).
+    Triton's own text stays in the proxy's log, never in a client's answer."""
     message = exc.message() or str(exc)
     lowered = message.lower()
+    log.warning("triton error: %s", message)
     if "queue" in lowered and ("full" in lowered or "maximum" in lowered or "size" in lowered):
-        return Overloaded(f"Triton queue is full: {message}", retry_after=RETRY_AFTER_SECONDS)
+        return Overloaded("the model's queue is full", retry_after=RETRY_AFTER_SECONDS)
     if "timeout" in lowered or "timed out" in lowered:
-        return BackendUnavailable(f"Triton timed out: {message}", retry_after=RETRY_AFTER_SECONDS)
+        return BackendUnavailable("the model timed out", retry_after=RETRY_AFTER_SECONDS)
     if "unavailable" in lowered or "not ready" in lowered or "not found" in lowered:
-        return BackendUnavailable(f"model unavailable: {message}", retry_after=RETRY_AFTER_SECONDS)
-    return BackendFailed(f"Triton error: {message}")
+        return BackendUnavailable("the model is unavailable", retry_after=RETRY_AFTER_SECONDS)
+    return BackendFailed("the model failed to answer; see the proxy log")
 
 
 class TritonBackend:
@@ -76,24 +78,21 @@ class TritonBackend:
     async def classify(
         self, texts: Sequence[str], time_budget: float
     ) -> tuple[NDArray[np.float32], ModelIdentity]:
-        """Scores [len(texts), labels] and the identity of the model that made them."""
-        chunks = [texts[i : i + self.max_batch] for i in range(0, len(texts), self.max_batch)]
-        results = await asyncio.gather(*(self._infer(chunk, time_budget) for chunk in chunks))
-        identities = {identity.fingerprint for _, identity in results}
-        if len(identities) > 1:  # the model changed between two chunks of this request
-            raise BackendUnavailable(
-                "the model changed during the request; retry", retry_after=RETRY_AFTER_SECONDS
-            )
-        return np.concatenate([scores for scores, _ in results]), results[0][1]
+        """Scores [len(texts), labels] (at most max_batch texts) and the
+        identity of the model that made them."""
+        return await self._infer(texts, time_budget)
 
     async def identity(self, time_budget: float) -> ModelIdentity:
         """Ask the model who it is (a one-row request for MODEL_INFO only)."""
         _, identity = await self._infer([""], time_budget, want_scores=False)
         return identity
 
-    async def model_ready(self) -> bool:
+    async def model_ready(self, max_wait: float) -> bool:
+        """Triton says the model is ready within `max_wait` (a stalled Triton
+        must not stall readiness probes)."""
         try:
-            return bool(await self.client.is_model_ready(self.model))
+            async with asyncio.timeout(max_wait):
+                return bool(await self.client.is_model_ready(self.model))
         except (TimeoutError, InferenceServerException, aiohttp.ClientError, OSError):
             return False
 
@@ -115,7 +114,8 @@ class TritonBackend:
         except TimeoutError:
             self.metrics.triton_errors.labels("deadline").inc()
             raise BackendUnavailable(
-                f"no answer from Triton within {time_budget:.2f}s", retry_after=RETRY_AFTER_SECONDS
+                f"no answer from the model within {time_budget:.2f}s",
+                retry_after=RETRY_AFTER_SECONDS,
             ) from None
         except InferenceServerException as exc:
             error = map_triton_error(exc)
@@ -123,8 +123,9 @@ class TritonBackend:
             raise error from None
         except (aiohttp.ClientError, OSError) as exc:
             self.metrics.triton_errors.labels("unreachable").inc()
+            log.warning("triton unreachable: %s", exc)
             raise BackendUnavailable(
-                f"Triton unreachable: {exc}", retry_after=RETRY_AFTER_SECONDS
+                "the model server is unreachable", retry_after=RETRY_AFTER_SECONDS
             ) from None
         finally:
             self.metrics.triton_latency.observe(time.monotonic() - started)

@@ -1,23 +1,20 @@
 """Per-text prediction cache in Redis, keyed by model fingerprint and text hash.
 
-Redis trouble never fails a request: the cache is bypassed (degraded mode) for
-`retry_seconds`, then tried again, so caching resumes by itself.
+Redis trouble never fails a request: the shared breaker (cache_proxy.breaker)
+bypasses the cache for a while (degraded mode), then caching resumes by itself.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import logging
-import time
 from collections.abc import Mapping, Sequence
 
 from redis.asyncio import Redis, RedisCluster
-from redis.exceptions import RedisError
 
+from cache_proxy.breaker import REDIS_ERRORS, RedisBreaker
 from cache_proxy.metrics import Metrics
 
-log = logging.getLogger(__name__)
 KEY_PREFIX = "sst2"
 Scores = list[float]
 
@@ -51,14 +48,13 @@ class PredictionCache:
         redis: Redis | RedisCluster | None,
         *,
         ttl: int,
-        retry_seconds: float,
+        breaker: RedisBreaker,
         metrics: Metrics,
     ) -> None:
         self.redis = redis
         self.ttl = ttl
-        self.retry_seconds = retry_seconds
+        self.breaker = breaker
         self.metrics = metrics
-        self._bypass_until = 0.0
         metrics.redis_up.set(1 if redis is not None else 0)
 
     @property
@@ -66,21 +62,10 @@ class PredictionCache:
         """`ok`, `degraded` (bypassed after an error) or `disabled` (no REDIS_URL)."""
         if self.redis is None:
             return "disabled"
-        return "degraded" if time.monotonic() < self._bypass_until else "ok"
+        return "degraded" if self.breaker.open else "ok"
 
     def _usable(self) -> bool:
         return self.state == "ok"
-
-    def _failed(self, exc: Exception) -> None:
-        if self._usable():
-            log.warning(
-                "redis unavailable (%s): bypassing the cache for %.1fs", exc, self.retry_seconds
-            )
-        self._bypass_until = time.monotonic() + self.retry_seconds
-        self.metrics.redis_up.set(0)
-
-    def _recovered(self) -> None:
-        self.metrics.redis_up.set(1)
 
     async def get_many(
         self, fingerprint: str, texts: Sequence[str], width: int
@@ -98,11 +83,11 @@ class PredictionCache:
                 raw = await self.redis.mget_nonatomic(keys)
             else:
                 raw = await self.redis.mget(keys)
-        except (RedisError, OSError, TimeoutError) as exc:
-            self._failed(exc)
+        except REDIS_ERRORS as exc:
+            self.breaker.trip(exc)
             self.metrics.cache.labels("error").inc(len(texts))
             return [None] * len(texts)
-        self._recovered()
+        self.breaker.reset()
         found = [decode_scores(value, width) for value in raw]
         hits = sum(s is not None for s in found)
         self.metrics.cache.labels("hit").inc(hits)
@@ -124,8 +109,8 @@ class PredictionCache:
                 for text, scores in items.items():
                     pipe.set(cache_key(fingerprint, text), json.dumps(scores), ex=self.ttl or None)
                 await pipe.execute()
-        except (RedisError, OSError, TimeoutError) as exc:
-            self._failed(exc)
+        except REDIS_ERRORS as exc:
+            self.breaker.trip(exc)
 
     async def ping(self) -> str:
         """Check Redis now (for readiness); returns the resulting state."""
@@ -137,9 +122,8 @@ class PredictionCache:
                 await self.redis.ping(target_nodes=RedisCluster.PRIMARIES)
             else:
                 await self.redis.ping()
-        except (RedisError, OSError, TimeoutError) as exc:
-            self._failed(exc)
+        except REDIS_ERRORS as exc:
+            self.breaker.trip(exc)
             return "degraded"
-        self._bypass_until = 0.0
-        self._recovered()
+        self.breaker.reset()
         return "ok"

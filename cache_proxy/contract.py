@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,8 +11,35 @@ from cache_proxy.errors import MalformedRequest, PayloadTooLarge, ValidationFail
 
 Prediction = list[dict[str, Any]]
 
+# The cost model. A text's cost bounds the tokens the model computes for it:
+# every token takes at least one character, except that a Hangul syllable
+# decomposes into up to three jamo; [CLS] and [SEP] add two; the model reads at
+# most MAX_TOKENS. A request that needs no inference still costs 1.
+MAX_TOKENS = 512
+SPECIAL_TOKENS = 2
+HANGUL_SYLLABLES = re.compile("[\uac00-\ud7a3]")
 
-def parse_texts(body: bytes, max_texts: int) -> list[str]:
+
+def text_cost(text: str) -> int:
+    """Upper bound of the tokens `text` costs the model (1..MAX_TOKENS)."""
+    if len(text) >= MAX_TOKENS:
+        return MAX_TOKENS
+    extra = 2 * len(HANGUL_SYLLABLES.findall(text))
+    return min(MAX_TOKENS, len(text) + extra + SPECIAL_TOKENS)
+
+
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json object hook: a repeated key is ambiguous (parsers disagree on
+    which one wins), so it is refused."""
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise MalformedRequest(f"duplicate key {key!r} in a JSON object")
+        result[key] = value
+    return result
+
+
+def parse_texts(body: bytes, max_texts: int, max_chars: int) -> list[str]:
     """`{"text": [str, ...]}` -> the texts; raises the matching ApiError otherwise.
 
     The Content-Type header is not consulted: the original k6 script sends none.
@@ -19,9 +47,11 @@ def parse_texts(body: bytes, max_texts: int) -> list[str]:
     if not body.strip():
         raise MalformedRequest('empty body: send JSON like {"text": ["I love you!"]}')
     try:
-        payload = json.loads(body)
+        payload = json.loads(body, object_pairs_hook=unique_keys)
     except UnicodeDecodeError:
         raise MalformedRequest("body is not UTF-8 encoded JSON") from None
+    except RecursionError:
+        raise MalformedRequest("body is nested too deeply") from None
     except ValueError as exc:
         raise MalformedRequest(f"body is not valid JSON: {exc}") from None
     if not isinstance(payload, dict):
@@ -36,6 +66,11 @@ def parse_texts(body: bytes, max_texts: int) -> list[str]:
     for i, text in enumerate(texts):
         if not isinstance(text, str):
             raise ValidationFailed(f'"text"[{i}] must be a string, not {_json_type(text)}')
+        if len(text) > max_chars:
+            raise PayloadTooLarge(
+                f'"text"[{i}] has {len(text)} characters; the limit is {max_chars} '
+                f"(the model reads only the first {MAX_TOKENS} tokens of a text)"
+            )
         try:
             text.encode("utf-8")
         except UnicodeEncodeError:

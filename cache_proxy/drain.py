@@ -7,7 +7,8 @@ import time
 
 
 class Drain:
-    """Counts requests being handled; once `begin()` runs, readiness fails.
+    """Knows which connections are handling a request (the connection cap
+    spares them); once `begin()` runs, readiness fails.
 
     The server (cache_proxy.server) calls `begin()` on SIGTERM, keeps serving
     for the shutdown delay, closes the listener, then awaits `idle()` for at
@@ -15,7 +16,7 @@ class Drain:
     """
 
     def __init__(self) -> None:
-        self.active = 0
+        self.busy: set[object] = set()  # connections handling a request now
         self.started_at: float | None = None
         self._idle = asyncio.Event()
         self._idle.set()
@@ -28,13 +29,17 @@ class Drain:
         if self.started_at is None:
             self.started_at = time.monotonic()
 
-    def enter(self) -> None:
-        self.active += 1
+    @property
+    def active(self) -> int:
+        return len(self.busy)
+
+    def enter(self, connection: object) -> None:
+        self.busy.add(connection)
         self._idle.clear()
 
-    def leave(self) -> None:
-        self.active -= 1
-        if self.active == 0:
+    def leave(self, connection: object) -> None:
+        self.busy.discard(connection)
+        if not self.busy:
             self._idle.set()
 
     async def idle(self) -> None:

@@ -21,9 +21,17 @@ class ApiError(Exception):
         self.retry_after = retry_after
         self.headers = headers or {}
 
+    def copy(self) -> ApiError:
+        """The same error as a new object (an exception raised to several
+        requests must not be shared: handlers add headers to theirs)."""
+        twin = type(self)(self.message, retry_after=self.retry_after, headers=dict(self.headers))
+        twin.status, twin.error_type = self.status, self.error_type
+        return twin
+
 
 class MalformedRequest(ApiError):
-    """The body is not JSON (or not UTF-8)."""
+    """The body is not JSON (or not UTF-8, nested too deeply, has a duplicate
+    key, or its compression is broken)."""
 
     status = 400
     error_type = "malformed_request"
@@ -36,6 +44,28 @@ class ValidationFailed(ApiError):
     error_type = "validation"
 
 
+class RequestTimeout(ApiError):
+    """The request body did not arrive within BODY_TIMEOUT_SECONDS."""
+
+    status = 408
+    error_type = "request_timeout"
+
+
+class UnsupportedEncoding(ApiError):
+    """A Content-Encoding other than gzip, deflate or identity."""
+
+    status = 415
+    error_type = "unsupported_encoding"
+
+
+class ClientClosed(ApiError):
+    """The client went away before its request was read or answered; logged
+    and counted (status 499, as nginx does), never sent."""
+
+    status = 499
+    error_type = "client_closed"
+
+
 class Unauthorized(ApiError):
     """API keys are configured and the request has no valid `Bearer` key."""
 
@@ -44,7 +74,8 @@ class Unauthorized(ApiError):
 
 
 class PayloadTooLarge(ApiError):
-    """Body over MAX_BODY_BYTES or more than MAX_TEXTS texts."""
+    """Body over MAX_BODY_BYTES (compressed or not), more than MAX_TEXTS
+    texts, or a text over MAX_TEXT_CHARS."""
 
     status = 413
     error_type = "payload_too_large"
@@ -61,7 +92,8 @@ class MethodNotAllowed(ApiError):
 
 
 class Overloaded(ApiError):
-    """Too much work in flight; retry after a moment."""
+    """Too much work queued for the model, or too many connections; retry
+    after a moment."""
 
     status = 429
     error_type = "overloaded"

@@ -1,4 +1,4 @@
-"""Typed keys for what the app holds."""
+"""Typed keys for what the app and a request hold."""
 
 from aiohttp import web
 
@@ -6,7 +6,7 @@ from cache_proxy.backend import ModelTracker, TritonBackend
 from cache_proxy.cache import PredictionCache
 from cache_proxy.drain import Drain
 from cache_proxy.metrics import Metrics
-from cache_proxy.ratelimit import RateLimiter
+from cache_proxy.ratelimit import Decision, RateLimiter
 from cache_proxy.service import Services
 from cache_proxy.settings import Settings
 
@@ -18,3 +18,6 @@ SERVICES = web.AppKey("services", Services)
 METRICS = web.AppKey("metrics", Metrics)
 DRAIN = web.AppKey("drain", Drain)
 LIMITER = web.AppKey("limiter", RateLimiter)
+
+CLIENT = web.RequestKey("client", str)  # fair-share and rate-limit identity
+RATE_DECISION = web.RequestKey("rate_decision", Decision)  # the latest, for X-RateLimit-*

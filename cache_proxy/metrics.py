@@ -52,12 +52,29 @@ class Metrics:
             "Texts that waited for a concurrent request's computation instead of Triton",
             registry=r,
         )
-        self.inflight = Gauge(
-            "proxy_inflight_texts", "Texts sent to Triton and not answered yet", registry=r
+        self.inflight_cost = Gauge(
+            "proxy_inflight_cost",
+            "Cost units sent to Triton and not answered yet (budget MAX_INFLIGHT_COST)",
+            registry=r,
+        )
+        self.queued_cost = Gauge(
+            "proxy_queued_cost", "Cost units waiting for admission to Triton", registry=r
+        )
+        self.admission_wait = Histogram(
+            "proxy_admission_wait_seconds",
+            "Time a chunk waited for admission to Triton",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.rejections = Counter(
             "proxy_rejections",
-            "Requests refused before inference, by reason",
+            "Requests or chunks refused or shed, by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.shed_cost = Counter(
+            "proxy_shed_cost",
+            "Cost units of the work refused or shed, by reason",
             ["reason"],
             registry=r,
         )
@@ -66,6 +83,23 @@ class Metrics:
             "Requests let through unchecked because Redis was unavailable (fail open)",
             registry=r,
         )
+        for reason in self.SHED_REASONS:  # 0, not absent, until the first one
+            self.rejections.labels(reason)
+            self.shed_cost.labels(reason)
         self.redis_up = Gauge(
             "proxy_redis_up", "1 if the cache is in use, 0 if bypassed (degraded)", registry=r
         )
+
+    SHED_REASONS = (
+        "admission_timeout",
+        "queue_full",
+        "rate_limit",
+        "connection_cap",
+        "idle_connection_closed",
+        "unauthorized",
+    )
+
+    def shed(self, reason: str, cost: int = 0) -> None:
+        """Count one refused or shed request (or chunk) and its cost."""
+        self.rejections.labels(reason).inc()
+        self.shed_cost.labels(reason).inc(cost)

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from cache_proxy.errors import ApiError, MethodNotAllowed, NotFound, PayloadTooLarge
+from cache_proxy.errors import ApiError, ClientClosed, MethodNotAllowed, NotFound, PayloadTooLarge
 from cache_proxy.keys import DRAIN, METRICS
 
 log = logging.getLogger(__name__)
@@ -51,9 +51,12 @@ def route_name(request: web.Request) -> str:
 async def errors_and_metrics(request: web.Request, handler: Handler) -> web.StreamResponse:
     started = time.monotonic()
     drain = request.app[DRAIN]
-    drain.enter()
+    drain.enter(request.protocol)
     try:
         response = await handler(request)
+    except ClientClosed as exc:
+        log.info("%s %s from %s: %s", request.method, request.path, request.remote, exc.message)
+        response = error_response(exc)
     except ApiError as exc:
         response = error_response(exc)
     except web.HTTPException as exc:
@@ -67,7 +70,7 @@ async def errors_and_metrics(request: web.Request, handler: Handler) -> web.Stre
         log.exception("unhandled error on %s %s", request.method, request.path)
         response = error_response(ApiError("internal error; see the proxy log"))
     finally:
-        drain.leave()
+        drain.leave(request.protocol)
     if drain.draining:
         response.force_close()  # the client reconnects, to another replica
     metrics = request.app[METRICS]

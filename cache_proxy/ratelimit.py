@@ -1,32 +1,35 @@
-"""Per-client token bucket in Redis, shared by every proxy replica.
+"""Per-client token bucket of cost units in Redis, shared by every replica.
 
-One Lua script per request (one round trip, atomic, Redis's own clock), so
+A request is checked for its base cost (1) before anything runs, then charged
+the cost of its cache misses once it knows them; that charge is never refused
+but may leave the bucket in debt, which later requests wait out. So a client's
+long-run rate is bounded in model work, not in requests.
+
+One Lua script per call (one round trip, atomic, Redis's own clock), so
 replicas never disagree about a bucket. Redis trouble never fails a request:
-the limit is skipped (fail open) and counted in metrics.
+the limit is skipped (fail open, the shared breaker) and counted in metrics.
 """
 
 from __future__ import annotations
 
-import logging
 import math
-import time
 from dataclasses import dataclass
 
 from redis.asyncio import Redis, RedisCluster
-from redis.exceptions import RedisError
 
+from cache_proxy.breaker import REDIS_ERRORS, RedisBreaker
 from cache_proxy.cache import KEY_PREFIX
 from cache_proxy.metrics import Metrics
 
-log = logging.getLogger(__name__)
-
-# KEYS[1] bucket; ARGV rate (tokens/s), burst (capacity), cost.
-# Returns {allowed 0|1, tokens left, seconds until `cost` tokens are available}
-# as strings (Lua numbers returned to Redis are truncated to integers).
+# KEYS[1] bucket; ARGV rate (units/s), burst (capacity), cost, force (1: charge
+# even into debt). Returns {allowed 0|1, tokens left, seconds until `cost`
+# tokens are available} as strings (Lua numbers returned to Redis are
+# truncated to integers).
 TOKEN_BUCKET = """
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
 local cost = tonumber(ARGV[3])
+local force = tonumber(ARGV[4])
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
 local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
@@ -34,12 +37,12 @@ local tokens = tonumber(state[1]) or burst
 local at = tonumber(state[2]) or now
 tokens = math.min(burst, tokens + math.max(0, now - at) * rate)
 local allowed = 0
-if tokens >= cost then
+if force == 1 or tokens >= cost then
   tokens = tokens - cost
   allowed = 1
 end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
-redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
+redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) / rate * 1000) + 1000)
 local wait = 0
 if allowed == 0 then wait = (cost - tokens) / rate end
 return {allowed, tostring(tokens), tostring(wait)}
@@ -80,30 +83,36 @@ class RateLimiter:
         *,
         rate: float,
         burst: int,
-        retry_seconds: float,
+        breaker: RedisBreaker,
         metrics: Metrics,
     ) -> None:
         self.redis = redis
         self.rate = rate
         self.burst = burst
-        self.retry_seconds = retry_seconds
+        self.breaker = breaker
         self.metrics = metrics
         self._script = redis.register_script(TOKEN_BUCKET) if redis is not None else None
-        self._skip_until = 0.0
 
     async def check(self, client: str, cost: int = 1) -> Decision | None:
-        """The decision for one request of `client`, or None when not enforced."""
-        if self._script is None or self.rate <= 0 or time.monotonic() < self._skip_until:
+        """Take `cost` if the bucket holds it; None when not enforced."""
+        return await self._run(client, cost, force=False)
+
+    async def charge(self, client: str, cost: int) -> Decision | None:
+        """Take `cost` even into debt (work already admitted); None when not enforced."""
+        return await self._run(client, cost, force=True) if cost > 0 else None
+
+    async def _run(self, client: str, cost: int, *, force: bool) -> Decision | None:
+        if self._script is None or self.rate <= 0:
             return None
-        try:
-            allowed, tokens, wait = await self._script(
-                keys=[f"{KEY_PREFIX}:ratelimit:{client}"], args=[self.rate, self.burst, cost]
-            )
-        except (RedisError, OSError, TimeoutError) as exc:
-            log.warning(
-                "rate limit not enforced for %.1fs: redis unavailable (%s)", self.retry_seconds, exc
-            )
-            self._skip_until = time.monotonic() + self.retry_seconds
+        if not self.breaker.open:
+            try:
+                allowed, tokens, wait = await self._script(
+                    keys=[f"{KEY_PREFIX}:ratelimit:{client}"],
+                    args=[self.rate, self.burst, cost, int(force)],
+                )
+                return decide(int(allowed), float(tokens), float(wait), self.rate, self.burst)
+            except REDIS_ERRORS as exc:
+                self.breaker.trip(exc)
+        if not force:  # count requests let through, not their later charges
             self.metrics.ratelimit_skipped.inc()
-            return None
-        return decide(int(allowed), float(tokens), float(wait), self.rate, self.burst)
+        return None

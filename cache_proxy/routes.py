@@ -11,9 +11,21 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from cache_proxy import service
+from cache_proxy.body import read_body
 from cache_proxy.contract import parse_texts
 from cache_proxy.identity import ensure_identity
-from cache_proxy.keys import BACKEND, CACHE, DRAIN, METRICS, SERVICES, SETTINGS, TRACKER
+from cache_proxy.keys import (
+    BACKEND,
+    CACHE,
+    CLIENT,
+    DRAIN,
+    LIMITER,
+    METRICS,
+    RATE_DECISION,
+    SERVICES,
+    SETTINGS,
+    TRACKER,
+)
 from cache_proxy.openapi import openapi_spec
 
 
@@ -21,12 +33,16 @@ async def predict(request: web.Request) -> web.Response:
     started = time.monotonic()
     app = request.app
     settings = app[SETTINGS]
-    texts = parse_texts(await request.read(), settings.max_texts)
+    body = await read_body(request, settings.max_body_bytes, settings.body_timeout_seconds)
+    texts = parse_texts(body, settings.max_texts, settings.max_text_chars)
     app[METRICS].texts_per_request.observe(len(texts))
+    client = request[CLIENT]
     result = await service.predict(
-        texts, app[SERVICES], deadline=started + settings.request_timeout_seconds
+        texts, client, app[SERVICES], deadline=started + settings.request_timeout_seconds
     )
     app[METRICS].singleflight_merged.inc(result.merged)
+    if charged := await app[LIMITER].charge(client, result.cost):
+        request[RATE_DECISION] = charged
     headers = {
         "X-Cache": result.cache_status,
         "X-Inference-Time": f"{result.inference_ms:.2f}",
@@ -43,22 +59,25 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def ready(request: web.Request) -> web.Response:
-    """Readiness: Triton's model is ready; Redis ok, degraded or disabled.
-
-    Fails at once when shutdown begins (SIGTERM), before the listener closes.
+    """Readiness: the proxy can answer. `ready` when Triton's model is ready;
+    `degraded` (still 200: cached answers are served, misses get 503) when
+    Triton is unavailable but the model's identity is known; 503 before the
+    identity was ever learned, and at once when shutdown begins (SIGTERM).
+    Redis is ok, degraded or disabled: it never fails readiness.
     """
     app = request.app
     if app[DRAIN].draining:
         return web.json_response({"status": "draining"}, status=503)
-    triton_ready = await app[BACKEND].model_ready()
+    triton_ready = await app[BACKEND].model_ready(app[SETTINGS].ready_timeout_seconds)
     identity = await ensure_identity(app) if triton_ready else app[TRACKER].current
+    status = "ready" if triton_ready else "degraded"
     body = {
-        "status": "ready" if triton_ready and identity else "not_ready",
+        "status": status if identity else "not_ready",
         "triton": "ready" if triton_ready else "unavailable",
         "redis": await app[CACHE].ping(),
         "model": identity.info if identity else None,
     }
-    return web.json_response(body, status=200 if body["status"] == "ready" else 503)
+    return web.json_response(body, status=503 if body["status"] == "not_ready" else 200)
 
 
 async def model(request: web.Request) -> web.Response:

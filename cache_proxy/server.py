@@ -22,7 +22,8 @@ import signal
 from aiohttp import web
 
 from cache_proxy.access_log import QuietAccessLogger
-from cache_proxy.keys import DRAIN, SETTINGS
+from cache_proxy.connections import CappedSite
+from cache_proxy.keys import DRAIN, METRICS, SETTINGS
 
 log = logging.getLogger(__name__)
 CANCEL_GRACE_SECONDS = 0.5  # for handlers cancelled after the timeout to unwind
@@ -36,10 +37,18 @@ async def serve(app: web.Application) -> None:
         access_log_class=QuietAccessLogger,
         access_log_format='%a "%r" %s %b %Tfs',
         shutdown_timeout=CANCEL_GRACE_SECONDS,
+        keepalive_timeout=settings.keepalive_timeout_seconds,
     )
     await runner.setup()
     try:
-        site = web.TCPSite(runner, settings.proxy_host, settings.proxy_port)
+        site = CappedSite(
+            runner,
+            settings.proxy_host,
+            settings.proxy_port,
+            limit=settings.max_connections,
+            busy=lambda connection: connection in app[DRAIN].busy,
+            on_refuse=app[METRICS].shed,
+        )
         await site.start()
         log.info("listening on http://%s:%d", settings.proxy_host, settings.proxy_port)
         await until_signalled()
@@ -59,7 +68,7 @@ async def until_signalled() -> None:
         loop.remove_signal_handler(signum)
 
 
-async def drain(app: web.Application, site: web.TCPSite) -> None:
+async def drain(app: web.Application, site: web.BaseSite) -> None:
     settings, state = app[SETTINGS], app[DRAIN]
     state.begin()
     log.info(

@@ -7,10 +7,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from cache_proxy.admission import Admission
 from cache_proxy.backend import ModelIdentity, ModelTracker, TritonBackend
-from cache_proxy.backpressure import InflightLimit
 from cache_proxy.cache import PredictionCache, Scores
-from cache_proxy.contract import Prediction, to_predictions, unique
+from cache_proxy.contract import Prediction, text_cost, to_predictions, unique
 from cache_proxy.errors import ApiError, BackendUnavailable
 from cache_proxy.singleflight import SingleFlight
 
@@ -22,6 +22,7 @@ class PredictResult:
     inference_ms: float
     fingerprint: str | None
     merged: int = 0  # texts computed by a concurrent request (single-flight)
+    cost: int = 0  # cost units this request sent to the model (cache_proxy.contract)
 
 
 def time_left(deadline: float) -> float:
@@ -56,11 +57,66 @@ class Services:
     backend: TritonBackend
     tracker: ModelTracker
     flights: SingleFlight[Outcome]
-    limit: InflightLimit
+    admission: Admission
+    max_chunk_rows: int
+
+
+def plan_chunks(costs: Sequence[int], max_cost: int, max_rows: int) -> list[range]:
+    """Consecutive runs of texts, each within `max_cost` and `max_rows` (a
+    text costing more than `max_cost` alone): the unit of admission, so a
+    large request is admitted piece by piece between other clients' work."""
+    chunks: list[range] = []
+    start, total = 0, 0
+    for i, cost in enumerate(costs):
+        if i > start and (total + cost > max_cost or i - start >= max_rows):
+            chunks.append(range(start, i))
+            start, total = i, 0
+        total += cost
+    if start < len(costs):
+        chunks.append(range(start, len(costs)))
+    return chunks
+
+
+async def compute(
+    texts: Sequence[str], client: str, services: Services, deadline: float
+) -> dict[str, Outcome]:
+    """Scores for `texts` from Triton, chunk by chunk through admission, and
+    written to the cache under the fingerprint of the model that made each."""
+    costs = [text_cost(t) for t in texts]
+    chunks = plan_chunks(costs, services.admission.budget, services.max_chunk_rows)
+
+    async def run(chunk: range) -> dict[str, Outcome]:
+        part = [texts[i] for i in chunk]
+        wait = min(services.admission.timeout, time_left(deadline))
+        async with services.admission.slot(client, sum(costs[i] for i in chunk), wait):
+            rows, identity = await services.backend.classify(part, time_left(deadline))
+        services.tracker.observe(identity)
+        outcomes = {
+            t: Outcome(row.tolist(), identity, cached=False)
+            for t, row in zip(part, rows, strict=True)
+        }
+        await services.cache.put_many(
+            identity.fingerprint, {t: o.scores for t, o in outcomes.items()}
+        )
+        return outcomes
+
+    tasks = [asyncio.ensure_future(run(chunk)) for chunk in chunks]
+    try:
+        parts = await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:  # one chunk failed: the request fails, free the others' budget
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+    return {t: o for part in parts for t, o in part.items()}
 
 
 async def serve_claimed(
-    mine: Sequence[str], known: ModelIdentity | None, services: Services, deadline: float
+    mine: Sequence[str],
+    known: ModelIdentity | None,
+    client: str,
+    services: Services,
+    deadline: float,
 ) -> tuple[dict[str, Outcome], dict[str, Outcome]]:
     """Look up, then compute, the texts this request owns: (hits, computed).
 
@@ -82,17 +138,8 @@ async def serve_claimed(
         }
     flights.resolve(hits)
     todo = [t for t in mine if t not in hits]
-    computed: dict[str, Outcome] = {}
-    if todo:
-        with services.limit.admit(len(todo)):
-            rows, identity = await services.backend.classify(todo, time_left(deadline))
-        services.tracker.observe(identity)
-        computed = {
-            t: Outcome(row.tolist(), identity, cached=False)
-            for t, row in zip(todo, rows, strict=True)
-        }
-        await cache.put_many(identity.fingerprint, {t: o.scores for t, o in computed.items()})
-        flights.resolve(computed)
+    computed = await compute(todo, client, services, deadline) if todo else {}
+    flights.resolve(computed)
     return hits, computed
 
 
@@ -107,10 +154,14 @@ async def wait_for_others(
             done = await asyncio.gather(*(asyncio.shield(f) for f in theirs.values()))
     except TimeoutError:
         raise BackendUnavailable("deadline passed waiting for inference", retry_after=1) from None
+    except ApiError as exc:  # the owner's error object is shared: raise a copy of our own
+        raise exc.copy() from None
     return dict(zip(theirs, done, strict=True))
 
 
-async def predict(texts: Sequence[str], services: Services, deadline: float) -> PredictResult:
+async def predict(
+    texts: Sequence[str], client: str, services: Services, deadline: float
+) -> PredictResult:
     """Predictions for `texts` in input order; raises ApiError on backend trouble."""
     started = time.monotonic()
     distinct = unique(texts)
@@ -119,7 +170,7 @@ async def predict(texts: Sequence[str], services: Services, deadline: float) -> 
         return PredictResult([], "hit", 0.0, known.fingerprint if known else None)
     mine, theirs = services.flights.claim(distinct)
     try:
-        hits, computed = await serve_claimed(mine, known, services, deadline)
+        hits, computed = await serve_claimed(mine, known, client, services, deadline)
     except BaseException as exc:
         error = (
             exc
@@ -131,18 +182,14 @@ async def predict(texts: Sequence[str], services: Services, deadline: float) -> 
         services.flights.fail(mine, error)  # releases only what was not resolved yet
         raise
     results = {**hits, **computed, **await wait_for_others(theirs, deadline)}
+    cost = sum(text_cost(t) for t in computed)
     if len({o.identity.fingerprint for o in results.values()}) > 1:
         # The model changed while serving this request (some results were
         # cached for, or computed by, the old one): recompute with the new one.
-        rows, identity = await services.backend.classify(distinct, time_left(deadline))
-        services.tracker.observe(identity)
-        results = {
-            t: Outcome(row.tolist(), identity, cached=False)
-            for t, row in zip(distinct, rows, strict=True)
-        }
-        await services.cache.put_many(
-            identity.fingerprint, {t: o.scores for t, o in results.items()}
-        )
+        results = await compute(distinct, client, services, deadline)
+        cost += sum(text_cost(t) for t in distinct)
+        if len({o.identity.fingerprint for o in results.values()}) > 1:
+            raise BackendUnavailable("the model is changing; retry", retry_after=1)
     identity = next(iter(results.values())).identity
     from_cache = sum(o.cached for o in results.values())
     return PredictResult(
@@ -151,4 +198,5 @@ async def predict(texts: Sequence[str], services: Services, deadline: float) -> 
         inference_ms=(time.monotonic() - started) * 1000 if from_cache < len(distinct) else 0.0,
         fingerprint=identity.fingerprint,
         merged=sum(not results[t].cached for t in theirs),
+        cost=cost,
     )

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import ast
 import functools
+import ipaddress
 import itertools
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @dataclass(frozen=True)
@@ -37,11 +41,22 @@ class Settings:
     cache_ttl_seconds: int = 7 * 24 * 3600
     """How long a cached prediction lives (0 = no expiry)."""
     max_body_bytes: int = 1024 * 1024
-    """Largest accepted request body; larger gets 413."""
+    """Largest accepted request body, before and after decompression; larger
+    gets 413."""
     max_texts: int = 256
     """Most texts in one request; more gets 413."""
-    max_inflight_texts: int = 256
-    """Texts in flight to Triton at once; past it, 429 with Retry-After."""
+    max_text_chars: int = 20_000
+    """Longest accepted text, in characters; longer gets 413. The model reads
+    a text's first 512 tokens (about 2,500 characters of English) exactly."""
+    max_inflight_cost: int = 512
+    """Cost units (see "Cost model") in flight to Triton at once. A chunk that
+    does not fit waits, cheapest first; 512 lets no long text share the model
+    with a short one. Raise it on a fast CPU for larger batches."""
+    max_queued_cost: int = 65_536
+    """Cost units waiting for admission; past it the most expensive waiter
+    is shed (429 overloaded), or the newcomer if it is the most expensive."""
+    admission_timeout_seconds: float = 5.0
+    """Longest a chunk waits for admission; past it 429 overloaded."""
     request_timeout_seconds: float = 10.0
     """Deadline for one /predict request, passed on to Triton."""
     model_refresh_seconds: float = 1.0
@@ -58,13 +73,26 @@ class Settings:
     """Comma-separated API keys; when set, /predict and /model need
     `Authorization: Bearer <key>` (401 otherwise). Empty: no authentication."""
     rate_limit_per_second: float = 0.0
-    """Per-client token bucket refill rate, requests/s, kept in Redis so all
-    replicas share it (429 past it). 0: no rate limit."""
-    rate_limit_burst: int = 10
-    """Token bucket size: requests a client may send at once."""
-    trust_x_forwarded_for: bool = False
-    """Rate-limit anonymous clients by the first X-Forwarded-For address (only
-    behind a proxy that sets it) instead of the peer address."""
+    """Per-client token bucket refill rate in cost units/s (a request costs 1
+    plus the cost of its cache misses), kept in Redis so all replicas share it
+    (429 past it). 0: no rate limit."""
+    rate_limit_burst: int = 2048
+    """Token bucket size in cost units; a request costing more than the bucket
+    holds passes only when it is full, and leaves it in debt."""
+    trusted_proxies: str = ""
+    """Comma-separated addresses or CIDRs of proxies in front of this one. When
+    the peer is one of them, the client is the rightmost X-Forwarded-For
+    address that is not; otherwise X-Forwarded-For is ignored."""
+    body_timeout_seconds: float = 10.0
+    """Longest a request body may take to arrive; past it 408."""
+    keepalive_timeout_seconds: float = 15.0
+    """Idle keep-alive connections close after this; it also bounds how long
+    a request's headers may take to arrive."""
+    max_connections: int = 1000
+    """Open client connections at most; at the cap the longest-idle one is
+    closed for a newcomer, or the newcomer gets 429 if none is idle."""
+    ready_timeout_seconds: float = 1.0
+    """How long /health/ready waits for Triton before reporting it unavailable."""
     log_level: str = "INFO"
     """Python logging level."""
 
@@ -94,6 +122,25 @@ def parse_bool(raw: str) -> bool:
     if lowered in {"0", "false", "no", "off", ""}:
         return False
     raise ValueError(raw)
+
+
+@functools.cache  # Settings is frozen: parsed once, not on every request
+def trusted_networks(settings: Settings) -> tuple[IPNetwork, ...]:
+    """TRUSTED_PROXIES parsed; a bad entry raises ValueError at startup."""
+    return tuple(
+        ipaddress.ip_network(entry.strip(), strict=False)
+        for entry in settings.trusted_proxies.split(",")
+        if entry.strip()
+    )
+
+
+def redacted(url: str) -> str:
+    """`url` with any password replaced by ***, for logs."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 @functools.cache  # Settings is frozen: parsed once, not on every request

@@ -77,4 +77,41 @@ def test_rate_limit_fails_open_without_redis(start_proxy: ProxyFactory) -> None:
         rate_limit_burst="1",
     )
     assert [post(url).status for _ in range(3)] == [200, 200, 200]
-    assert "proxy_ratelimit_skipped_total 1.0" in request("GET", f"{url}/metrics").body.decode()
+    # every request let through unchecked is counted
+    assert "proxy_ratelimit_skipped_total 3.0" in request("GET", f"{url}/metrics").body.decode()
+
+
+def test_the_rate_limit_charges_the_cost_of_cache_misses(start_proxy: ProxyFactory) -> None:
+    key = f"costly-{uuid.uuid4()}"
+    url = start_proxy(api_keys=key, rate_limit_per_second="1", rate_limit_burst="100")
+    texts = [f"a never-seen sentence of some sixty characters {uuid.uuid4()}" for _ in range(3)]
+    first = request(
+        "POST",
+        f"{url}/predict",
+        json.dumps({"text": texts}).encode(),
+        {"Authorization": f"Bearer {key}"},
+    )
+    assert first.status == 200  # a full bucket lets a request costing more than it through
+    assert first.headers["X-RateLimit-Remaining"] == "0"  # ... into debt
+    refused = post(url, key)
+    assert refused.status == 429
+    assert int(refused.headers["Retry-After"]) > 100  # the debt of ~250 units at 1 unit/s
+
+
+def test_forwarded_for_is_read_from_the_right(start_proxy: ProxyFactory) -> None:
+    # The peer (127.0.0.1) is a trusted proxy; the client is the rightmost
+    # untrusted address, whatever the client wrote to the left of it.
+    text = f"xff {uuid.uuid4().hex[:4]}"  # costs 1 + 10 units once, then 1 (cached)
+    url = start_proxy(
+        trusted_proxies="127.0.0.1", rate_limit_per_second="0.01", rate_limit_burst="13"
+    )
+
+    def via(spoofed: str, client: str) -> int:
+        body = json.dumps({"text": [text]}).encode()
+        headers = {"X-Forwarded-For": f"{spoofed}, {client}"}
+        return request("POST", f"{url}/predict", body, headers).status
+
+    # a new spoofed address each time does not buy a new bucket...
+    assert [via(f"203.0.113.{n}", "198.51.100.1") for n in range(4)] == [200, 200, 200, 429]
+    # ...and another client behind the same proxy has its own
+    assert via("203.0.113.3", "198.51.100.2") == 200

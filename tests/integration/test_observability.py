@@ -111,7 +111,7 @@ def test_dashboard_and_alerts_evaluate_against_real_metrics(
                 query(prometheus, rule["expr"])  # parses and evaluates
         loaded = request("GET", f"{prometheus}/api/v1/rules").json()["data"]["groups"]
         evaluated = [r for g in loaded for r in g["rules"]]
-        assert len(evaluated) == 5
+        assert len(evaluated) == 6
         assert all(r["health"] == "ok" for r in evaluated), evaluated
     finally:
         server.stop()

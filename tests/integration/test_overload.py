@@ -1,4 +1,5 @@
-"""Overload: a small in-flight bound answers 429 with Retry-After, never 5xx."""
+"""Overload: a small admission budget and queue shed with 429 and Retry-After,
+never 5xx, and no request outlives its deadline."""
 
 from __future__ import annotations
 
@@ -24,7 +25,12 @@ def timed_predict(url: str, texts: list[str]) -> tuple[Reply, float]:
 
 
 def test_cache_miss_flood_gets_429_not_5xx(start_proxy: ProxyFactory) -> None:
-    url = start_proxy(max_inflight_texts="8", request_timeout_seconds=str(DEADLINE_SECONDS))
+    url = start_proxy(
+        max_inflight_cost="100",  # about two of these texts at once
+        max_queued_cost="400",
+        admission_timeout_seconds="1",
+        request_timeout_seconds=str(DEADLINE_SECONDS),
+    )
     batches = [[f"flood {uuid.uuid4()}" for _ in range(8)] for _ in range(24)]
     with ThreadPoolExecutor(24) as pool:
         timed = list(pool.map(lambda texts: timed_predict(url, texts), batches))

@@ -13,7 +13,7 @@ import pytest
 
 from devstack.process import ServerProcess, free_port, port_open
 from devstack.redis import redis_command
-from tests.conftest import ProxyFactory
+from tests.conftest import ProxyFactory, Triton, launch_proxy
 from tests.http import predict, request, scores
 
 pytestmark = pytest.mark.integration
@@ -162,3 +162,32 @@ def test_cluster_mode_spreads_keys_and_degrades_when_a_node_dies(
     ready = request("GET", f"{url}/health/ready")
     assert (ready.status, ready.json()["redis"]) == (200, "degraded")
     assert "proxy_redis_up 0.0" in request("GET", f"{url}/metrics").body.decode()
+
+
+def test_the_redis_password_never_reaches_the_log(
+    logs_dir: Path, triton: Triton, tls_redis: tuple[int, Path]
+) -> None:
+    port, ca = tls_redis
+    proxy = launch_proxy(
+        logs_dir,
+        triton_url=triton.http_url,
+        redis_url=f"rediss://:{PASSWORD}@127.0.0.1:{port}/0?ssl_ca_certs={ca}",
+    )
+    try:
+        assert predict(proxy.url, fresh(1)).status == 200
+    finally:
+        proxy.stop()
+    log = proxy.log_tail(10_000)
+    assert "starting" in log and ":***@127.0.0.1" in log
+    assert PASSWORD not in log
+
+
+def test_a_cluster_with_every_node_down_is_a_degraded_cache(start_proxy: ProxyFactory) -> None:
+    # RedisClusterException is not a RedisError: it must not stop the proxy
+    # from starting, nor fail requests.
+    url = start_proxy(redis_url=f"redis://127.0.0.1:{free_port()}/0", redis_cluster="1")
+    ready = request("GET", f"{url}/health/ready")
+    assert (ready.status, ready.json()["redis"]) == (200, "degraded")
+    for _ in range(3):
+        reply = predict(url, fresh(2))
+        assert (reply.status, reply.headers["X-Cache"]) == (200, "miss")

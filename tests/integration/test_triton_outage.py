@@ -1,7 +1,9 @@
-"""Triton killed: hits still served, misses 503 + Retry-After; restart recovers."""
+"""Triton killed or stalled: hits still served, misses 503 + Retry-After, the
+proxy stays ready (degraded) so that hits keep flowing; restart recovers."""
 
 from __future__ import annotations
 
+import signal
 import time
 import uuid
 from pathlib import Path
@@ -38,12 +40,38 @@ def test_triton_killed_then_restarted(
         assert time.monotonic() - started < 2.5  # within REQUEST_TIMEOUT_SECONDS
         assert miss.status == 503 and miss.headers["Retry-After"] == "1"
         assert miss.json()["error_type"] == "backend_unavailable"
-        assert request("GET", f"{proxy.url}/health/ready").status == 503
+        ready = request("GET", f"{proxy.url}/health/ready")
+        assert ready.status == 200, "cache hits are still served: stay in the Service"
+        assert (ready.json()["status"], ready.json()["triton"]) == ("degraded", "unavailable")
 
         # same ports, no proxy restart
         stack.triton, _ = start_triton(stack.repository, logs_dir, stack.ports)
         after = predict(proxy.url, [f"after the outage {uuid.uuid4()}"])
         assert after.status == 200
         assert request("GET", f"{proxy.url}/health/ready").status == 200
+    finally:
+        stack.stop()
+
+
+def test_a_stalled_triton_does_not_stall_readiness(
+    tmp_path: Path, logs_dir: Path, tiny_checkpoint: Path, redis_server: int
+) -> None:
+    config = set_parameter((MODEL_SOURCE / "config.pbtxt").read_text(), "precision", "fp32")
+    stack = start_stack(
+        tiny_checkpoint, tmp_path, logs_dir, redis_server, config, request_timeout_seconds="2"
+    )
+    cached = f"cached before the stall {uuid.uuid4()}"
+    try:
+        assert predict(stack.proxy.url, [cached]).status == 200
+        stack.triton.signal(signal.SIGSTOP)  # accepts connections, never answers
+        try:
+            started = time.monotonic()
+            ready = request("GET", f"{stack.proxy.url}/health/ready", timeout=5)
+            assert time.monotonic() - started < 3  # READY_TIMEOUT_SECONDS is 1
+            assert (ready.status, ready.json()["triton"]) == (200, "unavailable")
+            hit = predict(stack.proxy.url, [cached])
+            assert (hit.status, hit.headers["X-Cache"]) == (200, "hit")
+        finally:
+            stack.triton.signal(signal.SIGCONT)
     finally:
         stack.stop()

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cache_proxy.cache import cache_key, decode_scores
-from cache_proxy.contract import parse_texts, to_predictions, unique
+from cache_proxy.contract import parse_texts, text_cost, to_predictions, unique
 from cache_proxy.errors import (
     ApiError,
     BackendUnavailable,
@@ -23,11 +23,11 @@ from cache_proxy.settings import Settings
 
 
 def test_parse_accepts_the_original_payload() -> None:
-    assert parse_texts(b'{"text": ["I love you!", "I hate you!"]}', 10) == [
+    assert parse_texts(b'{"text": ["I love you!", "I hate you!"]}', 10, 100) == [
         "I love you!",
         "I hate you!",
     ]
-    assert parse_texts(b'{"text": []}', 10) == []
+    assert parse_texts(b'{"text": []}', 10, 100) == []
 
 
 @pytest.mark.parametrize(
@@ -50,11 +50,34 @@ def test_parse_accepts_the_original_payload() -> None:
         (b'{"text": [true]}', ValidationFailed),
         (b'{"text": ["\\ud800"]}', ValidationFailed),
         (b'{"text": ["a", "b", "c", "d"]}', PayloadTooLarge),
+        (b'{"text": ["0123456789a"]}', PayloadTooLarge),
+        (b'{"text": ["a"], "text": ["b"]}', MalformedRequest),
+        (b'{"text": [{"k": 1, "k": 2}]}', MalformedRequest),
+        (b'{"text": ' + b"[" * 5000 + b"]" * 5000 + b"}", MalformedRequest),
+        (b'{"text": ["a"], "n": ' + b"1" * 5000 + b"}", MalformedRequest),
     ],
 )
 def test_parse_rejects(body: bytes, error: type[Exception]) -> None:
     with pytest.raises(error):
-        parse_texts(body, max_texts=3)
+        parse_texts(body, max_texts=3, max_chars=10)
+
+
+def test_huge_numbers_outside_the_texts_are_harmless() -> None:
+    assert parse_texts(b'{"text": ["a"], "n": 1e99999}', 3, 10) == ["a"]
+
+
+@pytest.mark.parametrize(
+    ("text", "cost"),
+    [
+        ("", 2),
+        ("I love you!", 13),
+        ("한국어", 2 + 3 * 3),  # a Hangul syllable decomposes into up to 3 jamo
+        ("a" * 600, 512),
+        ("한" * 200, 512),
+    ],
+)
+def test_text_cost_bounds_the_tokens(text: str, cost: int) -> None:
+    assert text_cost(text) == cost
 
 
 @given(st.lists(st.text(), max_size=20))
@@ -65,10 +88,10 @@ def test_parse_round_trips_any_text_list(texts: list[str]) -> None:
         return
     valid = all(_encodable(t) for t in texts)
     if valid:
-        assert parse_texts(body, max_texts=20) == texts
+        assert parse_texts(body, max_texts=20, max_chars=10_000) == texts
     else:
         with pytest.raises(ValidationFailed):
-            parse_texts(body, max_texts=20)
+            parse_texts(body, max_texts=20, max_chars=10_000)
 
 
 def _encodable(text: str) -> bool:
@@ -143,7 +166,7 @@ JSON_VALUES = st.recursive(
 def parse_outcome(body: bytes, max_texts: int) -> list[str] | ApiError:
     """The parsed texts or the ApiError; any other exception propagates (a bug)."""
     try:
-        return parse_texts(body, max_texts)
+        return parse_texts(body, max_texts, max_chars=10_000)
     except ApiError as exc:
         return exc
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from cache_proxy.guard import bearer_token, client_identity, key_is_valid
+from cache_proxy.guard import bearer_token, client_address, client_identity, key_is_valid
 from cache_proxy.ratelimit import decide
-from cache_proxy.settings import Settings, api_key_set
+from cache_proxy.settings import Settings, api_key_set, redacted, trusted_networks
 
 
 @pytest.mark.parametrize(
@@ -34,13 +34,49 @@ def test_key_validity() -> None:
     assert not key_is_valid("k1", frozenset())
 
 
-def test_client_identity_prefers_the_key_and_trusts_forwarded_only_when_told() -> None:
-    by_key = client_identity("secret", "10.0.0.1", None, False)
+def test_client_identity_prefers_the_key() -> None:
+    by_key = client_identity("secret", "10.0.0.1")
     assert by_key.startswith("key:")
     assert "secret" not in by_key
-    assert client_identity(None, "10.0.0.1", "1.2.3.4, 10.0.0.9", False) == "ip:10.0.0.1"
-    assert client_identity(None, "10.0.0.1", "1.2.3.4, 10.0.0.9", True) == "ip:1.2.3.4"
-    assert client_identity(None, None, None, True) == "ip:unknown"
+    assert client_identity(None, "10.0.0.1") == "ip:10.0.0.1"
+
+
+TRUSTED = trusted_networks(Settings(trusted_proxies="10.0.0.0/8, 192.168.1.7"))
+
+
+@pytest.mark.parametrize(
+    ("peer", "forwarded", "client"),
+    [
+        # no trusted proxy configured, or an untrusted peer: X-Forwarded-For is ignored
+        ("203.0.113.9", "1.2.3.4", "203.0.113.9"),
+        # the rightmost address that is not a trusted proxy, never the client-written first one
+        ("10.0.0.1", "6.6.6.6, 1.2.3.4", "1.2.3.4"),
+        ("10.0.0.1", "6.6.6.6, 1.2.3.4, 10.0.0.9", "1.2.3.4"),
+        ("10.0.0.1", "1.2.3.4,192.168.1.7", "1.2.3.4"),
+        ("10.0.0.1", "10.0.0.5, 10.0.0.9", "10.0.0.5"),  # every hop trusted: the first
+        ("10.0.0.1", None, "10.0.0.1"),
+        ("10.0.0.1", " , ", "10.0.0.1"),
+        ("10.0.0.1", "garbage, 1.2.3.4", "1.2.3.4"),
+        (None, "1.2.3.4", "unknown"),
+    ],
+)
+def test_client_address(peer: str | None, forwarded: str | None, client: str) -> None:
+    assert client_address(peer, forwarded, TRUSTED) == client
+
+
+def test_forwarded_for_is_ignored_without_trusted_proxies() -> None:
+    assert client_address("10.0.0.1", "1.2.3.4", trusted_networks(Settings())) == "10.0.0.1"
+
+
+def test_bad_trusted_proxy_is_an_error() -> None:
+    with pytest.raises(ValueError, match="does not appear to be an IPv4 or IPv6"):
+        trusted_networks(Settings(trusted_proxies="10.0.0.0/8, proxy.local"))
+
+
+def test_passwords_never_reach_the_log() -> None:
+    assert redacted("rediss://:s3cret@redis:6380/0") == "rediss://:***@redis:6380/0"
+    assert redacted("redis://user:s3cret@redis/0") == "redis://user:***@redis/0"
+    assert redacted("redis://redis:6379/0") == "redis://redis:6379/0"
 
 
 def test_decision_headers() -> None:
@@ -59,9 +95,9 @@ def test_decision_headers() -> None:
 
 @pytest.mark.parametrize(("raw", "value"), [("1", True), ("yes", True), ("0", False), ("", False)])
 def test_bool_settings(raw: str, value: bool) -> None:
-    assert Settings.from_env({"TRUST_X_FORWARDED_FOR": raw}).trust_x_forwarded_for is value
+    assert Settings.from_env({"REDIS_CLUSTER": raw}).redis_cluster is value
 
 
 def test_bad_bool_setting_is_an_error() -> None:
-    with pytest.raises(ValueError, match="TRUST_X_FORWARDED_FOR"):
-        Settings.from_env({"TRUST_X_FORWARDED_FOR": "maybe"})
+    with pytest.raises(ValueError, match="REDIS_CLUSTER"):
+        Settings.from_env({"REDIS_CLUSTER": "maybe"})

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
 from cache_proxy.errors import BackendUnavailable
+from cache_proxy.service import Outcome, wait_for_others
 from cache_proxy.singleflight import SingleFlight
 
 
@@ -42,3 +44,19 @@ async def test_a_cancelled_waiter_does_not_cancel_the_owner() -> None:
     waiter.cancel()
     flights.resolve({"k": 7})
     assert await theirs["k"] == 7
+
+
+async def test_each_waiter_gets_its_own_error_object() -> None:
+    # Handlers add headers (X-RateLimit-*) to the error they raise: a shared
+    # object would carry one client's headers to another.
+    flights: SingleFlight[Outcome] = SingleFlight()
+    mine, _ = flights.claim(["t"])
+    _, theirs = flights.claim(["t"])
+    owner_error = BackendUnavailable("the model is unavailable", retry_after=1)
+    flights.fail(mine, owner_error)
+    with pytest.raises(BackendUnavailable) as caught:
+        await wait_for_others(theirs, deadline=time.monotonic() + 5)
+    assert caught.value is not owner_error
+    assert (caught.value.message, caught.value.retry_after) == (owner_error.message, 1)
+    caught.value.headers["X-RateLimit-Remaining"] = "7"
+    assert owner_error.headers == {}

@@ -1,0 +1,80 @@
+"""A listening site with a cap on open client connections.
+
+At the cap, a newcomer still gets in if some connection is idle (between
+requests, or still sending its headers): the oldest idle one is closed for
+it. Only when every connection is busy with a request is the newcomer refused
+with 429 `overloaded`. So hundreds of idle or slow-header connections cannot
+lock honest clients out; slow bodies are bounded by BODY_TIMEOUT_SECONDS and
+idle or slow-header connections by KEEPALIVE_TIMEOUT_SECONDS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+
+from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+
+REFUSAL_BODY = json.dumps(
+    {"error": "too many open connections; retry shortly", "error_type": "overloaded"}
+).encode()
+REFUSAL = (
+    b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\n"
+    b"Retry-After: 1\r\nConnection: close\r\n"
+    + f"Content-Length: {len(REFUSAL_BODY)}\r\n\r\n".encode()
+    + REFUSAL_BODY
+)
+
+
+class Refusal(asyncio.Protocol):
+    """Answers 429 and hangs up, without reading the request."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.WriteTransport)
+        transport.write(REFUSAL)
+        transport.close()
+
+
+class CappedSite(web.BaseSite):
+    def __init__(
+        self,
+        runner: web.BaseRunner,
+        host: str,
+        port: int,
+        *,
+        limit: int,
+        busy: Callable[[RequestHandler], bool],
+        on_refuse: Callable[[str], None],
+    ) -> None:
+        super().__init__(runner)
+        self.host, self.port, self.limit = host, port, limit
+        self.busy = busy
+        self.on_refuse = on_refuse
+
+    @property
+    def name(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    async def start(self) -> None:
+        await super().start()
+        server = self._runner.server
+        assert isinstance(server, web.Server)
+
+        def protocol() -> asyncio.Protocol:
+            connections = server.connections  # oldest first
+            if len(connections) < self.limit:
+                return server()
+            idle = next((c for c in connections if not self.busy(c)), None)
+            if idle is None:
+                self.on_refuse("connection_cap")
+                return Refusal()
+            idle.force_close()
+            self.on_refuse("idle_connection_closed")
+            return server()
+
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            protocol, self.host, self.port, backlog=self._backlog, reuse_address=True
+        )

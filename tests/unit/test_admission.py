@@ -1,0 +1,135 @@
+"""Admission: cost budget, cheapest and fairest first, bounded queue, no leaks."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from cache_proxy.admission import Admission
+from cache_proxy.errors import Overloaded
+from cache_proxy.metrics import Metrics
+
+
+def admission(budget: int = 100, max_queued: int = 1000, timeout: float = 5.0) -> Admission:
+    return Admission(budget, max_queued, timeout, Metrics())
+
+
+async def hold(
+    gate: Admission,
+    client: str,
+    cost: int,
+    order: list[str],
+    release: asyncio.Event,
+    name: str = "",
+) -> None:
+    async with gate.slot(client, cost, gate.timeout):
+        order.append(name or f"{client}:{cost}")
+        await release.wait()
+
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def test_cheapest_waiter_goes_first_and_a_long_one_runs_alone() -> None:
+    gate, order, release = admission(), [], asyncio.Event()
+    first = asyncio.create_task(hold(gate, "a", 100, order, release, "long-1"))
+    await settle()
+    waiting = [
+        asyncio.create_task(hold(gate, "a", 100, order, asyncio.Event(), "long-2")),
+        asyncio.create_task(hold(gate, "a", 10, order, asyncio.Event(), "short")),
+    ]
+    await settle()
+    assert order == ["long-1"] and gate.queued == 110
+    release.set()
+    await first
+    await settle()
+    # the short one is admitted; the long one does not fit beside it
+    assert order == ["long-1", "short"] and gate.inflight == 10
+    for task in waiting:
+        task.cancel()
+    await asyncio.gather(*waiting, return_exceptions=True)
+    assert (gate.inflight, gate.queued) == (0, 0)
+
+
+async def test_the_client_with_less_in_flight_goes_first() -> None:
+    gate, order = admission(budget=100), []
+    still, done = asyncio.Event(), asyncio.Event()
+    held = [
+        asyncio.create_task(hold(gate, "attacker", 50, order, still)),
+        asyncio.create_task(hold(gate, "attacker", 40, order, done)),
+    ]
+    await settle()
+    tasks = [
+        asyncio.create_task(hold(gate, "attacker", 20, order, still, "attacker-3")),
+        asyncio.create_task(hold(gate, "honest", 30, order, still, "honest")),
+    ]
+    await settle()
+    done.set()
+    await held[1]
+    await settle()
+    # dearer than the attacker's chunk, but its client holds nothing in flight
+    assert order[2:] == ["honest", "attacker-3"]
+    still.set()
+    await asyncio.gather(held[0], *tasks)
+
+
+async def test_a_chunk_larger_than_the_budget_runs_when_nothing_else_does() -> None:
+    gate, order, release = admission(budget=50), [], asyncio.Event()
+    release.set()
+    await hold(gate, "a", 500, order, release)
+    assert order == ["a:500"] and gate.inflight == 0
+
+
+async def test_waiting_too_long_is_a_429_and_counted() -> None:
+    gate, order, release = admission(timeout=0.05), [], asyncio.Event()
+    hog = asyncio.create_task(hold(gate, "a", 100, order, release))
+    await settle()
+    with pytest.raises(Overloaded) as caught:
+        async with gate.slot("b", 10, 0.05):
+            pass
+    assert caught.value.status == 429 and caught.value.retry_after == 1.0
+    metrics = gate.metrics
+    assert metrics.rejections.labels("admission_timeout")._value.get() == 1
+    assert metrics.shed_cost.labels("admission_timeout")._value.get() == 10
+    release.set()
+    await hog
+    assert (gate.inflight, gate.queued) == (0, 0)
+
+
+async def test_a_full_queue_sheds_the_most_expensive_waiter() -> None:
+    gate, order, release = admission(budget=10, max_queued=100), [], asyncio.Event()
+    hog = asyncio.create_task(hold(gate, "a", 10, order, release))
+    await settle()
+    expensive = asyncio.create_task(hold(gate, "a", 90, order, asyncio.Event()))
+    await settle()
+    cheap = asyncio.create_task(hold(gate, "b", 20, order, release))
+    await settle()
+    with pytest.raises(Overloaded):
+        await expensive  # shed so that the cheaper newcomer could wait
+    with pytest.raises(Overloaded):  # a newcomer dearer than every waiter is refused
+        async with gate.slot("c", 95, 1.0):
+            pass
+    release.set()
+    await asyncio.gather(hog, cheap)
+    assert order == ["a:10", "b:20"]
+    assert gate.metrics.rejections.labels("queue_full")._value.get() == 2
+    assert (gate.inflight, gate.queued) == (0, 0)
+
+
+async def test_budget_comes_back_after_an_error_or_a_cancel() -> None:
+    gate = admission(budget=10)
+    with pytest.raises(RuntimeError):
+        async with gate.slot("a", 10, 1.0):
+            raise RuntimeError("triton failed")
+    order: list[str] = []
+    hog = asyncio.create_task(hold(gate, "a", 10, order, asyncio.Event()))
+    await settle()
+    waiter = asyncio.create_task(hold(gate, "b", 5, order, asyncio.Event()))
+    await settle()
+    waiter.cancel()
+    hog.cancel()
+    await asyncio.gather(hog, waiter, return_exceptions=True)
+    assert (gate.inflight, gate.queued, dict(gate.inflight_by_client)) == (0, 0, {})
