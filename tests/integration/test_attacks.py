@@ -1,0 +1,107 @@
+"""One hostile client must not take the service away from honest ones.
+
+Each attack of perf.attacks runs against a proxy with default settings while
+the honest client sends one never-seen sentence every 200 ms: every honest
+request is answered 200 while the attack runs, the attacker never gets a 5xx,
+and afterwards the service is ready and the model answers as before.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+import numpy as np
+import pytest
+from tritonclient.http import InferenceServerClient, InferInput, InferRequestedOutput
+
+from perf import procstat
+from perf.attacks import ATTACKS, Target, raw_exchange, raw_post, run
+from tests.conftest import ProxyFactory, Triton
+from tests.http import request
+
+pytestmark = pytest.mark.integration
+
+ATTACK_SECONDS = 6.0
+PROBE = ["a probe sentence the attack never sends", "and a second , sadder one"]
+
+
+def model_scores(triton: Triton) -> np.ndarray:
+    """Scores straight from Triton (no cache in between)."""
+    client = InferenceServerClient(triton.http_url)
+    data = np.array([[t.encode()] for t in PROBE], dtype=np.object_)
+    text = InferInput("TEXT", list(data.shape), "BYTES")
+    text.set_data_from_numpy(data)
+    result = client.infer(
+        "distilbert_sst2", [text], outputs=[InferRequestedOutput("PROBABILITIES")]
+    )
+    return result.as_numpy("PROBABILITIES")
+
+
+def server_errors(proxy: str) -> float:
+    metrics = request("GET", f"{proxy}/metrics").body.decode()
+    return sum(
+        float(v) for v in re.findall(r'proxy_requests_total\{.*status="5\d\d"\} (\S+)', metrics)
+    )
+
+
+@pytest.mark.parametrize("attack", sorted(ATTACKS))
+def test_honest_client_is_served_during_attack(
+    attack: str, start_proxy: ProxyFactory, triton: Triton
+) -> None:
+    # slow-connections: a low connection cap, so that the attack reaches it
+    proxy = start_proxy(**({"max_connections": "100"} if attack == "slow-connections" else {}))
+    before = model_scores(triton)
+    stub_before = procstat.resident_mib(triton.server.process.pid)  # type: ignore[union-attr]
+
+    honest, hostile = run(proxy, attack, ATTACK_SECONDS)
+
+    assert len(honest.statuses) >= 5, "the honest client was answered while the attack ran"
+    assert set(honest.statuses) == {200}, honest.statuses
+    assert hostile.statuses, "the attack ran"
+    assert max(hostile.statuses) < 500, sorted(set(hostile.statuses))
+    assert server_errors(proxy) == 0
+    ready = request("GET", f"{proxy}/health/ready")
+    assert (ready.status, ready.json()["status"]) == (200, "ready")
+    np.testing.assert_array_equal(model_scores(triton), before)
+    # tritonserver + stub: long texts cost what 512-token texts cost
+    grown = procstat.resident_mib(triton.server.process.pid) - stub_before  # type: ignore[union-attr]
+    assert grown < 200, f"tritonserver and the stub grew by {grown:.0f} MiB"
+
+
+def test_the_attack_statuses_are_the_documented_4xx(start_proxy: ProxyFactory) -> None:
+    proxy = start_proxy()
+    _, hostile = run(proxy, "malformed", 2.0)
+    assert set(hostile.statuses) <= {400, 413, 415, 422}, sorted(set(hostile.statuses))
+    _, bombs = run(proxy, "bombs", 2.0)
+    assert set(bombs.statuses) == {413}
+
+
+def test_idle_slow_and_stalled_connections_are_closed(start_proxy: ProxyFactory) -> None:
+    proxy = start_proxy(keepalive_timeout_seconds="1", body_timeout_seconds="1")
+    target = Target.of(proxy)
+    idle, slow_headers, slow_body = (target.socket(timeout=5) for _ in range(3))
+    slow_headers.sendall(b"POST /predict HTTP/1.1\r\nHost: a\r\n")
+    slow_body.sendall(raw_post(b'{"text": ', length=100))
+    assert idle.recv(100) == b""  # closed by the server, not by our timeout
+    assert slow_headers.recv(100) == b""
+    answer = slow_body.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 408"), answer
+    assert b'"error_type": "request_timeout"' in answer
+    for sock in (idle, slow_headers, slow_body):
+        sock.close()
+
+
+def test_at_the_connection_cap_busy_connections_are_kept(start_proxy: ProxyFactory) -> None:
+    proxy = start_proxy(max_connections="3", body_timeout_seconds="5")
+    target = Target.of(proxy)
+    busy = [target.socket(timeout=5) for _ in range(3)]
+    for sock in busy:  # each one is in a handler, waiting for the rest of its body
+        sock.sendall(raw_post(b"{", length=100))
+    time.sleep(0.5)
+    refused = raw_exchange(target, raw_post(b'{"text": ["hi"]}'))
+    assert refused == 429
+    for sock in busy:
+        sock.close()
+    time.sleep(0.5)
+    assert raw_exchange(target, raw_post(b'{"text": ["hi"]}')) == 200
