@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from cache_proxy.admission import Admission
@@ -78,10 +78,15 @@ def plan_chunks(costs: Sequence[int], max_cost: int, max_rows: int) -> list[rang
 
 
 async def compute(
-    texts: Sequence[str], client: str, services: Services, deadline: float
+    texts: Sequence[str],
+    client: str,
+    services: Services,
+    deadline: float,
+    on_chunk: Callable[[dict[str, Outcome]], None] = lambda outcomes: None,
 ) -> dict[str, Outcome]:
-    """Scores for `texts` from Triton, chunk by chunk through admission, and
-    written to the cache under the fingerprint of the model that made each."""
+    """Scores for `texts` from Triton, chunk by chunk through admission, each
+    written to the cache under the fingerprint of the model that made it, then
+    handed to `on_chunk` (single-flight waiters need not wait for the rest)."""
     costs = [text_cost(t) for t in texts]
     chunks = plan_chunks(costs, services.admission.budget, services.max_chunk_rows)
 
@@ -98,6 +103,7 @@ async def compute(
         await services.cache.put_many(
             identity.fingerprint, {t: o.scores for t, o in outcomes.items()}
         )
+        on_chunk(outcomes)
         return outcomes
 
     tasks = [asyncio.ensure_future(run(chunk)) for chunk in chunks]
@@ -138,8 +144,7 @@ async def serve_claimed(
         }
     flights.resolve(hits)
     todo = [t for t in mine if t not in hits]
-    computed = await compute(todo, client, services, deadline) if todo else {}
-    flights.resolve(computed)
+    computed = await compute(todo, client, services, deadline, flights.resolve) if todo else {}
     return hits, computed
 
 

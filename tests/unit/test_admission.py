@@ -9,6 +9,7 @@ import pytest
 from cache_proxy.admission import Admission
 from cache_proxy.errors import Overloaded
 from cache_proxy.metrics import Metrics
+from cache_proxy.service import plan_chunks
 
 
 def admission(budget: int = 100, max_queued: int = 1000, timeout: float = 5.0) -> Admission:
@@ -133,3 +134,19 @@ async def test_budget_comes_back_after_an_error_or_a_cancel() -> None:
     hog.cancel()
     await asyncio.gather(hog, waiter, return_exceptions=True)
     assert (gate.inflight, gate.queued, dict(gate.inflight_by_client)) == (0, 0, {})
+
+
+@pytest.mark.parametrize(
+    ("costs", "max_cost", "max_rows", "chunks"),
+    [
+        ([], 10, 4, []),
+        ([3, 3, 3, 3], 10, 4, [[0, 1, 2], [3]]),
+        ([3, 3, 3, 3], 100, 2, [[0, 1], [2, 3]]),
+        ([50, 1, 1], 10, 4, [[0], [1, 2]]),  # dearer than the budget: alone
+        ([1, 50, 1], 10, 4, [[0], [1], [2]]),
+    ],
+)
+def test_plan_chunks(
+    costs: list[int], max_cost: int, max_rows: int, chunks: list[list[int]]
+) -> None:
+    assert [list(c) for c in plan_chunks(costs, max_cost, max_rows)] == chunks
