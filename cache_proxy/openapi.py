@@ -11,11 +11,15 @@ JSON = "application/json"
 Schema = dict[str, Any]
 
 ERROR_STATUSES = {
-    400: "Body is not JSON (or not UTF-8).",
+    400: "Body is not JSON (or not UTF-8, nested too deeply, a repeated key, broken gzip).",
     401: "API keys are configured and the Bearer key is missing or wrong.",
-    413: "Body over MAX_BODY_BYTES, or more than MAX_TEXTS texts.",
+    408: "The body did not arrive within BODY_TIMEOUT_SECONDS.",
+    413: "Body over MAX_BODY_BYTES (as sent or decoded), more than MAX_TEXTS texts, or a "
+    "text over MAX_TEXT_CHARS characters.",
+    415: "Content-Encoding other than gzip, deflate or identity.",
     422: 'JSON, but not {"text": [string, ...]}.',
-    429: "Rate limit (rate_limited) or too much work in flight (overloaded); see Retry-After.",
+    429: "Rate limit (rate_limited), or the model's work queue or the connection cap is "
+    "full (overloaded); see Retry-After.",
     502: "Triton answered with an error.",
     503: "Triton unavailable or the deadline passed; see Retry-After.",
 }
@@ -122,14 +126,15 @@ def errors(*statuses: int) -> dict[str, Schema]:
 
 def predict_operation(settings: Settings, guarded: bool) -> Schema:
     limits = RATE_LIMIT_HEADERS if settings.rate_limit_per_second > 0 else {}
-    statuses = [400, 413, 422, 429, 502, 503] + ([401] if guarded else [])
+    statuses = [400, 408, 413, 415, 422, 429, 502, 503] + ([401] if guarded else [])
     return {
         "operationId": "predict",
         "summary": "Sentiment scores for a list of texts",
         "description": (
-            "Scores every text with DistilBERT SST-2. Texts already scored by the "
-            "same model come from the cache; only the rest reach Triton. The "
-            "Content-Type header is not required."
+            "Scores every text with DistilBERT SST-2 (its first 512 tokens). Texts "
+            "already scored by the same model come from the cache; only the rest "
+            "reach Triton, admitted by cost (see the README's cost model). The "
+            "Content-Type header is not required; Content-Encoding may be gzip or deflate."
         ),
         "requestBody": {
             "required": True,
@@ -142,7 +147,7 @@ def predict_operation(settings: Settings, guarded: bool) -> Schema:
                             "text": {
                                 "type": "array",
                                 "maxItems": settings.max_texts,
-                                "items": {"type": "string"},
+                                "items": {"type": "string", "maxLength": settings.max_text_chars},
                             }
                         },
                     },

@@ -50,7 +50,7 @@ def test_promtool_accepts_the_alert_rules(tmp_path: Path) -> None:
         [binary("promtool"), "check", "rules", str(rules)], capture_output=True, text=True
     )
     assert run.returncode == 0, run.stdout + run.stderr
-    assert "SUCCESS: 5 rules found" in run.stdout
+    assert "SUCCESS: 6 rules found" in run.stdout
 
 
 def query(prometheus: str, expr: str) -> dict[str, Any]:
