@@ -1,12 +1,13 @@
 """`make bench [SHORT=1]`: this stack and the original design, same profiles, one run.
 
-    python -m perf.compare [--short]
+    python -m perf.compare [--short] [--steps profiles sweep under-attack]
 
 Starts both systems on MODEL=standin-base (DistilBERT-base compute), runs every
 k6 profile (perf/k6/) against each, one system at a time with empty caches,
-then sweeps concurrency on the cache-miss path, and writes
+then sweeps concurrency on the cache-miss path, then runs our stack under each
+attack of perf/attacks.py beside an honest client (60 s each; short: 20), and writes
 perf/results/<UTC time>-compare/{report.md, results.json, *.png} (raw k6
-output and server logs in raw/, not committed). Full: ~35 min; --short: < 10.
+output and server logs in raw/, not committed). Full: ~40 min; --short: < 12.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 
 from modelctl.resolve import resolve
 from modelctl.spec import PROJECT_ROOT, ModelSpec, default_cache_dir
+from perf.compare import under_attack
 from perf.compare.k6run import run_k6
 from perf.compare.report import plot_latency, plot_sweep, write_report
 from perf.compare.stats import Sample, read_k6_csv, summarize
@@ -76,6 +78,8 @@ PROFILES = (
     ),
 )
 SWEEP = {"full": ((1, 2, 4, 8, 16), "30s"), "short": ((1, 4, 16), "12s")}
+ATTACK_SECONDS = {"full": 60.0, "short": 20.0}
+STEPS = ("profiles", "sweep", "under-attack")
 
 
 def step(message: str) -> None:
@@ -117,8 +121,16 @@ def main() -> int:
     stop_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--short", action="store_true", help="shorter profiles (< 10 min)")
+    parser.add_argument(
+        "--steps",
+        nargs="+",
+        choices=STEPS,
+        default=list(STEPS),
+        help="which steps to run (default: all)",
+    )
     args = parser.parse_args()
     mode = "short" if args.short else "full"
+    steps = set(args.steps)
     started = datetime.datetime.now(datetime.UTC)
     out = PROJECT_ROOT / "perf" / "results" / f"{started:%Y%m%dT%H%M%SZ}-compare"
     raw = out / "raw"
@@ -132,41 +144,69 @@ def main() -> int:
 
     step("starting ours: redis-server, tritonserver (int8), cache_proxy")
     ours = start_ours(checkpoint, raw)
+    results: dict[str, Any] = {}
+    series: dict[str, dict[str, list[Sample]]] = {}
     try:
-        step("starting the original design: redis-server, uvicorn + FastAPI + pipeline")
-        original = start_original(checkpoint, raw)
-        try:
-            results, series = run_all(mode, (ours, original), raw, sentences)
-        finally:
-            original.stop()
+        if steps & {"profiles", "sweep"}:
+            step("starting the original design: redis-server, uvicorn + FastAPI + pipeline")
+            original = start_original(checkpoint, raw)
+            try:
+                results, series = run_all(mode, steps, (ours, original), raw, sentences)
+            finally:
+                original.stop()
+        if "under-attack" in steps:
+            seconds = ATTACK_SECONDS[mode]
+            step(f"under attack: the honest client alone, then beside each attack, {seconds} s")
+            results["under_attack"] = under_attack.run_all(ours, seconds, step)
     finally:
         ours.stop()
 
+    command = "make bench" + (" SHORT=1" if args.short else "")
+    if steps != set(STEPS):
+        command = "python -m perf.compare" + (" --short" if args.short else "")
+        command += " --steps " + " ".join(s for s in STEPS if s in steps)
     meta = {
-        "command": "make bench" + (" SHORT=1" if args.short else ""),
+        "command": command,
         "mode": mode,
+        "cpu": cpu_model(),
         "started": f"{started:%Y-%m-%d %H:%M}",
         "commit": subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
         ).stdout.strip(),
         "cpus": os.cpu_count(),
         "profiles": {p.name: p.what for p in PROFILES},
+        "under_attack": under_attack.WHAT,
     }
     (out / "results.json").write_text(json.dumps({"meta": meta, **results}, indent=2) + "\n")
-    plot_latency(series, out / "latency-over-time.png")
-    plot_sweep(results["sweep"], out / "miss-throughput.png")
+    if "profiles" in results:
+        plot_latency(series, out / "latency-over-time.png")
+    if "sweep" in results:
+        plot_sweep(results["sweep"], out / "miss-throughput.png")
     report = write_report(out, meta, results)
     step(f"report: {report.relative_to(PROJECT_ROOT)}")
     print(report.read_text())
     return 0
 
 
+def cpu_model() -> str:
+    """lscpu's model name: figures depend on the CPU far more than on anything else."""
+    out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+    names = [
+        line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")
+    ]
+    return names[0] if names else "unknown"
+
+
 def run_all(
-    mode: str, systems: tuple[System, System], raw: Path, sentences: Path
+    mode: str,
+    steps: set[str],
+    systems: tuple[System, System],
+    raw: Path,
+    sentences: Path,
 ) -> tuple[dict[str, Any], dict[str, dict[str, list[Sample]]]]:
     profiles: dict[str, dict[str, Any]] = {}
     series: dict[str, dict[str, list[Sample]]] = {}
-    for profile in PROFILES:
+    for profile in PROFILES if "profiles" in steps else ():
         env = profile.short if mode == "short" else profile.full
         step(f"profile {profile.name} ({', '.join(f'{k}={v}' for k, v in env.items())})")
         profiles[profile.name], series[profile.name] = {}, {}
@@ -175,6 +215,8 @@ def run_all(
             profiles[profile.name][system.name], series[profile.name][system.name] = measure(
                 system, profile.script, env, raw, label, sentences
             )
+    if "sweep" not in steps:
+        return {"profiles": profiles}, series
     levels, duration = SWEEP[mode]
     sweep: dict[str, list[dict[str, Any]]] = {s.name: [] for s in systems}
     step(f"cache-miss sweep: VUs {levels}, {duration} each")

@@ -11,6 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from perf.compare import under_attack
 from perf.compare.stats import Sample, over_time
 
 SYSTEMS = ("ours", "original")
@@ -120,8 +121,9 @@ def write_report(out: Path, meta: dict[str, Any], results: dict[str, Any]) -> Pa
         "# This stack vs the original design, side by side",
         "",
         f"Command: `{meta['command']}` ({meta['mode']} mode), {meta['started']} UTC, "
-        f"commit `{meta['commit']}`. Machine: {meta['cpus']} cores shared by both systems "
-        "(run one after the other, never together), k6 and everything else.",
+        f"commit `{meta['commit']}`. CPU: **{meta['cpu']}**, {meta['cpus']} cores shared by "
+        "both systems (run one after the other, never together), the load generators and "
+        "everything else. Figures depend on the CPU: compare only rows of one report.",
         "",
         "- **ours**: cache_proxy (per-text Redis cache) → tritonserver, `distilbert_sst2` with "
         "the committed `config.pbtxt` (int8), model `standin-base` (DistilBERT-base compute, "
@@ -130,6 +132,27 @@ def write_report(out: Path, meta: dict[str, Any], results: dict[str, Any]) -> Pa
         "FastAPI + transformers pipeline (fp32) in one uvicorn process, whole-request Redis "
         "cache with a 60 s TTL, on the same checkpoint files.",
         "",
+    ]
+    if results.get("profiles"):
+        lines += profiles_section(meta, results["profiles"])
+    if results.get("sweep"):
+        lines += sweep_section(results["sweep"])
+    if results.get("under_attack"):
+        lines += [
+            "## Under attack: an honest client beside each attack",
+            "",
+            meta["under_attack"],
+            "",
+            *under_attack.table(results["under_attack"]),
+            "",
+        ]
+    path = out / "report.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def profiles_section(meta: dict[str, Any], profiles: dict[str, Any]) -> list[str]:
+    return [
         "Each profile starts with both caches empty. req/s counts `POST /predict` "
         "(the original profile also sends one `GET /health` per iteration); latencies are "
         "`/predict` only; cache hits are requests the cache answered whole; CPU is user + "
@@ -141,24 +164,25 @@ def write_report(out: Path, meta: dict[str, Any], results: dict[str, Any]) -> Pa
         "",
         "## Results",
         "",
-        *profile_table(results["profiles"]),
+        *profile_table(profiles),
         "",
         "### Against the targets",
         "",
-        *targets(results["profiles"]),
+        *targets(profiles),
         "",
         "![latency over time](latency-over-time.png)",
         "",
+    ]
+
+
+def sweep_section(sweep: dict[str, list[dict[str, Any]]]) -> list[str]:
+    lines = [
         "## Cache-miss path: throughput against concurrency",
         "",
         "| VUs | " + " | ".join(f"{s} req/s | {s} p99 ms" for s in SYSTEMS) + " |",
         "|---|" + "---|---|" * len(SYSTEMS),
     ]
-    sweep = results["sweep"]
     for i, row in enumerate(sweep["ours"]):
         cells = [f"{fmt(sweep[s][i]['req_per_s'])} | {fmt(sweep[s][i]['p99_ms'])}" for s in SYSTEMS]
         lines.append(f"| {row['vus']} | " + " | ".join(cells) + " |")
-    lines += ["", "![cache-miss throughput](miss-throughput.png)", ""]
-    path = out / "report.md"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return [*lines, "", "![cache-miss throughput](miss-throughput.png)", ""]
