@@ -1,4 +1,7 @@
-"""A listening site with a cap on open client connections.
+"""A listening site with a cap on open client connections, whose HTTP
+framing errors (bad chunked encoding, header lines over 8 KiB, garbage instead
+of HTTP) are JSON errors like every other: aiohttp answers those before any
+middleware runs, in plain text, and logs each with a traceback at ERROR.
 
 At the cap, a newcomer still gets in if some connection is idle (between
 requests, or still sending its headers): the oldest idle one is closed for
@@ -12,10 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Callable
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
+
+log = logging.getLogger(__name__)
 
 REFUSAL_BODY = json.dumps(
     {"error": "too many open connections; retry shortly", "error_type": "overloaded"}
@@ -35,6 +42,35 @@ class Refusal(asyncio.Protocol):
         assert isinstance(transport, asyncio.WriteTransport)
         transport.write(REFUSAL)
         transport.close()
+
+
+class JsonErrors(RequestHandler):
+    """aiohttp's connection handler, with client framing errors as
+    `{"error", "error_type": "malformed_request"}` and a debug log line."""
+
+    def handle_error(
+        self,
+        request: BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if status >= 500 or request.writer.output_size > 0:
+            return super().handle_error(request, status, exc, message)
+        reason = (message or str(exc) or "bad request").strip().splitlines()[0][:200]
+        log.debug("malformed HTTP from %s: %s", request.remote, reason)
+        response = web.json_response(
+            {"error": f"malformed HTTP request: {reason}", "error_type": "malformed_request"},
+            status=status,
+        )
+        response.force_close()
+        return response
+
+
+def new_connection(server: web.Server) -> RequestHandler:
+    """What `server()` makes, as JsonErrors (the handler arguments aiohttp
+    keeps for it live in `server._kwargs`)."""
+    return JsonErrors(server, loop=asyncio.get_running_loop(), **server._kwargs)
 
 
 class CappedSite(web.BaseSite):
@@ -65,14 +101,14 @@ class CappedSite(web.BaseSite):
         def protocol() -> asyncio.Protocol:
             connections = server.connections  # oldest first
             if len(connections) < self.limit:
-                return server()
+                return new_connection(server)
             idle = next((c for c in connections if not self.busy(c)), None)
             if idle is None:
                 self.on_refuse("connection_cap")
                 return Refusal()
             idle.force_close()
             self.on_refuse("idle_connection_closed")
-            return server()
+            return new_connection(server)
 
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(

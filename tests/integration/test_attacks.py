@@ -8,6 +8,7 @@ and afterwards the service is ready and the model answers as before.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 
@@ -105,3 +106,23 @@ def test_at_the_connection_cap_busy_connections_are_kept(start_proxy: ProxyFacto
         sock.close()
     time.sleep(0.5)
     assert raw_exchange(target, raw_post(b'{"text": ["hi"]}')) == 200
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"POST /predict HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"POST /predict HTTP/1.1\r\nX: " + b"a" * 10_000 + b"\r\nContent-Length: 2\r\n\r\n{}",
+        b"GARBAGE\r\n\r\n",
+    ],
+    ids=["bad chunk size", "header line over 8 KiB", "not HTTP"],
+)
+def test_http_framing_errors_are_json_4xx(proxy_url: str, raw: bytes) -> None:
+    with Target.of(proxy_url).socket(timeout=5) as sock:
+        sock.sendall(raw)
+        answer = b""
+        while chunk := sock.recv(4096):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.split()[1] == b"400", answer
+    assert json.loads(body)["error_type"] == "malformed_request"
