@@ -31,8 +31,6 @@ from dataclasses import dataclass, field
 from cache_proxy.errors import Overloaded
 from cache_proxy.metrics import Metrics
 
-RETRY_AFTER_SECONDS = 1.0
-
 
 @dataclass(order=True)
 class Waiter:
@@ -91,7 +89,6 @@ class Admission:
             self._shed(waiter, "admission_timeout")
             raise Overloaded(
                 f"waited {max_wait:.1f}s for the model; retry shortly",
-                retry_after=RETRY_AFTER_SECONDS,
             ) from None
         except BaseException:  # cancelled (client gone, or a sibling chunk failed)
             if granted(waiter):
@@ -110,16 +107,11 @@ class Admission:
                 break
             self._shed(victim, "queue_full")
             if not victim.future.done():
-                victim.future.set_exception(
-                    Overloaded(
-                        "shed for cheaper work; retry shortly", retry_after=RETRY_AFTER_SECONDS
-                    )
-                )
+                victim.future.set_exception(Overloaded("shed for cheaper work; retry shortly"))
         if self.waiting and self.queued + cost > self.max_queued:
             self.metrics.shed(reason="queue_full", cost=cost)
             raise Overloaded(
                 f"{self.queued} cost units already wait for the model; retry shortly",
-                retry_after=RETRY_AFTER_SECONDS,
             )
 
     def _dispatch(self) -> None:

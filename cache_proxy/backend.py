@@ -26,7 +26,6 @@ from cache_proxy.errors import ApiError, BackendFailed, BackendUnavailable, Over
 from cache_proxy.metrics import Metrics
 
 log = logging.getLogger(__name__)
-RETRY_AFTER_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -58,11 +57,11 @@ def map_triton_error(exc: InferenceServerException) -> ApiError:
     lowered = message.lower()
     log.warning("triton error: %s", message)
     if "queue" in lowered and ("full" in lowered or "maximum" in lowered or "size" in lowered):
-        return Overloaded("the model's queue is full", retry_after=RETRY_AFTER_SECONDS)
+        return Overloaded("the model's queue is full")
     if "timeout" in lowered or "timed out" in lowered:
-        return BackendUnavailable("the model timed out", retry_after=RETRY_AFTER_SECONDS)
+        return BackendUnavailable("the model timed out")
     if "unavailable" in lowered or "not ready" in lowered or "not found" in lowered:
-        return BackendUnavailable("the model is unavailable", retry_after=RETRY_AFTER_SECONDS)
+        return BackendUnavailable("the model is unavailable")
     return BackendFailed("the model failed to answer; see the proxy log")
 
 
@@ -115,7 +114,6 @@ class TritonBackend:
             self.metrics.triton_errors.labels("deadline").inc()
             raise BackendUnavailable(
                 f"no answer from the model within {time_budget:.2f}s",
-                retry_after=RETRY_AFTER_SECONDS,
             ) from None
         except InferenceServerException as exc:
             error = map_triton_error(exc)
@@ -124,9 +122,7 @@ class TritonBackend:
         except (aiohttp.ClientError, OSError) as exc:
             self.metrics.triton_errors.labels("unreachable").inc()
             log.warning("triton unreachable: %s", exc)
-            raise BackendUnavailable(
-                "the model server is unreachable", retry_after=RETRY_AFTER_SECONDS
-            ) from None
+            raise BackendUnavailable("the model server is unreachable") from None
         finally:
             self.metrics.triton_latency.observe(time.monotonic() - started)
         identity = ModelIdentity.from_json(result.as_numpy("MODEL_INFO")[0, 0])

@@ -22,17 +22,17 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
+from cache_proxy.errors import Overloaded
+
 log = logging.getLogger(__name__)
 
-REFUSAL_BODY = json.dumps(
-    {"error": "too many open connections; retry shortly", "error_type": "overloaded"}
-).encode()
+REFUSED = Overloaded("too many open connections; retry shortly")
+REFUSAL_BODY = json.dumps({"error": REFUSED.message, "error_type": REFUSED.error_type}).encode()
 REFUSAL = (
-    b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\n"
-    b"Retry-After: 1\r\nConnection: close\r\n"
-    + f"Content-Length: {len(REFUSAL_BODY)}\r\n\r\n".encode()
-    + REFUSAL_BODY
-)
+    f"HTTP/1.1 {REFUSED.status} Too Many Requests\r\nContent-Type: application/json\r\n"
+    f"Retry-After: {REFUSED.retry_after:.0f}\r\nConnection: close\r\n"
+    f"Content-Length: {len(REFUSAL_BODY)}\r\n\r\n"
+).encode() + REFUSAL_BODY
 
 
 class Refusal(asyncio.Protocol):

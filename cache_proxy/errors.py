@@ -1,13 +1,21 @@
-"""The proxy's one error taxonomy; the middleware turns these into JSON."""
+"""The proxy's one error taxonomy; the middleware turns these into JSON.
+
+Each class's docstring says when it happens: the README's errors table
+(`python -m cache_proxy.errors`) and the OpenAPI responses are generated from
+these classes, so the list lives here only.
+"""
 
 from __future__ import annotations
 
+import inspect
+
 
 class ApiError(Exception):
-    """An error with an HTTP status and a stable machine-readable type."""
+    """A bug in the proxy (logged with its traceback); the process stays up."""
 
     status = 500
     error_type = "internal"
+    retry_after: float | None = None  # seconds, sent as Retry-After; None: no header
 
     def __init__(
         self,
@@ -18,7 +26,8 @@ class ApiError(Exception):
     ) -> None:
         super().__init__(message)
         self.message = message
-        self.retry_after = retry_after
+        if retry_after is not None:
+            self.retry_after = retry_after
         self.headers = headers or {}
 
     def copy(self) -> ApiError:
@@ -30,91 +39,122 @@ class ApiError(Exception):
 
 
 class MalformedRequest(ApiError):
-    """The body is not JSON (or not UTF-8, nested too deeply, has a duplicate
-    key, or its compression is broken)."""
+    """Empty body, not JSON, not UTF-8, nested too deeply, a repeated key, broken
+    or truncated gzip/deflate data, or malformed HTTP (bad chunked encoding, a
+    header line over 8 KiB)."""
 
     status = 400
     error_type = "malformed_request"
 
 
-class ValidationFailed(ApiError):
-    """JSON, but not the shape `{"text": [str, ...]}`."""
-
-    status = 422
-    error_type = "validation"
-
-
-class RequestTimeout(ApiError):
-    """The request body did not arrive within BODY_TIMEOUT_SECONDS."""
-
-    status = 408
-    error_type = "request_timeout"
-
-
-class UnsupportedEncoding(ApiError):
-    """A Content-Encoding other than gzip, deflate or identity."""
-
-    status = 415
-    error_type = "unsupported_encoding"
-
-
-class ClientClosed(ApiError):
-    """The client went away before its request was read or answered; logged
-    and counted (status 499, as nginx does), never sent."""
-
-    status = 499
-    error_type = "client_closed"
-
-
 class Unauthorized(ApiError):
-    """API keys are configured and the request has no valid `Bearer` key."""
+    """`API_KEYS` is set and the Bearer key is missing or wrong (with
+    `WWW-Authenticate`)."""
 
     status = 401
     error_type = "unauthorized"
 
 
-class PayloadTooLarge(ApiError):
-    """Body over MAX_BODY_BYTES (compressed or not), more than MAX_TEXTS
-    texts, or a text over MAX_TEXT_CHARS."""
-
-    status = 413
-    error_type = "payload_too_large"
-
-
 class NotFound(ApiError):
+    """Unknown route."""
+
     status = 404
     error_type = "not_found"
 
 
 class MethodNotAllowed(ApiError):
+    """Wrong method (with `Allow`)."""
+
     status = 405
     error_type = "method_not_allowed"
 
 
+class RequestTimeout(ApiError):
+    """The body did not arrive within `BODY_TIMEOUT_SECONDS`."""
+
+    status = 408
+    error_type = "request_timeout"
+
+
+class PayloadTooLarge(ApiError):
+    """Body over `MAX_BODY_BYTES` (as sent or decoded), more than `MAX_TEXTS`
+    texts, or a text over `MAX_TEXT_CHARS` characters."""
+
+    status = 413
+    error_type = "payload_too_large"
+
+
+class UnsupportedEncoding(ApiError):
+    """A `Content-Encoding` other than gzip, deflate or identity."""
+
+    status = 415
+    error_type = "unsupported_encoding"
+
+
+class ValidationFailed(ApiError):
+    """JSON, but not an object, `text` missing, not a list, or holding a
+    non-string (null, number, list, object) or a lone surrogate."""
+
+    status = 422
+    error_type = "validation"
+
+
 class Overloaded(ApiError):
-    """Too much work queued for the model, or too many connections; retry
-    after a moment."""
+    """Work waited past `ADMISSION_TIMEOUT_SECONDS` or was shed from a full
+    queue, Triton's queue is full, or `MAX_CONNECTIONS` are all busy (with
+    `Retry-After`)."""
 
     status = 429
     error_type = "overloaded"
+    retry_after = 1.0
 
 
 class RateLimited(ApiError):
-    """This client used up its token bucket (RATE_LIMIT_*); retry after a moment."""
+    """The client's token bucket is empty (`RATE_LIMIT_*`; with `Retry-After`
+    and `X-RateLimit-*`)."""
 
     status = 429
     error_type = "rate_limited"
 
 
-class BackendUnavailable(ApiError):
-    """Triton is down, not ready, or did not answer within the deadline."""
+class ClientClosed(ApiError):
+    """The client hung up before its request was read or answered: logged and
+    counted, never sent."""
 
-    status = 503
-    error_type = "backend_unavailable"
+    status = 499
+    error_type = "client_closed"
 
 
 class BackendFailed(ApiError):
-    """Triton answered with an error the proxy cannot attribute to the client."""
+    """Triton answered with an unexpected error (its text is in the proxy log,
+    not the answer)."""
 
     status = 502
     error_type = "backend_error"
+
+
+class BackendUnavailable(ApiError):
+    """Triton down, not ready or past the deadline (with `Retry-After`)."""
+
+    status = 503
+    error_type = "backend_unavailable"
+    retry_after = 1.0
+
+
+def taxonomy() -> list[type[ApiError]]:
+    """Every error class, by status (ApiError itself, the 500, last)."""
+    return [*sorted(ApiError.__subclasses__(), key=lambda c: c.status), ApiError]
+
+
+def when(error: type[ApiError]) -> str:
+    return " ".join(inspect.getdoc(error).split())  # type: ignore[union-attr]
+
+
+def markdown_table() -> str:
+    lines = ["| status | `error_type` | when |", "|---|---|---|"]
+    lines += [f"| {e.status} | `{e.error_type}` | {when(e)} |" for e in taxonomy()]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(markdown_table())

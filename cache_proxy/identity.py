@@ -27,7 +27,5 @@ async def ensure_identity(app: web.Application) -> ModelIdentity:
     """The known identity, asking Triton if there is none yet."""
     identity = app[TRACKER].current or await refresh_identity(app)
     if identity is None:
-        raise BackendUnavailable(
-            "the model's identity is not known yet: Triton unreachable", retry_after=1
-        )
+        raise BackendUnavailable("the model's identity is not known yet: Triton unreachable")
     return identity

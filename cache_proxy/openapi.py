@@ -4,25 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from cache_proxy.errors import taxonomy, when
 from cache_proxy.settings import Settings, api_key_set
 
 API_VERSION = "1.0.0"
 JSON = "application/json"
 Schema = dict[str, Any]
 
-ERROR_STATUSES = {
-    400: "Body is not JSON (or not UTF-8, nested too deeply, a repeated key, broken gzip).",
-    401: "API keys are configured and the Bearer key is missing or wrong.",
-    408: "The body did not arrive within BODY_TIMEOUT_SECONDS.",
-    413: "Body over MAX_BODY_BYTES (as sent or decoded), more than MAX_TEXTS texts, or a "
-    "text over MAX_TEXT_CHARS characters.",
-    415: "Content-Encoding other than gzip, deflate or identity.",
-    422: 'JSON, but not {"text": [string, ...]}.',
-    429: "Rate limit (rate_limited), or the model's work queue or the connection cap is "
-    "full (overloaded); see Retry-After.",
-    502: "Triton answered with an error.",
-    503: "Triton unavailable or the deadline passed; see Retry-After.",
-}
 
 SCHEMAS: dict[str, Schema] = {
     "Error": {
@@ -120,8 +108,13 @@ def json_response(description: str, ref: str, extra_headers: Schema | None = Non
     return response
 
 
+def error_description(status: int) -> str:
+    """What a status means, from the error classes that have it."""
+    return " ".join(f"`{e.error_type}`: {when(e)}" for e in taxonomy() if e.status == status)
+
+
 def errors(*statuses: int) -> dict[str, Schema]:
-    return {str(s): json_response(ERROR_STATUSES[s], "Error") for s in statuses}
+    return {str(s): json_response(error_description(s), "Error") for s in statuses}
 
 
 def predict_operation(settings: Settings, guarded: bool) -> Schema:

@@ -29,7 +29,7 @@ def time_left(deadline: float) -> float:
     """Seconds left before `deadline`; past it the request fails with 503."""
     remaining = deadline - time.monotonic()
     if remaining <= 0:
-        raise BackendUnavailable("request deadline passed before inference", retry_after=1)
+        raise BackendUnavailable("request deadline passed before inference")
     return remaining
 
 
@@ -158,7 +158,7 @@ async def wait_for_others(
         async with asyncio.timeout(time_left(deadline)):
             done = await asyncio.gather(*(asyncio.shield(f) for f in theirs.values()))
     except TimeoutError:
-        raise BackendUnavailable("deadline passed waiting for inference", retry_after=1) from None
+        raise BackendUnavailable("deadline passed waiting for inference") from None
     except ApiError as exc:  # the owner's error object is shared: raise a copy of our own
         raise exc.copy() from None
     return dict(zip(theirs, done, strict=True))
@@ -180,9 +180,7 @@ async def predict(
         error = (
             exc
             if isinstance(exc, ApiError)
-            else BackendUnavailable(
-                "the request computing this text was abandoned; retry", retry_after=1
-            )
+            else BackendUnavailable("the request computing this text was abandoned; retry")
         )
         services.flights.fail(mine, error)  # releases only what was not resolved yet
         raise
@@ -194,7 +192,7 @@ async def predict(
         results = await compute(distinct, client, services, deadline)
         cost += sum(text_cost(t) for t in distinct)
         if len({o.identity.fingerprint for o in results.values()}) > 1:
-            raise BackendUnavailable("the model is changing; retry", retry_after=1)
+            raise BackendUnavailable("the model is changing; retry")
     identity = next(iter(results.values())).identity
     from_cache = sum(o.cached for o in results.values())
     return PredictResult(
