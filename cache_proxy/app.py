@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 
 from aiohttp import web
 from redis.asyncio import Redis, RedisCluster
@@ -15,33 +16,41 @@ from tritonclient.http.aio import InferenceServerClient
 
 from cache_proxy import routes
 from cache_proxy.admission import Admission
-from cache_proxy.backend import ModelTracker, TritonBackend
+from cache_proxy.backend import Backend, TritonBackend
 from cache_proxy.breaker import RedisBreaker
 from cache_proxy.cache import PredictionCache
 from cache_proxy.drain import Drain
 from cache_proxy.guard import abuse_controls
-from cache_proxy.identity import refresh_identity
-from cache_proxy.keys import (
-    BACKEND,
-    CACHE,
-    DRAIN,
-    LIMITER,
-    METRICS,
-    SERVICES,
-    SETTINGS,
-    TRACKER,
-)
+from cache_proxy.keys import DRAIN, LIMITER, METRICS, PREDICTOR, SETTINGS
 from cache_proxy.metrics import Metrics
 from cache_proxy.middleware import errors_and_metrics
+from cache_proxy.predictor import Predictor
 from cache_proxy.ratelimit import RateLimiter
-from cache_proxy.service import Services
 from cache_proxy.settings import Settings, api_key_set, redacted
-from cache_proxy.singleflight import SingleFlight
 
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings) -> web.Application:
+BackendOpener = Callable[[Settings, Metrics], AbstractAsyncContextManager[Backend]]
+RedisConnector = Callable[[Settings], "Redis | RedisCluster | None"]
+
+
+@contextlib.asynccontextmanager
+async def open_triton(settings: Settings, metrics: Metrics) -> AsyncIterator[Backend]:
+    """The Triton HTTP client (pooled), closed when the app stops."""
+    client = InferenceServerClient(settings.triton_url, conn_limit=200)
+    try:
+        yield TritonBackend(client, settings.triton_model, settings.triton_max_batch, metrics)
+    finally:
+        await client.close()
+
+
+def create_app(
+    settings: Settings,
+    open_backend: BackendOpener = open_triton,
+    connect: RedisConnector = lambda settings: connect_redis(settings),
+) -> web.Application:
+    """The proxy; the app-level tests pass a fake backend and fakeredis."""
     app = web.Application(
         client_max_size=settings.max_body_bytes,
         middlewares=[errors_and_metrics, abuse_controls],
@@ -50,9 +59,10 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
-    app[TRACKER] = ModelTracker()
     app[DRAIN] = Drain()
-    app.cleanup_ctx.extend([redis_ctx, triton_ctx, services_ctx, model_refresh_ctx])
+    app.cleanup_ctx.extend(
+        [lambda app: services_ctx(app, open_backend, connect), model_refresh_ctx]
+    )
     routes.setup(app)
     if keys := api_key_set(settings):
         log.info("authentication: %d API key(s); /predict and /model need a Bearer key", len(keys))
@@ -81,21 +91,22 @@ def connect_redis(settings: Settings) -> Redis | RedisCluster | None:
     )
 
 
-async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
-    redis = connect_redis(settings)
-    breaker = RedisBreaker(settings.redis_retry_seconds, app[METRICS])
-    app[CACHE] = PredictionCache(
-        redis, ttl=settings.cache_ttl_seconds, breaker=breaker, metrics=app[METRICS]
-    )
+async def services_ctx(
+    app: web.Application, open_backend: BackendOpener, connect: RedisConnector
+) -> AsyncIterator[None]:
+    """Redis (cache and rate limiter, one breaker) and the backend, behind one Predictor."""
+    settings, metrics = app[SETTINGS], app[METRICS]
+    redis = connect(settings)
+    breaker = RedisBreaker(settings.redis_retry_seconds, metrics)
+    cache = PredictionCache(redis, ttl=settings.cache_ttl_seconds, breaker=breaker, metrics=metrics)
     app[LIMITER] = RateLimiter(
         redis,
         rate=settings.rate_limit_per_second,
         burst=settings.rate_limit_burst,
         breaker=breaker,
-        metrics=app[METRICS],
+        metrics=metrics,
     )
-    log.info("cache: %s (%s)", await app[CACHE].ping(), redacted(settings.redis_url) or "disabled")
+    log.info("cache: %s (%s)", await cache.ping(), redacted(settings.redis_url) or "disabled")
     if settings.rate_limit_per_second > 0:
         log.info(
             "rate limit: %g cost units/s per client, burst %d%s",
@@ -103,50 +114,32 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
             settings.rate_limit_burst,
             "" if redis is not None else " (NOT enforced: needs REDIS_URL)",
         )
-    yield
-    if redis is not None:
-        await redis.aclose()
-
-
-async def triton_ctx(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
-    client = InferenceServerClient(settings.triton_url, conn_limit=200)
-    app[BACKEND] = TritonBackend(
-        client, settings.triton_model, settings.triton_max_batch, app[METRICS]
+    admission = Admission(
+        settings.max_inflight_cost,
+        settings.max_queued_cost,
+        settings.admission_timeout_seconds,
+        metrics,
     )
-    yield
-    await client.close()
-
-
-async def services_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Bundle what /predict needs, once Redis and Triton clients exist."""
-    settings = app[SETTINGS]
-    app[SERVICES] = Services(
-        cache=app[CACHE],
-        backend=app[BACKEND],
-        tracker=app[TRACKER],
-        flights=SingleFlight(),
-        admission=Admission(
-            settings.max_inflight_cost,
-            settings.max_queued_cost,
-            settings.admission_timeout_seconds,
-            app[METRICS],
-        ),
-        max_chunk_rows=settings.triton_max_batch,
-    )
-    yield
+    try:
+        async with open_backend(settings, metrics) as backend:
+            app[PREDICTOR] = Predictor(cache, backend, admission, settings.triton_max_batch)
+            yield
+    finally:
+        if redis is not None:
+            await redis.aclose()
 
 
 async def model_refresh_ctx(app: web.Application) -> AsyncIterator[None]:
     interval = app[SETTINGS].model_refresh_seconds
+    predictor = app[PREDICTOR]
 
     async def loop() -> None:
         # Every inference response refreshes the identity too, so under traffic
         # this loop sends nothing; when idle it polls once per interval.
         while True:
-            if app[TRACKER].age() >= interval:
-                await refresh_identity(app)
-            wait = interval - app[TRACKER].age()  # negative if Triton did not answer
+            if predictor.tracker.age() >= interval:
+                await predictor.refresh_identity()
+            wait = interval - predictor.tracker.age()  # negative if Triton did not answer
             await asyncio.sleep(wait if wait > 0 else interval)
 
     task = asyncio.create_task(loop())

@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import numpy as np
@@ -63,6 +63,18 @@ def map_triton_error(exc: InferenceServerException) -> ApiError:
     if "unavailable" in lowered or "not ready" in lowered or "not found" in lowered:
         return BackendUnavailable("the model is unavailable")
     return BackendFailed("the model failed to answer; see the proxy log")
+
+
+class Backend(Protocol):
+    """What the Predictor needs of a model server (TritonBackend; a fake in tests)."""
+
+    async def classify(
+        self, texts: Sequence[str], time_budget: float
+    ) -> tuple[NDArray[np.float32], ModelIdentity]: ...
+
+    async def identity(self, time_budget: float) -> ModelIdentity: ...
+
+    async def model_ready(self, max_wait: float) -> bool: ...
 
 
 class TritonBackend:

@@ -2,21 +2,16 @@
 
 from aiohttp import web
 
-from cache_proxy.backend import ModelTracker, TritonBackend
-from cache_proxy.cache import PredictionCache
 from cache_proxy.drain import Drain
 from cache_proxy.metrics import Metrics
+from cache_proxy.predictor import Predictor
 from cache_proxy.ratelimit import Decision, RateLimiter
-from cache_proxy.service import Services
 from cache_proxy.settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)
-CACHE = web.AppKey("cache", PredictionCache)
-BACKEND = web.AppKey("backend", TritonBackend)
-TRACKER = web.AppKey("tracker", ModelTracker)
-SERVICES = web.AppKey("services", Services)
 METRICS = web.AppKey("metrics", Metrics)
 DRAIN = web.AppKey("drain", Drain)
+PREDICTOR = web.AppKey("predictor", Predictor)
 LIMITER = web.AppKey("limiter", RateLimiter)
 
 CLIENT = web.RequestKey("client", str)  # fair-share and rate-limit identity

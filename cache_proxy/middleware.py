@@ -25,12 +25,21 @@ def error_response(exc: ApiError) -> web.Response:
     )
 
 
-def from_http_exception(exc: web.HTTPException) -> ApiError:
+def route_list(app: web.Application) -> str:
+    """`POST /predict, GET /model, ...` from the router itself."""
+    routes = {
+        (route.resource.canonical, route.method)
+        for route in app.router.routes()
+        if route.resource is not None and route.method != "HEAD"
+    }
+    return ", ".join(f"{method} {path}" for path, method in sorted(routes))
+
+
+def from_http_exception(exc: web.HTTPException, app: web.Application) -> ApiError:
     """aiohttp's own 404/405/413 into the taxonomy."""
     if exc.status == 404:
         return NotFound(
-            "no such route; the API is POST /predict and GET /model, /health, /health/ready, "
-            "/metrics; its description is at /openapi.json and /docs"
+            f"no such route; the API is {route_list(app)} (described at /openapi.json and /docs)"
         )
     if exc.status == 405:
         return MethodNotAllowed(f"method not allowed; allowed: {exc.headers.get('Allow', '')}")
@@ -62,7 +71,7 @@ async def errors_and_metrics(request: web.Request, handler: Handler) -> web.Stre
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        error = from_http_exception(exc)
+        error = from_http_exception(exc, request.app)
         response = error_response(error)
         if exc.status == 405 and "Allow" in exc.headers:
             response.headers["Allow"] = exc.headers["Allow"]

@@ -10,22 +10,9 @@ from pathlib import Path
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from cache_proxy import service
 from cache_proxy.body import read_body
 from cache_proxy.contract import parse_texts
-from cache_proxy.identity import ensure_identity
-from cache_proxy.keys import (
-    BACKEND,
-    CACHE,
-    CLIENT,
-    DRAIN,
-    LIMITER,
-    METRICS,
-    RATE_DECISION,
-    SERVICES,
-    SETTINGS,
-    TRACKER,
-)
+from cache_proxy.keys import CLIENT, DRAIN, LIMITER, METRICS, PREDICTOR, RATE_DECISION, SETTINGS
 from cache_proxy.openapi import openapi_spec
 
 
@@ -37,8 +24,8 @@ async def predict(request: web.Request) -> web.Response:
     texts = parse_texts(body, settings.max_texts, settings.max_text_chars)
     app[METRICS].texts_per_request.observe(len(texts))
     client = request[CLIENT]
-    result = await service.predict(
-        texts, client, app[SERVICES], deadline=started + settings.request_timeout_seconds
+    result = await app[PREDICTOR].predict(
+        texts, client, deadline=started + settings.request_timeout_seconds
     )
     app[METRICS].singleflight_merged.inc(result.merged)
     if charged := await app[LIMITER].charge(client, result.cost):
@@ -59,30 +46,21 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def ready(request: web.Request) -> web.Response:
-    """Readiness: the proxy can answer. `ready` when Triton's model is ready;
-    `degraded` (still 200: cached answers are served, misses get 503) when
-    Triton is unavailable but the model's identity is known; 503 before the
-    identity was ever learned, and at once when shutdown begins (SIGTERM).
+    """Readiness (Predictor.ready): 200 `ready` or `degraded` (cached answers
+    are served while Triton does not answer), 503 `not_ready` before the model
+    was ever seen, and 503 `draining` at once when shutdown begins (SIGTERM).
     Redis is ok, degraded or disabled: it never fails readiness.
     """
     app = request.app
     if app[DRAIN].draining:
         return web.json_response({"status": "draining"}, status=503)
-    triton_ready = await app[BACKEND].model_ready(app[SETTINGS].ready_timeout_seconds)
-    identity = await ensure_identity(app) if triton_ready else app[TRACKER].current
-    status = "ready" if triton_ready else "degraded"
-    body = {
-        "status": status if identity else "not_ready",
-        "triton": "ready" if triton_ready else "unavailable",
-        "redis": await app[CACHE].ping(),
-        "model": identity.info if identity else None,
-    }
+    body = await app[PREDICTOR].ready(app[SETTINGS].ready_timeout_seconds)
     return web.json_response(body, status=503 if body["status"] == "not_ready" else 200)
 
 
 async def model(request: web.Request) -> web.Response:
     """Identity of the served model (name, source, revision, fingerprint, standin)."""
-    identity = await ensure_identity(request.app)
+    identity = await request.app[PREDICTOR].identity()
     return web.json_response({"model": identity.info})
 
 

@@ -9,7 +9,7 @@ import pytest
 from cache_proxy.admission import Admission
 from cache_proxy.errors import Overloaded
 from cache_proxy.metrics import Metrics
-from cache_proxy.service import plan_chunks
+from cache_proxy.predictor import plan_chunks
 
 
 def admission(budget: int = 100, max_queued: int = 1000, timeout: float = 5.0) -> Admission:

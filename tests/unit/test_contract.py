@@ -18,7 +18,7 @@ from cache_proxy.errors import (
     PayloadTooLarge,
     ValidationFailed,
 )
-from cache_proxy.service import cache_status, time_left
+from cache_proxy.predictor import cache_status, time_left
 from cache_proxy.settings import Settings
 
 

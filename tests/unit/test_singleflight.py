@@ -8,7 +8,7 @@ import time
 import pytest
 
 from cache_proxy.errors import BackendUnavailable
-from cache_proxy.service import Outcome, wait_for_others
+from cache_proxy.predictor import Outcome, wait_for_others
 from cache_proxy.singleflight import SingleFlight
 
 

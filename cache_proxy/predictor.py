@@ -1,0 +1,240 @@
+"""The Predictor: everything between a parsed /predict request and its scores.
+
+It owns the per-text cache, the Triton backend, the tracker of the served
+model, single-flight and admission. A request's distinct texts are claimed
+(single-flight), looked up in one MGET, and the misses computed by Triton in
+cost-admitted chunks, each written to the cache under the fingerprint of the
+model that computed it. Model-change recomputes take the same path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cache_proxy.admission import Admission
+from cache_proxy.backend import Backend, ModelIdentity, ModelTracker
+from cache_proxy.cache import PredictionCache, Scores
+from cache_proxy.contract import Prediction, text_cost, to_predictions, unique
+from cache_proxy.errors import ApiError, BackendUnavailable
+from cache_proxy.singleflight import SingleFlight
+
+log = logging.getLogger(__name__)
+IDENTITY_TIMEOUT_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class PredictResult:
+    predictions: list[Prediction]
+    cache_status: str  # hit | miss | partial
+    inference_ms: float
+    fingerprint: str | None
+    merged: int = 0  # texts computed by a concurrent request (single-flight)
+    cost: int = 0  # cost units this request sent to the model (cache_proxy.contract)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One text's scores, the model that made them, and whether they came
+    from the cache (possibly through a concurrent request's lookup)."""
+
+    scores: Scores
+    identity: ModelIdentity
+    cached: bool
+
+
+def time_left(deadline: float) -> float:
+    """Seconds left before `deadline`; past it the request fails with 503."""
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise BackendUnavailable("request deadline passed before inference")
+    return remaining
+
+
+def cache_status(distinct: int, misses: int) -> str:
+    if misses == 0:
+        return "hit"
+    return "miss" if misses == distinct else "partial"
+
+
+def plan_chunks(costs: Sequence[int], max_cost: int, max_rows: int) -> list[range]:
+    """Consecutive runs of texts, each within `max_cost` and `max_rows` (a
+    text costing more than `max_cost` alone): the unit of admission, so a
+    large request is admitted piece by piece between other clients' work."""
+    chunks: list[range] = []
+    start, total = 0, 0
+    for i, cost in enumerate(costs):
+        if i > start and (total + cost > max_cost or i - start >= max_rows):
+            chunks.append(range(start, i))
+            start, total = i, 0
+        total += cost
+    if start < len(costs):
+        chunks.append(range(start, len(costs)))
+    return chunks
+
+
+async def wait_for_others(
+    theirs: dict[str, asyncio.Future[Outcome]], deadline: float
+) -> dict[str, Outcome]:
+    """Results of texts a concurrent request is looking up or computing."""
+    if not theirs:
+        return {}
+    try:
+        async with asyncio.timeout(time_left(deadline)):
+            done = await asyncio.gather(*(asyncio.shield(f) for f in theirs.values()))
+    except TimeoutError:
+        raise BackendUnavailable("deadline passed waiting for inference") from None
+    except ApiError as exc:  # the owner's error object is shared: raise a copy of our own
+        raise exc.copy() from None
+    return dict(zip(theirs, done, strict=True))
+
+
+class Predictor:
+    def __init__(
+        self,
+        cache: PredictionCache,
+        backend: Backend,
+        admission: Admission,
+        max_chunk_rows: int,
+    ) -> None:
+        self.cache = cache
+        self.backend = backend
+        self.admission = admission
+        self.max_chunk_rows = max_chunk_rows
+        self.tracker = ModelTracker()
+        self.flights: SingleFlight[Outcome] = SingleFlight()
+
+    async def predict(self, texts: Sequence[str], client: str, deadline: float) -> PredictResult:
+        """Predictions for `texts` in input order; raises ApiError on backend trouble."""
+        started = time.monotonic()
+        distinct = unique(texts)
+        known = self.tracker.current
+        if not distinct:
+            return PredictResult([], "hit", 0.0, known.fingerprint if known else None)
+        mine, theirs = self.flights.claim(distinct)
+        try:
+            hits, computed = await self._serve_claimed(mine, known, client, deadline)
+        except BaseException as exc:
+            error = (
+                exc
+                if isinstance(exc, ApiError)
+                else BackendUnavailable("the request computing this text was abandoned; retry")
+            )
+            self.flights.fail(mine, error)  # releases only what was not resolved yet
+            raise
+        results = {**hits, **computed, **await wait_for_others(theirs, deadline)}
+        cost = sum(text_cost(t) for t in computed)
+        if len({o.identity.fingerprint for o in results.values()}) > 1:
+            # The model changed while serving this request (some results were
+            # cached for, or computed by, the old one): recompute with the new one.
+            results = await self._compute(distinct, client, deadline)
+            cost += sum(text_cost(t) for t in distinct)
+            if len({o.identity.fingerprint for o in results.values()}) > 1:
+                raise BackendUnavailable("the model is changing; retry")
+        identity = next(iter(results.values())).identity
+        from_cache = sum(o.cached for o in results.values())
+        return PredictResult(
+            predictions=to_predictions([results[t].scores for t in texts], identity.labels),
+            cache_status=cache_status(len(distinct), len(distinct) - from_cache),
+            inference_ms=(time.monotonic() - started) * 1000 if from_cache < len(distinct) else 0,
+            fingerprint=identity.fingerprint,
+            merged=sum(not results[t].cached for t in theirs),
+            cost=cost,
+        )
+
+    async def identity(self) -> ModelIdentity:
+        """The served model's identity, asking Triton if none is known yet."""
+        identity = self.tracker.current or await self.refresh_identity()
+        if identity is None:
+            raise BackendUnavailable("the model's identity is not known yet: Triton unreachable")
+        return identity
+
+    async def refresh_identity(self) -> ModelIdentity | None:
+        """Ask Triton now; keep the last known identity if it does not answer."""
+        try:
+            self.tracker.observe(await self.backend.identity(IDENTITY_TIMEOUT_SECONDS))
+        except ApiError as exc:
+            log.debug("model identity not available: %s", exc.message)
+        return self.tracker.current
+
+    async def ready(self, probe_seconds: float) -> dict[str, Any]:
+        """Readiness: `ready` when Triton's model is ready; `degraded` when
+        Triton does not answer but the identity is known (cached answers are
+        still served); `not_ready` before the identity was ever learned."""
+        triton_ready = await self.backend.model_ready(probe_seconds)
+        identity = await self.identity() if triton_ready else self.tracker.current
+        status = "ready" if triton_ready else "degraded"
+        return {
+            "status": status if identity else "not_ready",
+            "triton": "ready" if triton_ready else "unavailable",
+            "redis": await self.cache.ping(),
+            "model": identity.info if identity else None,
+        }
+
+    async def _serve_claimed(
+        self, mine: Sequence[str], known: ModelIdentity | None, client: str, deadline: float
+    ) -> tuple[dict[str, Outcome], dict[str, Outcome]]:
+        """Look up, then compute, the texts this request owns: (hits, computed).
+
+        Each text is released to concurrent waiters only after it is in the
+        cache, so a text is always either in flight or cached: never computed twice.
+        """
+        found: list[Scores | None] = (
+            await self.cache.get_many(known.fingerprint, mine, len(known.labels))
+            if known is not None and mine
+            else [None] * len(mine)
+        )
+        hits: dict[str, Outcome] = {}
+        if known is not None:
+            hits = {
+                t: Outcome(s, known, cached=True)
+                for t, s in zip(mine, found, strict=True)
+                if s is not None
+            }
+        self.flights.resolve(hits)
+        todo = [t for t in mine if t not in hits]
+        computed = await self._compute(todo, client, deadline, self.flights.resolve) if todo else {}
+        return hits, computed
+
+    async def _compute(
+        self,
+        texts: Sequence[str],
+        client: str,
+        deadline: float,
+        on_chunk: Callable[[dict[str, Outcome]], None] = lambda outcomes: None,
+    ) -> dict[str, Outcome]:
+        """Scores for `texts` from Triton, chunk by chunk through admission,
+        each written to the cache under the fingerprint of the model that made
+        it, then handed to `on_chunk` (waiters need not wait for the rest)."""
+        costs = [text_cost(t) for t in texts]
+        chunks = plan_chunks(costs, self.admission.budget, self.max_chunk_rows)
+
+        async def run(chunk: range) -> dict[str, Outcome]:
+            part = [texts[i] for i in chunk]
+            wait = min(self.admission.timeout, time_left(deadline))
+            async with self.admission.slot(client, sum(costs[i] for i in chunk), wait):
+                rows, identity = await self.backend.classify(part, time_left(deadline))
+            self.tracker.observe(identity)
+            outcomes = {
+                t: Outcome(row.tolist(), identity, cached=False)
+                for t, row in zip(part, rows, strict=True)
+            }
+            await self.cache.put_many(
+                identity.fingerprint, {t: o.scores for t, o in outcomes.items()}
+            )
+            on_chunk(outcomes)
+            return outcomes
+
+        tasks = [asyncio.ensure_future(run(chunk)) for chunk in chunks]
+        try:
+            parts = await asyncio.gather(*tasks)
+        except BaseException:
+            for task in tasks:  # one chunk failed: the request fails, free the others' budget
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        return {t: o for part in parts for t, o in part.items()}

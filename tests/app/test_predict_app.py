@@ -1,0 +1,196 @@
+"""The proxy app through aiohttp's test client, with a fake model and
+fakeredis: partial hits, model change, single-flight, admission and error
+mapping, in milliseconds (the same paths run against a real tritonserver and
+redis-server in tests/integration)."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import numpy as np
+import pytest
+from aiohttp.test_utils import TestClient
+from fakeredis import FakeAsyncRedis
+from numpy.typing import NDArray
+
+from cache_proxy.app import create_app
+from cache_proxy.backend import Backend, ModelIdentity
+from cache_proxy.errors import ApiError, BackendUnavailable, Overloaded
+from cache_proxy.metrics import Metrics
+from cache_proxy.settings import Settings
+
+AiohttpClient = Any  # pytest-aiohttp's factory fixture
+
+
+class FakeModel:
+    """Scores depend on the text and the model; records every call; can be
+    held at a gate or made to fail."""
+
+    def __init__(self) -> None:
+        self.fingerprint = "model-a"
+        self.calls: list[list[str]] = []
+        self.gate: asyncio.Event | None = None
+        self.failure: Exception | None = None
+
+    def identity_now(self) -> ModelIdentity:
+        return ModelIdentity({"fingerprint": self.fingerprint, "labels": ["NEGATIVE", "POSITIVE"]})
+
+    def score(self, text: str) -> float:
+        return (len(text) % 7 + (3 if self.fingerprint == "model-b" else 0)) / 10
+
+    async def classify(
+        self, texts: Sequence[str], time_budget: float
+    ) -> tuple[NDArray[np.float32], ModelIdentity]:
+        self.calls.append(list(texts))
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.failure is not None:
+            raise self.failure
+        positive = np.array([self.score(t) for t in texts], dtype=np.float32)
+        return np.stack([1 - positive, positive], axis=1), self.identity_now()
+
+    async def identity(self, time_budget: float) -> ModelIdentity:
+        return self.identity_now()
+
+    async def model_ready(self, max_wait: float) -> bool:
+        return self.failure is None
+
+
+@pytest.fixture
+def model() -> FakeModel:
+    return FakeModel()
+
+
+@pytest.fixture
+def make_client(aiohttp_client: AiohttpClient, model: FakeModel) -> Any:
+    async def make(**settings: Any) -> TestClient:
+        @asynccontextmanager
+        async def open_backend(s: Settings, metrics: Metrics) -> AsyncIterator[Backend]:
+            yield model
+
+        redis = FakeAsyncRedis()
+        app = create_app(
+            Settings(model_refresh_seconds=3600, **settings), open_backend, lambda s: redis
+        )
+        client: TestClient = await aiohttp_client(app)
+        return client
+
+    return make
+
+
+async def predict(client: TestClient, texts: list[str], **kwargs: Any) -> tuple[int, Any, Any]:
+    kwargs.setdefault("data", json.dumps({"text": texts}))
+    async with client.post("/predict", **kwargs) as response:
+        return response.status, response.headers, await response.json()
+
+
+def positives(body: Any) -> list[float]:
+    return [entry[1]["score"] for entry in body["predictions"]]
+
+
+async def test_only_misses_reach_the_model(make_client: Any, model: FakeModel) -> None:
+    client = await make_client()
+    status, headers, body = await predict(client, ["a", "bb", "a"])
+    assert (status, headers["X-Cache"]) == (200, "miss")
+    assert positives(body) == pytest.approx([0.1, 0.2, 0.1])
+    status, headers, body = await predict(client, ["bb", "ccc"])
+    assert (status, headers["X-Cache"]) == (200, "partial")
+    assert positives(body) == pytest.approx([0.2, 0.3])
+    assert model.calls == [["a", "bb"], ["ccc"]]  # duplicates once, hits never
+
+
+async def test_a_model_change_recomputes_what_the_old_model_cached(
+    make_client: Any, model: FakeModel
+) -> None:
+    client = await make_client()
+    await predict(client, ["a"])
+    model.fingerprint = "model-b"
+    _, headers, body = await predict(client, ["a", "dddd"])  # a: old cache; dddd: new model
+    assert headers["X-Model-Fingerprint"] == "model-b"
+    assert positives(body) == pytest.approx([0.4, 0.7])  # both model-b's scores
+    assert model.calls[-1] == ["a", "dddd"]
+    _, headers, body = await predict(client, ["a"])
+    assert (headers["X-Cache"], positives(body)) == ("hit", pytest.approx([0.4]))
+
+
+async def test_identical_texts_in_flight_are_computed_once(
+    make_client: Any, model: FakeModel
+) -> None:
+    client = await make_client()
+    model.gate = asyncio.Event()
+    first = asyncio.create_task(predict(client, ["same", "x"]))
+    await asyncio.sleep(0.05)
+    second = asyncio.create_task(predict(client, ["same"]))
+    await asyncio.sleep(0.05)
+    model.gate.set()
+    (s1, _, b1), (s2, h2, b2) = await asyncio.gather(first, second)
+    assert (s1, s2) == (200, 200)
+    assert positives(b1)[0] == positives(b2)[0]
+    assert model.calls == [["same", "x"]]
+    assert h2["X-Cache"] == "miss"  # computed (by the other request), not cached
+
+
+async def test_work_past_the_budget_waits_then_runs(make_client: Any, model: FakeModel) -> None:
+    client = await make_client(max_inflight_cost=10)  # "abcdefgh" costs 10
+    model.gate = asyncio.Event()
+    tasks = [asyncio.create_task(predict(client, [f"abcdefg{i}"])) for i in range(3)]
+    await asyncio.sleep(0.05)
+    assert len(model.calls) == 1  # one chunk in flight, two waiting
+    model.gate.set()
+    assert [status for status, _, _ in await asyncio.gather(*tasks)] == [200, 200, 200]
+    assert len(model.calls) == 3
+
+
+@pytest.mark.parametrize(
+    ("failure", "status", "error_type"),
+    [
+        (BackendUnavailable("the model is unavailable"), 503, "backend_unavailable"),
+        (Overloaded("the model's queue is full"), 429, "overloaded"),
+        (RuntimeError("a bug"), 500, "internal"),
+    ],
+)
+async def test_backend_errors_map_to_the_taxonomy(
+    make_client: Any, model: FakeModel, failure: Exception, status: int, error_type: str
+) -> None:
+    client = await make_client()
+    model.failure = failure
+    got, headers, body = await predict(client, ["fails"])
+    assert (got, body["error_type"]) == (status, error_type)
+    if isinstance(failure, ApiError) and failure.retry_after:
+        assert headers["Retry-After"] == "1"
+    model.failure = None
+    assert (await predict(client, ["fails"]))[0] == 200  # nothing cached, nothing stuck
+
+
+async def test_gzip_bodies_and_text_limits(make_client: Any) -> None:
+    client = await make_client(max_text_chars=5)
+    body = gzip.compress(json.dumps({"text": ["hi"]}).encode())
+    status, _, reply = await predict(client, [], data=body, headers={"Content-Encoding": "gzip"})
+    assert (status, positives(reply)) == (200, pytest.approx([0.2]))
+    status, _, body = await predict(client, ["toolong"])
+    assert (status, body["error_type"]) == (413, "payload_too_large")
+
+
+async def test_readiness_degrades_but_stays_up_when_the_model_fails(
+    make_client: Any, model: FakeModel
+) -> None:
+    client = await make_client()
+    async with client.get("/health/ready") as response:
+        assert (response.status, (await response.json())["status"]) == (200, "ready")
+    model.failure = BackendUnavailable("down")
+    async with client.get("/health/ready") as response:
+        assert (response.status, (await response.json())["status"]) == (200, "degraded")
+
+
+async def test_an_unknown_route_lists_the_real_ones(make_client: Any) -> None:
+    client = await make_client()
+    async with client.get("/nope") as response:
+        body = await response.json()
+    assert (response.status, body["error_type"]) == (404, "not_found")
+    for route in ("POST /predict", "GET /model", "GET /health/ready", "GET /openapi.json"):
+        assert route in body["error"]
