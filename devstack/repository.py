@@ -7,12 +7,14 @@ parameters) so they never touch the checkout's model_repository/.
 from __future__ import annotations
 
 import importlib
-import re
 import shutil
 import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+from google.protobuf import text_format
+from tritonclient.grpc.model_config_pb2 import ModelConfig
 
 from modelctl.install import MODEL_NAME
 from modelctl.spec import PROJECT_ROOT
@@ -31,35 +33,36 @@ def copy_model_definition(dest: Path, config_text: str | None = None) -> Path:
     return dest
 
 
-def _parameter_pattern(key: str) -> re.Pattern[str]:
-    return re.compile(
-        r'(key:\s*"' + re.escape(key) + r'"\s*value:\s*\{\s*string_value:\s*")([^"]*)(")'
-    )
+def parse_config(config: str) -> ModelConfig:
+    """config.pbtxt as Triton's own ModelConfig message."""
+    return text_format.Parse(config, ModelConfig())
 
 
 def get_parameter(config: str, key: str) -> str:
     """The string value of one `parameters` entry of a config.pbtxt."""
-    found = _parameter_pattern(key).findall(config)
-    if len(found) != 1:
-        raise ValueError(f"config.pbtxt has {len(found)} parameters named {key!r}")
-    value: str = found[0][1]
+    parameters = parse_config(config).parameters
+    if key not in parameters:
+        raise ValueError(f"config.pbtxt has no parameter named {key!r}")
+    value: str = parameters[key].string_value
     return value
 
 
 def set_parameter(config: str, key: str, value: str) -> str:
-    """Replace the string value of one `parameters` entry of a config.pbtxt."""
-    updated, count = _parameter_pattern(key).subn(lambda m: m.group(1) + value + m.group(3), config)
-    if count != 1:
-        raise ValueError(f"config.pbtxt has {count} parameters named {key!r}")
-    return updated
+    """The config with one existing `parameters` entry set (comments are not kept)."""
+    message = parse_config(config)
+    if key not in message.parameters:
+        raise ValueError(f"config.pbtxt has no parameter named {key!r}")
+    message.parameters[key].string_value = value
+    return str(text_format.MessageToString(message))
 
 
 def set_instance_count(config: str, count: int) -> str:
-    """Set the CPU instance count of the (single) instance_group."""
-    updated, n = re.subn(r"(instance_group\s*\[\s*\{\s*count:\s*)\d+", rf"\g<1>{count}", config)
-    if n != 1:
-        raise ValueError("config.pbtxt has no single instance_group count")
-    return updated
+    """The config with its (single) CPU instance_group's count set."""
+    message = parse_config(config)
+    if len(message.instance_group) != 1:
+        raise ValueError("config.pbtxt has no single instance_group")
+    message.instance_group[0].count = count
+    return str(text_format.MessageToString(message))
 
 
 def model_module(name: str) -> ModuleType:

@@ -23,7 +23,12 @@ from pathlib import Path
 
 from devstack.process import ServerProcess, free_port, http_status
 from devstack.repository import SOURCE as MODEL_SOURCE
-from devstack.repository import copy_model_definition, set_instance_count, set_parameter
+from devstack.repository import (
+    copy_model_definition,
+    get_parameter,
+    set_instance_count,
+    set_parameter,
+)
 from devstack.triton import TritonPorts, prepare_backends, server_command, server_env
 from modelctl.install import install
 from modelctl.resolve import resolve
@@ -132,10 +137,10 @@ def main() -> int:
 
 
 def default_precision(config: str) -> str:
-    for precision in PRECISIONS:
-        if set_parameter(config, "precision", precision) == config:
-            return precision
-    raise ValueError("config.pbtxt's precision is not one of " + ", ".join(PRECISIONS))
+    precision = get_parameter(config, "precision")
+    if precision not in PRECISIONS:
+        raise ValueError("config.pbtxt's precision is not one of " + ", ".join(PRECISIONS))
+    return precision
 
 
 if __name__ == "__main__":

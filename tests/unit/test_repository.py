@@ -10,6 +10,7 @@ from devstack.repository import (
     SOURCE,
     copy_model_definition,
     get_parameter,
+    parse_config,
     set_instance_count,
     set_parameter,
 )
@@ -22,15 +23,21 @@ def test_set_parameter_changes_exactly_one_value() -> None:
     assert updated.count("string_value") == config.count("string_value")
     assert get_parameter(updated, "precision") == "int8"
     assert get_parameter(set_parameter(config, "token_budget", "64"), "token_budget") == "64"
-    with pytest.raises(ValueError, match="0 parameters named 'nope'"):
+    with pytest.raises(ValueError, match="no parameter named 'nope'"):
         set_parameter(config, "nope", "x")
-    with pytest.raises(ValueError, match="0 parameters named 'nope'"):
+    with pytest.raises(ValueError, match="no parameter named 'nope'"):
         get_parameter(config, "nope")
 
 
 def test_set_instance_count() -> None:
     config = (SOURCE / "config.pbtxt").read_text()
-    assert "count: 2" in set_instance_count(config, 2)
+    updated = parse_config(set_instance_count(config, 2))
+    assert updated.instance_group[0].count == 2
+    assert parse_config(config).instance_group[0].count == 1
+    # everything else survives the round trip
+    original = parse_config(config)
+    updated.instance_group[0].count = 1
+    assert updated == original
 
 
 def test_copy_has_code_and_config_but_no_checkpoint(tmp_path: Path) -> None:

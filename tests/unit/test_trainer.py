@@ -40,11 +40,20 @@ def test_accuracy_f1() -> None:
         accuracy_f1([1], [])
 
 
-def test_length_buckets_cover_every_row_once() -> None:
-    lengths = [random.Random(1).randint(1, 60) for _ in range(1000)]
+def test_length_buckets_cover_every_row_once_with_little_padding() -> None:
+    rng = random.Random(1)
+    lengths = [rng.randint(1, 60) for _ in range(1000)]
     batches = length_bucketed_batches(lengths, 32, random.Random(0))
     assert sorted(i for b in batches for i in b) == list(range(1000))
     assert all(len(b) <= 32 for b in batches)
+
+    def mean_spread(groups: list[list[int]]) -> float:
+        return sum(max(lengths[i] for i in g) - min(lengths[i] for i in g) for g in groups) / len(
+            groups
+        )
+
+    unsorted = [list(range(i, min(i + 32, 1000))) for i in range(0, 1000, 32)]
+    assert mean_spread(batches) * 5 < mean_spread(unsorted)  # ~55 for unsorted batches
 
 
 def test_content_hash_changes_with_data_and_recipe(tmp_path: Path) -> None:
