@@ -12,7 +12,7 @@ import json
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import aiohttp
@@ -30,24 +30,37 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ModelIdentity:
-    """What Triton says it serves; `fingerprint` changes with weights or precision."""
+    """What Triton says it serves (the model's MODEL_INFO, built by the model's
+    identity.py); `fingerprint` changes with weights or serving, so it keys the cache."""
 
-    info: dict[str, Any]
+    fingerprint: str
+    labels: tuple[str, ...]
+    name: str = "unknown"
+    source: str = "unknown"
+    standin: bool = False
+    warning: str | None = None
+    info: dict[str, Any] = field(default_factory=dict, compare=False)  # all of it, for /model
 
-    @property
-    def fingerprint(self) -> str:
-        return str(self.info["fingerprint"])
-
-    @property
-    def labels(self) -> list[str]:
-        return list(self.info["labels"])
+    @classmethod
+    def from_info(cls, info: object) -> ModelIdentity:
+        if not isinstance(info, dict):
+            raise ValueError(f"MODEL_INFO is not a JSON object: {str(info)[:200]}")
+        fingerprint, labels = info.get("fingerprint"), info.get("labels")
+        if not isinstance(fingerprint, str) or not isinstance(labels, list) or not labels:
+            raise ValueError(f"MODEL_INFO lacks fingerprint/labels: {str(info)[:200]}")
+        return cls(
+            fingerprint=fingerprint,
+            labels=tuple(str(label) for label in labels),
+            name=str(info.get("name", "unknown")),
+            source=str(info.get("source", "unknown")),
+            standin=bool(info.get("standin", False)),
+            warning=info.get("warning"),
+            info=info,
+        )
 
     @classmethod
     def from_json(cls, raw: bytes) -> ModelIdentity:
-        info = json.loads(raw)
-        if not isinstance(info, dict) or "fingerprint" not in info or "labels" not in info:
-            raise ValueError(f"MODEL_INFO lacks fingerprint/labels: {raw[:200]!r}")
-        return cls(info=info)
+        return cls.from_info(json.loads(raw))
 
 
 def map_triton_error(exc: InferenceServerException) -> ApiError:
@@ -163,13 +176,12 @@ class ModelTracker:
         if previous is not None and previous.fingerprint == identity.fingerprint:
             return
         self.current = identity
-        info = identity.info
         log.info(
             "serving model %s (source=%s, fingerprint=%s)%s",
-            info.get("name"),
-            info.get("source"),
+            identity.name,
+            identity.source,
             identity.fingerprint,
             f", replacing {previous.fingerprint}" if previous else "",
         )
-        if info.get("standin"):
-            log.warning("STAND-IN MODEL %s: %s", info.get("name"), info.get("warning"))
+        if identity.standin:
+            log.warning("STAND-IN MODEL %s: %s", identity.name, identity.warning)

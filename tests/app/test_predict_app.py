@@ -38,7 +38,9 @@ class FakeModel:
         self.failure: Exception | None = None
 
     def identity_now(self) -> ModelIdentity:
-        return ModelIdentity({"fingerprint": self.fingerprint, "labels": ["NEGATIVE", "POSITIVE"]})
+        return ModelIdentity.from_info(
+            {"fingerprint": self.fingerprint, "labels": ["NEGATIVE", "POSITIVE"]}
+        )
 
     def score(self, text: str) -> float:
         return (len(text) % 7 + (3 if self.fingerprint == "model-b" else 0)) / 10

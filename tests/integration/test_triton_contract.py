@@ -107,6 +107,21 @@ def test_model_info_names_a_stand_in(triton: Triton) -> None:
     assert len(info["fingerprint"]) == 16 and info["precision"] == "fp32"
 
 
+def test_outputs_are_what_was_asked_for(triton: Triton) -> None:
+    with http_client(triton) as client:
+        # no outputs named: Triton asks the model for all of them
+        result = client.infer(MODEL, [text_input(httpclient, ["x"])])
+        assert result.as_numpy("PROBABILITIES").shape == (1, 2)
+        assert result.as_numpy("MODEL_INFO").shape == (1, 1)
+        info_only = client.infer(
+            MODEL,
+            [text_input(httpclient, ["x", "y", "z"])],
+            outputs=[httpclient.InferRequestedOutput("MODEL_INFO")],
+        )
+    assert info_only.as_numpy("PROBABILITIES") is None
+    assert info_only.as_numpy("MODEL_INFO").shape == (3, 1)
+
+
 def test_malformed_request_fails_alone(triton: Triton) -> None:
     """Bad UTF-8 gets INVALID_ARG; requests batched with it still succeed."""
     good_texts = sentences(24)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
-from inference import bounded_token_ids, prefix_at_whitespace
+from tokens import bounded_token_ids, prefix_at_whitespace
 
 MAX = 512
 WORDS = ["the", "film", "is", "a", "charming", "and", "often", "affecting", "journey"]

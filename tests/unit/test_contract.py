@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from cache_proxy.backend import ModelIdentity
 from cache_proxy.cache import cache_key, decode_scores
 from cache_proxy.contract import parse_texts, text_cost, to_predictions, unique
 from cache_proxy.errors import (
@@ -190,3 +191,26 @@ def test_any_json_parses_to_strings_or_fails_with_a_4xx(value: object) -> None:
         assert isinstance(value, dict)
         assert outcome == value["text"]
         assert len(outcome) <= 3
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"[]",
+        b"{}",
+        b'{"fingerprint": "f"}',
+        b'{"fingerprint": 1, "labels": ["A"]}',
+        b'{"fingerprint": "f", "labels": []}',
+    ],
+)
+def test_model_identity_needs_a_fingerprint_and_labels(raw: bytes) -> None:
+    with pytest.raises(ValueError, match="MODEL_INFO"):
+        ModelIdentity.from_json(raw)
+
+
+def test_model_identity_is_typed() -> None:
+    raw = b'{"fingerprint": "f1", "labels": ["N", "P"], "name": "m", "standin": true, "x": 1}'
+    identity = ModelIdentity.from_json(raw)
+    assert (identity.fingerprint, identity.labels, identity.name) == ("f1", ("N", "P"), "m")
+    assert identity.standin and identity.source == "unknown"
+    assert identity.info["x"] == 1  # /model shows all of it

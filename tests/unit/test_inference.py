@@ -7,18 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inference import (
-    checkpoint_digest,
-    cpu_quota,
-    decode_texts,
-    fingerprint,
-    intra_op_threads,
-    pack,
-    parameters,
-    plan_micro_batches,
-    softmax,
-    split_rows,
-)
+from batching import pack, plan_micro_batches, requested_outputs, softmax, split_rows, wants_scores
+from identity import checkpoint_digest, fingerprint
+from runtime import cpu_quota, intra_op_threads, parameters
+from tokens import decode_texts
 
 
 def test_decode_texts_utf8_rows() -> None:
@@ -105,3 +97,10 @@ def test_fingerprint_tracks_content_and_precision(tmp_path: Path) -> None:
 def test_parameters_flatten() -> None:
     config = {"parameters": {"precision": {"string_value": "fp32"}}}
     assert parameters(config) == {"precision": "fp32"}
+
+
+def test_model_info_alone_needs_no_forward_pass() -> None:
+    assert requested_outputs([]) == {"PROBABILITIES"}  # MODEL_INFO only when asked for
+    assert requested_outputs(["MODEL_INFO"]) == {"MODEL_INFO"}
+    assert not wants_scores(requested_outputs(["MODEL_INFO"]))
+    assert wants_scores(requested_outputs(["MODEL_INFO", "PROBABILITIES"]))

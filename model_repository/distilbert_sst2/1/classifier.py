@@ -12,7 +12,8 @@ from numpy.typing import NDArray
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 import packed_forward
-from inference import bounded_token_ids, pack, plan_micro_batches, softmax
+from batching import pack, plan_micro_batches, softmax
+from tokens import bounded_token_ids
 
 PRECISIONS = ("fp32", "int8")
 

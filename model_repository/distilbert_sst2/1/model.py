@@ -30,16 +30,11 @@ import torch
 import triton_python_backend_utils as pb_utils
 
 import packed_forward
+from batching import requested_outputs, split_rows, wants_scores
 from classifier import Classifier
-from inference import (
-    checkpoint_digest,
-    cpu_quota,
-    decode_texts,
-    fingerprint,
-    intra_op_threads,
-    parameters,
-    split_rows,
-)
+from identity import describe
+from runtime import cpu_quota, intra_op_threads, parameters
+from tokens import decode_texts
 
 WARMUP_TEXTS = ["warm up", "a slightly longer sentence to warm up the packed path"] * 8
 
@@ -78,17 +73,23 @@ class TritonPythonModel:
             precision=precision,
         )
         self._check_labels(model_dir / "labels.txt")
-        self.info = self._identity(checkpoint, precision)
-        self.info_bytes = json.dumps(self.info, sort_keys=True).encode()
+        serving = {
+            "precision": precision,
+            "max_sequence_length": self.classifier.max_length,
+            "forward": packed_forward.NAME,
+        }
+        self.info = describe(checkpoint, self.classifier.labels, serving)
+        self.info_bytes = self.info.to_json()
         self.classifier.predict(WARMUP_TEXTS)  # first real request is then fast
         return_freed_memory()
 
         self.logger.log_info(
             f"distilbert_sst2 ready in {time.monotonic() - started:.1f}s: "
-            f"{json.dumps(self.info, sort_keys=True)} threads={threads}"
+            f"{self.info_bytes.decode()} threads={threads}"
         )
-        if self.info.get("standin"):
-            self.logger.log_warn(f"STAND-IN MODEL {self.info['name']}: {self.info['warning']}")
+        if self.info.standin:
+            warning = self.info.extra.get("warning", "random weights")
+            self.logger.log_warn(f"STAND-IN MODEL {self.info.name}: {warning}")
 
     def _check_labels(self, labels_file):
         listed = labels_file.read_text().split()
@@ -98,34 +99,17 @@ class TritonPythonModel:
                 f"{self.classifier.labels}: re-run `make model`"
             )
 
-    def _identity(self, checkpoint, precision):
-        info_file = checkpoint / "model_info.json"
-        provenance = json.loads(info_file.read_text()) if info_file.is_file() else {}
-        serving = {
-            "precision": precision,
-            "max_sequence_length": self.classifier.max_length,
-            "forward": packed_forward.NAME,
-        }
-        return {
-            "name": provenance.get("name", checkpoint.resolve().name),
-            "source": provenance.get("source", "path"),
-            "revision": provenance.get("revision"),
-            "standin": bool(provenance.get("standin", False)),
-            **({"warning": provenance["warning"]} if "warning" in provenance else {}),
-            **({"accuracy": provenance["accuracy"]} if "accuracy" in provenance else {}),
-            "labels": self.classifier.labels,
-            "fingerprint": fingerprint(checkpoint_digest(checkpoint), serving),
-            **serving,
-        }
-
     def execute(self, requests):
+        wanted = [requested_outputs(r.requested_output_names()) for r in requests]
         texts, counts, errors = [], [], {}
         for n, request in enumerate(requests):
-            try:
-                batch = decode_texts(pb_utils.get_input_tensor_by_name(request, "TEXT").as_numpy())
-            except ValueError as exc:
-                errors[n] = pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG)
-                batch = []
+            batch = []
+            if wants_scores(wanted[n]):  # a MODEL_INFO-only request costs no forward pass
+                try:
+                    tensor = pb_utils.get_input_tensor_by_name(request, "TEXT").as_numpy()
+                    batch = decode_texts(tensor)
+                except ValueError as exc:
+                    errors[n] = pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG)
             texts.extend(batch)
             counts.append(len(batch))
         try:
@@ -139,15 +123,15 @@ class TritonPythonModel:
             if n in errors:
                 responses.append(pb_utils.InferenceResponse(error=errors[n]))
             else:
-                responses.append(self._response(request, rows))
+                responses.append(self._response(request, rows, wanted[n]))
         return responses
 
-    def _response(self, request, rows):
-        wanted = set(request.requested_output_names()) or {"PROBABILITIES", "MODEL_INFO"}
+    def _response(self, request, rows, wanted):
         outputs = []
         if "PROBABILITIES" in wanted:
             outputs.append(pb_utils.Tensor("PROBABILITIES", rows))
         if "MODEL_INFO" in wanted:
-            info = np.full((len(rows), 1), self.info_bytes, dtype=np.object_)
+            rows_in = pb_utils.get_input_tensor_by_name(request, "TEXT").as_numpy().shape[0]
+            info = np.full((rows_in, 1), self.info_bytes, dtype=np.object_)
             outputs.append(pb_utils.Tensor("MODEL_INFO", info))
         return pb_utils.InferenceResponse(output_tensors=outputs)

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from inference import Packed
+from batching import Packed
 
 # Names this forward in the model's fingerprint: scores cached from another
 # forward path (e.g. padded, unfused) are never served for it.
