@@ -36,3 +36,16 @@ def test_every_metric_is_listed() -> None:
     }
     assert names
     assert not {name for name in names if f"`{name}" not in README}
+
+
+def test_every_relative_link_in_the_readmes_resolves() -> None:
+    broken = []
+    for readme in PROJECT_ROOT.glob("**/README.md"):
+        if ".venv" in readme.parts or "node_modules" in readme.parts:
+            continue
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", readme.read_text()):
+            if "://" in target or target.startswith("mailto:"):
+                continue
+            if not (readme.parent / target).exists():
+                broken.append(f"{readme.relative_to(PROJECT_ROOT)}: {target}")
+    assert not broken
