@@ -6,72 +6,68 @@ from __future__ import annotations
 import signal
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from devstack.repository import SOURCE as MODEL_SOURCE
 from devstack.repository import set_parameter
-from tests.conftest import start_stack, start_triton
+from tests.conftest import Stack, start_stack, start_triton
 from tests.http import predict, request
 
 pytestmark = pytest.mark.integration
 
 
-def test_triton_killed_then_restarted(
+@pytest.fixture
+def stack(
     tmp_path: Path, logs_dir: Path, tiny_checkpoint: Path, redis_server: int
-) -> None:
+) -> Iterator[Stack]:
+    """A private Triton (fp32) behind a proxy with a 2 s deadline; the test may kill it."""
     config = set_parameter((MODEL_SOURCE / "config.pbtxt").read_text(), "precision", "fp32")
     stack = start_stack(
         tiny_checkpoint, tmp_path, logs_dir, redis_server, config, request_timeout_seconds="2"
     )
+    yield stack
+    stack.stop()
+
+
+def test_triton_killed_then_restarted(logs_dir: Path, stack: Stack) -> None:
     proxy = stack.proxy
-    try:
-        cached = f"cached before the outage {uuid.uuid4()}"
-        before = predict(proxy.url, [cached])
-        assert before.status == 200
+    cached = f"cached before the outage {uuid.uuid4()}"
+    before = predict(proxy.url, [cached])
+    assert before.status == 200
 
-        stack.triton.kill()
-        hit = predict(proxy.url, [cached])
-        assert (hit.status, hit.headers["X-Cache"]) == (200, "hit")
-        assert hit.json() == before.json()
-        started = time.monotonic()
-        miss = predict(proxy.url, [f"new during the outage {uuid.uuid4()}"])
-        assert time.monotonic() - started < 2.5  # within REQUEST_TIMEOUT_SECONDS
-        assert miss.status == 503 and miss.headers["Retry-After"] == "1"
-        assert miss.json()["error_type"] == "backend_unavailable"
-        ready = request("GET", f"{proxy.url}/health/ready")
-        assert ready.status == 200, "cache hits are still served: stay in the Service"
-        assert (ready.json()["status"], ready.json()["triton"]) == ("degraded", "unavailable")
+    stack.triton.kill()
+    hit = predict(proxy.url, [cached])
+    assert (hit.status, hit.headers["X-Cache"]) == (200, "hit")
+    assert hit.json() == before.json()
+    started = time.monotonic()
+    miss = predict(proxy.url, [f"new during the outage {uuid.uuid4()}"])
+    assert time.monotonic() - started < 2.5  # within REQUEST_TIMEOUT_SECONDS
+    assert miss.status == 503 and miss.headers["Retry-After"] == "1"
+    assert miss.json()["error_type"] == "backend_unavailable"
+    ready = request("GET", f"{proxy.url}/health/ready")
+    assert ready.status == 200, "cache hits are still served: stay in the Service"
+    assert (ready.json()["status"], ready.json()["triton"]) == ("degraded", "unavailable")
 
-        # same ports, no proxy restart
-        stack.triton, _ = start_triton(stack.repository, logs_dir, stack.ports)
-        after = predict(proxy.url, [f"after the outage {uuid.uuid4()}"])
-        assert after.status == 200
-        assert request("GET", f"{proxy.url}/health/ready").status == 200
-    finally:
-        stack.stop()
+    # same ports, no proxy restart
+    stack.triton, _ = start_triton(stack.repository, logs_dir, stack.ports)
+    after = predict(proxy.url, [f"after the outage {uuid.uuid4()}"])
+    assert after.status == 200
+    assert request("GET", f"{proxy.url}/health/ready").status == 200
 
 
-def test_a_stalled_triton_does_not_stall_readiness(
-    tmp_path: Path, logs_dir: Path, tiny_checkpoint: Path, redis_server: int
-) -> None:
-    config = set_parameter((MODEL_SOURCE / "config.pbtxt").read_text(), "precision", "fp32")
-    stack = start_stack(
-        tiny_checkpoint, tmp_path, logs_dir, redis_server, config, request_timeout_seconds="2"
-    )
+def test_a_stalled_triton_does_not_stall_readiness(stack: Stack) -> None:
     cached = f"cached before the stall {uuid.uuid4()}"
+    assert predict(stack.proxy.url, [cached]).status == 200
+    stack.triton.signal(signal.SIGSTOP)  # accepts connections, never answers
     try:
-        assert predict(stack.proxy.url, [cached]).status == 200
-        stack.triton.signal(signal.SIGSTOP)  # accepts connections, never answers
-        try:
-            started = time.monotonic()
-            ready = request("GET", f"{stack.proxy.url}/health/ready", timeout=5)
-            assert time.monotonic() - started < 3  # READY_TIMEOUT_SECONDS is 1
-            assert (ready.status, ready.json()["triton"]) == (200, "unavailable")
-            hit = predict(stack.proxy.url, [cached])
-            assert (hit.status, hit.headers["X-Cache"]) == (200, "hit")
-        finally:
-            stack.triton.signal(signal.SIGCONT)
+        started = time.monotonic()
+        ready = request("GET", f"{stack.proxy.url}/health/ready", timeout=5)
+        assert time.monotonic() - started < 3  # READY_TIMEOUT_SECONDS is 1
+        assert (ready.status, ready.json()["triton"]) == (200, "unavailable")
+        hit = predict(stack.proxy.url, [cached])
+        assert (hit.status, hit.headers["X-Cache"]) == (200, "hit")
     finally:
-        stack.stop()
+        stack.triton.signal(signal.SIGCONT)
