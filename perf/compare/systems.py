@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from devstack.process import ServerProcess, free_port, http_status, port_open, python_module
-from devstack.redis import redis_command
+from devstack.launch import start_proxy, start_redis
+from devstack.process import ServerProcess, free_port, http_status, python_module
 from devstack.repository import SOURCE as MODEL_SOURCE
 from perf.procstat import cpu_seconds, resident_mib
 from perf.triton.bench import serve as serve_triton
@@ -49,13 +48,6 @@ class System:
             server.stop()
 
 
-def start_redis(name: str, logs: Path) -> tuple[ServerProcess, int]:
-    port = free_port()
-    workdir = Path(tempfile.mkdtemp(prefix=f"bench-redis-{name}-"))
-    server = ServerProcess(f"redis-{name}", redis_command(port, workdir), logs)
-    return server.start().wait_until(lambda: port_open(port), 20), port
-
-
 def start_http(
     system: System,
     name: str,
@@ -74,21 +66,17 @@ def start_http(
 
 
 def start_ours(checkpoint: Path, logs: Path) -> System:
-    redis, redis_port = start_redis("ours", logs)
+    redis, redis_port = start_redis(logs)
     system = System("ours", "", redis_port, [redis])
     try:
         triton, triton_url = serve_triton(
             checkpoint, logs, "ours", (MODEL_SOURCE / "config.pbtxt").read_text()
         )
         system.servers.append(triton)
-        port = free_port()
-        env = dict(
-            os.environ,
-            PROXY_PORT=str(port),
-            TRITON_URL=triton_url,
-            REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
-        )
-        start_http(system, "proxy", python_module("cache_proxy"), port, env, logs, "/health/ready")
+        redis_url = f"redis://127.0.0.1:{redis_port}/0"
+        proxy = start_proxy(logs, triton_url=triton_url, redis_url=redis_url)
+        system.servers.append(proxy)
+        system.url = proxy.url
     except BaseException:
         system.stop()
         raise
@@ -96,7 +84,7 @@ def start_ours(checkpoint: Path, logs: Path) -> System:
 
 
 def start_original(checkpoint: Path, logs: Path) -> System:
-    redis, redis_port = start_redis("original", logs)
+    redis, redis_port = start_redis(logs)
     system = System("original", "", redis_port, [redis])
     try:
         port = free_port()

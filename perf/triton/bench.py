@@ -21,7 +21,8 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from devstack.process import ServerProcess, free_port, http_status
+from devstack.launch import start_triton
+from devstack.process import ServerProcess
 from devstack.repository import SOURCE as MODEL_SOURCE
 from devstack.repository import (
     copy_model_definition,
@@ -29,7 +30,6 @@ from devstack.repository import (
     set_instance_count,
     set_parameter,
 )
-from devstack.triton import TritonPorts, prepare_backends, server_command, server_env
 from modelctl.install import install
 from modelctl.resolve import resolve
 from modelctl.spec import PROJECT_ROOT, ModelSpec, default_cache_dir
@@ -50,16 +50,11 @@ def step(message: str) -> None:
 
 
 def serve(checkpoint: Path, raw: Path, name: str, config: str) -> tuple[ServerProcess, str]:
+    """tritonserver on a copy of the model with `config`, ready: (server, host:port)."""
     repository = copy_model_definition(Path(tempfile.mkdtemp(prefix=f"bench-{name}-")), config)
     (raw / f"config-{name}.pbtxt").write_text(config)
     install(checkpoint, repository)
-    ports = TritonPorts(free_port(), free_port(), free_port())
-    backends = prepare_backends(PROJECT_ROOT / ".cache" / "triton-backends")
-    server = ServerProcess(
-        f"triton-{name}", server_command(repository, backends, ports), raw, server_env()
-    )
-    ready = f"http://127.0.0.1:{ports.http}/v2/health/ready"
-    server.start().wait_until(lambda: http_status(ready) == 200, 300)
+    server, ports = start_triton(repository, raw)
     return server, f"127.0.0.1:{ports.http}"
 
 

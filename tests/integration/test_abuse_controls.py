@@ -9,8 +9,8 @@ import uuid
 import pytest
 
 from devstack.process import free_port
-from tests.conftest import ProxyFactory
 from tests.http import Reply, request
+from tests.stack import ProxyFactory
 
 pytestmark = pytest.mark.integration
 

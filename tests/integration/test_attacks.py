@@ -18,8 +18,8 @@ from tritonclient.http import InferenceServerClient, InferInput, InferRequestedO
 
 from perf import procstat
 from perf.attacks import ATTACKS, Target, raw_exchange, raw_post, run
-from tests.conftest import ProxyFactory, Triton
 from tests.http import request
+from tests.stack import ProxyFactory, Triton
 
 pytestmark = pytest.mark.integration
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from devstack.process import ServerProcess
-from tests.conftest import Triton, launch_proxy
 from tests.http import Reply, predict, request
+from tests.stack import Triton, launch_proxy
 
 pytestmark = pytest.mark.integration
 

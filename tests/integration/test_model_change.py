@@ -16,11 +16,12 @@ from pathlib import Path
 import pytest
 from safetensors.numpy import load_file, save_file
 
+from devstack.launch import start_triton
 from devstack.repository import SOURCE as MODEL_SOURCE
 from devstack.repository import set_parameter
 from modelctl.install import install
-from tests.conftest import launch_proxy, start_stack, start_triton
 from tests.http import predict, request, scores
+from tests.stack import launch_proxy, start_stack
 
 pytestmark = pytest.mark.integration
 REFRESH_SECONDS = 1.0

@@ -17,9 +17,9 @@ import pytest
 import yaml
 
 from devstack.process import ServerProcess, free_port, http_status
-from tests.conftest import Triton
 from tests.deploy.manifests import K8S
 from tests.http import predict, request
+from tests.stack import Triton
 
 pytestmark = pytest.mark.integration
 MONITORING = K8S / "components" / "monitoring"

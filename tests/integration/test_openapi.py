@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from modelctl.spec import PROJECT_ROOT
-from tests.conftest import ProxyFactory
 from tests.http import request
+from tests.stack import ProxyFactory
 
 pytestmark = pytest.mark.integration
 

@@ -9,8 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.conftest import ProxyFactory
 from tests.http import Reply, predict
+from tests.stack import ProxyFactory
 
 pytestmark = pytest.mark.integration
 

@@ -9,9 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from tests.conftest import ProxyFactory, Triton
 from tests.http import predict, request
-from tests.integration.test_triton_contract import http_scores, stats
+from tests.stack import ProxyFactory, Triton, http_scores, stats
 
 pytestmark = pytest.mark.integration
 

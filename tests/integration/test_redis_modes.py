@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from devstack.process import ServerProcess, free_port, port_open
-from devstack.redis import redis_command
-from tests.conftest import ProxyFactory, Triton, launch_proxy
+from devstack.launch import start_redis
+from devstack.process import ServerProcess, free_port
 from tests.http import predict, request, scores
+from tests.stack import ProxyFactory, Triton, launch_proxy
 
 pytestmark = pytest.mark.integration
 PASSWORD = "s3cret-pass"
@@ -53,33 +53,32 @@ def tls_redis(logs_dir: Path, tmp_path: Path) -> Iterator[tuple[int, Path]]:
         "--tls-auth-clients", "no",
         "--requirepass", PASSWORD,
     ]  # fmt: skip
-    server = ServerProcess(f"redis-tls-{port}", redis_command(port, tmp_path, *tls), logs_dir)
-    server.start().wait_until(lambda: port_open(port), 20)
+    server, _ = start_redis(logs_dir, *tls, port=port, workdir=tmp_path)
     yield port, ca
     server.stop()
 
 
-def test_rediss_url_with_password_caches_over_tls(
-    start_proxy: ProxyFactory, tls_redis: tuple[int, Path]
+@pytest.mark.parametrize(
+    ("password", "state", "second"),
+    [
+        (PASSWORD, "ok", "hit"),  # caches over TLS with the password
+        ("wrong", "degraded", "miss"),  # a wrong password is a degraded cache, not an error
+    ],
+)
+def test_rediss_url_with_password(
+    start_proxy: ProxyFactory,
+    tls_redis: tuple[int, Path],
+    password: str,
+    state: str,
+    second: str,
 ) -> None:
     port, ca = tls_redis
-    url = start_proxy(redis_url=f"rediss://:{PASSWORD}@127.0.0.1:{port}/0?ssl_ca_certs={ca}")
-    assert request("GET", f"{url}/health/ready").json()["redis"] == "ok"
+    url = start_proxy(redis_url=f"rediss://:{password}@127.0.0.1:{port}/0?ssl_ca_certs={ca}")
+    assert request("GET", f"{url}/health/ready").json()["redis"] == state
     texts = fresh(3)
-    assert predict(url, texts).headers["X-Cache"] == "miss"
-    assert predict(url, texts).headers["X-Cache"] == "hit"
-
-
-def test_wrong_tls_password_is_a_degraded_cache_not_an_error(
-    start_proxy: ProxyFactory, tls_redis: tuple[int, Path]
-) -> None:
-    port, ca = tls_redis
-    url = start_proxy(redis_url=f"rediss://:wrong@127.0.0.1:{port}/0?ssl_ca_certs={ca}")
-    assert request("GET", f"{url}/health/ready").json()["redis"] == "degraded"
-    texts = fresh(2)
-    for _ in range(2):
-        reply = predict(url, texts)
-        assert (reply.status, reply.headers["X-Cache"]) == (200, "miss")
+    first, then = predict(url, texts), predict(url, texts)
+    assert (first.status, then.status) == (200, 200)
+    assert (first.headers["X-Cache"], then.headers["X-Cache"]) == ("miss", second)
 
 
 @pytest.fixture
@@ -96,11 +95,9 @@ def redis_cluster(logs_dir: Path, tmp_path: Path) -> Iterator[list[ServerProcess
                 "--cluster-config-file", str(workdir / "nodes.conf"),
                 "--cluster-node-timeout", "1000",
             ]  # fmt: skip
-            node = ServerProcess(
-                f"redis-cluster-{port}", redis_command(port, workdir, *cluster), logs_dir
-            )
+            node, _ = start_redis(logs_dir, *cluster, port=port, workdir=workdir)
             node.url = f"127.0.0.1:{port}"
-            nodes.append(node.start().wait_until(lambda p=port: port_open(p), 20))
+            nodes.append(node)
         subprocess.run(
             ["redis-cli", "--cluster", "create", *(n.url for n in nodes), "--cluster-yes"],
             check=True,

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from devstack.launch import start_redis
 from devstack.process import free_port
-from tests.conftest import ProxyFactory, start_redis
 from tests.http import predict, request
+from tests.stack import ProxyFactory
 
 pytestmark = pytest.mark.integration
 
@@ -21,7 +22,7 @@ def test_redis_stopped_then_restarted(
     start_proxy: ProxyFactory, logs_dir: Path, tmp_path: Path
 ) -> None:
     port = free_port()
-    redis = start_redis(logs_dir, tmp_path, port)
+    redis, _ = start_redis(logs_dir, port=port, workdir=tmp_path)
     try:
         url = start_proxy(redis_url=f"redis://127.0.0.1:{port}/0", redis_retry_seconds="0.5")
         text = f"outage {uuid.uuid4()}"
@@ -53,7 +54,7 @@ def test_redis_stopped_then_restarted(
         ready = request("GET", f"{url}/health/ready")
         assert (ready.status, ready.json()["redis"]) == (200, "degraded")
 
-        redis = start_redis(logs_dir, tmp_path, port)  # empty: nothing was persisted
+        redis, _ = start_redis(logs_dir, port=port, workdir=tmp_path)  # empty: nothing persisted
         time.sleep(0.6)  # past redis_retry_seconds
         again = f"after outage {uuid.uuid4()}"
         assert predict(url, [again]).headers["X-Cache"] == "miss"

@@ -12,8 +12,8 @@ import pytest
 
 from modelctl.info import read_info
 from modelctl.spec import default_cache_dir
-from tests.conftest import start_stack
 from tests.http import predict, request
+from tests.stack import start_stack
 from trainer.cache import ensure_offline_model
 from trainer.data import default_train_tsv
 from trainer.evaluate import eval_examples, through_service

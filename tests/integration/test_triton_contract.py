@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -13,44 +11,10 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from tests.conftest import Triton
+from tests.stack import MODEL, Triton, http_client, http_scores, stats, text_input
 from trainer.data import sst2_sentences as sentences
 
 pytestmark = pytest.mark.integration
-MODEL = "distilbert_sst2"
-
-
-def text_input(module: object, texts: list[str]) -> object:
-    data = np.array([[t.encode()] for t in texts], dtype=np.object_)
-    tensor = module.InferInput("TEXT", list(data.shape), "BYTES")  # type: ignore[attr-defined]
-    tensor.set_data_from_numpy(data)
-    return tensor
-
-
-@contextmanager
-def http_client(triton: Triton) -> Iterator[httpclient.InferenceServerClient]:
-    client = httpclient.InferenceServerClient(triton.http_url)
-    try:
-        yield client
-    finally:
-        client.close()
-
-
-def http_scores(triton: Triton, texts: list[str]) -> np.ndarray:
-    out = httpclient.InferRequestedOutput("PROBABILITIES")
-    with http_client(triton) as client:
-        result = client.infer(MODEL, [text_input(httpclient, texts)], outputs=[out])
-    return result.as_numpy("PROBABILITIES")
-
-
-def stats(triton: Triton) -> dict[str, int]:
-    with http_client(triton) as client:
-        model = client.get_inference_statistics(MODEL)["model_stats"][0]
-    return {
-        "requests": int(model["inference_stats"]["success"]["count"]),
-        "executions": int(model["execution_count"]),
-        "inferences": int(model["inference_count"]),
-    }
 
 
 def test_metadata_matches_the_contract(triton: Triton) -> None:

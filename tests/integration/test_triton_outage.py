@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from devstack.launch import start_triton
 from devstack.repository import SOURCE as MODEL_SOURCE
 from devstack.repository import set_parameter
-from tests.conftest import Stack, start_stack, start_triton
 from tests.http import predict, request
+from tests.stack import Stack, start_stack
 
 pytestmark = pytest.mark.integration
 

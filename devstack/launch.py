@@ -1,0 +1,48 @@
+"""Start the real servers, each on free ports, and wait until each is ready:
+one launcher for the tests and both benchmarks (`make up` runs the same
+command lines under honcho). Every server's log goes to `logs/<name>.log`."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from devstack.process import ServerProcess, free_port, http_status, port_open, python_module
+from devstack.redis import redis_command
+from devstack.triton import TritonPorts, prepare_backends, server_command, server_env
+from modelctl.spec import PROJECT_ROOT
+
+TRITON_BACKENDS = PROJECT_ROOT / ".cache" / "triton-backends"
+
+
+def start_redis(
+    logs: Path, *extra: str, port: int | None = None, workdir: Path | None = None
+) -> tuple[ServerProcess, int]:
+    """An in-memory redis-server (`extra`: more options, e.g. TLS or cluster)."""
+    port = port or free_port()
+    workdir = workdir or Path(tempfile.mkdtemp(prefix=f"redis-{port}-"))
+    server = ServerProcess(f"redis-{port}", redis_command(port, workdir, *extra), logs)
+    return server.start().wait_until(lambda: port_open(port), 20), port
+
+
+def start_triton(
+    repository: Path, logs: Path, ports: TritonPorts | None = None, timeout: float = 300
+) -> tuple[ServerProcess, TritonPorts]:
+    """tritonserver on `repository`, ready (its models loaded and warm)."""
+    ports = ports or TritonPorts(free_port(), free_port(), free_port())
+    command = server_command(repository, prepare_backends(TRITON_BACKENDS), ports)
+    server = ServerProcess(f"triton-{ports.http}", command, logs, server_env())
+    ready = f"http://127.0.0.1:{ports.http}/v2/health/ready"
+    return server.start().wait_until(lambda: http_status(ready) == 200, timeout), ports
+
+
+def start_proxy(logs: Path, **settings: str) -> ServerProcess:
+    """`python -m cache_proxy`, ready; keyword arguments are its settings
+    (TRITON_URL and REDIS_URL at least), lower-case."""
+    port = free_port()
+    env = dict(os.environ, PROXY_PORT=str(port))
+    env.update({name.upper(): value for name, value in settings.items()})
+    url = f"http://127.0.0.1:{port}"
+    server = ServerProcess(f"proxy-{port}", python_module("cache_proxy"), logs, env, url)
+    return server.start().wait_until(lambda: http_status(f"{url}/health/ready") == 200, 60)

@@ -1,0 +1,116 @@
+"""What the integration tests share (no fixtures: those are in conftest.py):
+the session Triton's handle, a private Triton + proxy stack, a proxy with the
+tests' settings, and tritonclient helpers. Servers start through devstack.launch."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tritonclient.http as httpclient
+
+from devstack.launch import start_proxy, start_triton
+from devstack.process import ServerProcess
+from devstack.repository import copy_model_definition
+from devstack.triton import TritonPorts
+from modelctl.install import install
+
+MODEL = "distilbert_sst2"
+ProxyFactory = Callable[..., str]
+
+
+@dataclass(frozen=True)
+class Triton:
+    ports: TritonPorts
+    repository: Path
+    server: ServerProcess
+
+    @property
+    def http_url(self) -> str:
+        return f"127.0.0.1:{self.ports.http}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"127.0.0.1:{self.ports.grpc}"
+
+
+def launch_proxy(logs: Path, **settings: str) -> ServerProcess:
+    """A real proxy, ready. Identity polls are inferences: kept out of
+    Triton's statistics (which tests read to prove what reached Triton)
+    unless a test sets MODEL_REFRESH_SECONDS itself."""
+    return start_proxy(logs, **{"model_refresh_seconds": "3600", **settings})
+
+
+@dataclass
+class Stack:
+    """A private Triton (own repository copy) with a proxy in front of it."""
+
+    triton: ServerProcess
+    ports: TritonPorts
+    repository: Path
+    proxy: ServerProcess
+
+    def stop(self) -> None:
+        self.proxy.stop()
+        self.triton.stop()
+
+
+def start_stack(
+    checkpoint: Path,
+    workdir: Path,
+    logs: Path,
+    redis_port: int,
+    config: str | None = None,
+    **proxy_settings: str,
+) -> Stack:
+    """Serve `checkpoint` (committed config unless `config`) behind a proxy."""
+    repository = copy_model_definition(workdir / "repo", config)
+    install(checkpoint, repository)
+    triton, ports = start_triton(repository, logs)
+    try:
+        proxy = launch_proxy(
+            logs,
+            triton_url=f"127.0.0.1:{ports.http}",
+            redis_url=f"redis://127.0.0.1:{redis_port}/0",
+            **proxy_settings,
+        )
+    except BaseException:
+        triton.stop()  # never leave a server behind a failed fixture
+        raise
+    return Stack(triton, ports, repository, proxy)
+
+
+def text_input(module: object, texts: list[str]) -> object:
+    data = np.array([[t.encode()] for t in texts], dtype=np.object_)
+    tensor = module.InferInput("TEXT", list(data.shape), "BYTES")  # type: ignore[attr-defined]
+    tensor.set_data_from_numpy(data)
+    return tensor
+
+
+@contextmanager
+def http_client(triton: Triton) -> Iterator[httpclient.InferenceServerClient]:
+    client = httpclient.InferenceServerClient(triton.http_url)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def http_scores(triton: Triton, texts: list[str]) -> np.ndarray:
+    out = httpclient.InferRequestedOutput("PROBABILITIES")
+    with http_client(triton) as client:
+        result = client.infer(MODEL, [text_input(httpclient, texts)], outputs=[out])
+    return result.as_numpy("PROBABILITIES")
+
+
+def stats(triton: Triton) -> dict[str, int]:
+    with http_client(triton) as client:
+        model = client.get_inference_statistics(MODEL)["model_stats"][0]
+    return {
+        "requests": int(model["inference_stats"]["success"]["count"]),
+        "executions": int(model["execution_count"]),
+        "inferences": int(model["inference_count"]),
+    }
