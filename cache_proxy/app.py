@@ -23,7 +23,7 @@ from cache_proxy.drain import Drain
 from cache_proxy.guard import abuse_controls
 from cache_proxy.keys import DRAIN, LIMITER, METRICS, PREDICTOR, SETTINGS
 from cache_proxy.metrics import Metrics
-from cache_proxy.middleware import errors_and_metrics
+from cache_proxy.middleware import errors_and_metrics, in_flight
 from cache_proxy.predictor import Predictor
 from cache_proxy.ratelimit import RateLimiter
 from cache_proxy.settings import Settings, api_key_set, redacted
@@ -53,7 +53,7 @@ def create_app(
     """The proxy; the app-level tests pass a fake backend and fakeredis."""
     app = web.Application(
         client_max_size=settings.max_body_bytes,
-        middlewares=[errors_and_metrics, abuse_controls],
+        middlewares=[in_flight, errors_and_metrics, abuse_controls],
         # cache_proxy.body decodes gzip/deflate itself, within limits, as 4xx errors
         handler_args={"auto_decompress": False},
     )

@@ -1,4 +1,5 @@
-"""One middleware: every error becomes `{"error", "error_type"}` JSON; metrics."""
+"""Middlewares: every error becomes `{"error", "error_type"}` JSON (with
+metrics), and requests in flight are tracked for the drain."""
 
 from __future__ import annotations
 
@@ -59,8 +60,6 @@ def route_name(request: web.Request) -> str:
 @web.middleware
 async def errors_and_metrics(request: web.Request, handler: Handler) -> web.StreamResponse:
     started = time.monotonic()
-    drain = request.app[DRAIN]
-    drain.enter(request.protocol)
     try:
         response = await handler(request)
     except ClientClosed as exc:
@@ -78,12 +77,24 @@ async def errors_and_metrics(request: web.Request, handler: Handler) -> web.Stre
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         response = error_response(ApiError("internal error; see the proxy log"))
-    finally:
-        drain.leave(request.protocol)
-    if drain.draining:
-        response.force_close()  # the client reconnects, to another replica
     metrics = request.app[METRICS]
     route = route_name(request)
     metrics.requests.labels(route, str(response.status)).inc()
     metrics.latency.labels(route).observe(time.monotonic() - started)
+    return response
+
+
+@web.middleware
+async def in_flight(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Which connections are handling a request (the drain waits for them; the
+    connection cap spares them); while draining, every answer closes its
+    connection so the client reconnects to another replica."""
+    drain = request.app[DRAIN]
+    drain.enter(request.protocol)
+    try:
+        response = await handler(request)
+    finally:
+        drain.leave(request.protocol)
+    if drain.draining:
+        response.force_close()
     return response
