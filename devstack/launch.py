@@ -8,12 +8,10 @@ import os
 import tempfile
 from pathlib import Path
 
+from devstack.paths import TRITON_BACKENDS
 from devstack.process import ServerProcess, free_port, http_status, port_open, python_module
 from devstack.redis import redis_command
 from devstack.triton import TritonPorts, prepare_backends, server_command, server_env
-from modelctl.spec import PROJECT_ROOT
-
-TRITON_BACKENDS = PROJECT_ROOT / ".cache" / "triton-backends"
 
 
 def start_redis(

@@ -13,7 +13,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from modelctl.spec import PROJECT_ROOT
+from devstack.paths import ROOT
 
 
 def free_port() -> int:
@@ -62,7 +62,7 @@ class ServerProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=self.env,
-                cwd=PROJECT_ROOT,
+                cwd=ROOT,
                 start_new_session=True,
             )
         return self

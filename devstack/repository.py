@@ -16,10 +16,10 @@ from typing import Any
 from google.protobuf import text_format
 from tritonclient.grpc.model_config_pb2 import ModelConfig
 
+from devstack.paths import MODEL_REPOSITORY
 from modelctl.install import MODEL_NAME
-from modelctl.spec import PROJECT_ROOT
 
-SOURCE = PROJECT_ROOT / "model_repository" / MODEL_NAME
+SOURCE = MODEL_REPOSITORY / MODEL_NAME
 
 
 def copy_model_definition(dest: Path, config_text: str | None = None) -> Path:

@@ -16,10 +16,10 @@ from pathlib import Path
 import honcho.manager
 from honcho.manager import Manager
 
+from devstack.paths import MODEL_REPOSITORY, RUN, TRITON_BACKENDS
 from devstack.redis import redis_command
 from devstack.triton import TritonPorts, prepare_backends, server_command, server_env
 from modelctl.__main__ import main as modelctl_main
-from modelctl.spec import PROJECT_ROOT
 
 DRAIN_SECONDS = 15  # proxy shutdown_timeout (10 s) plus margin, before SIGKILL
 
@@ -27,7 +27,7 @@ DRAIN_SECONDS = 15  # proxy shutdown_timeout (10 s) plus margin, before SIGKILL
 @dataclass(frozen=True)
 class UpSettings:
     model: str = "auto"
-    repository: Path = PROJECT_ROOT / "model_repository"
+    repository: Path = MODEL_REPOSITORY
     host: str = "127.0.0.1"
     proxy_port: int = 8080
     redis_port: int = 6379
@@ -38,7 +38,7 @@ class UpSettings:
         env = os.environ
         return cls(
             model=env.get("MODEL", "auto"),
-            repository=Path(env.get("MODEL_REPOSITORY", PROJECT_ROOT / "model_repository")),
+            repository=Path(env.get("MODEL_REPOSITORY", MODEL_REPOSITORY)),
             proxy_port=int(env.get("PROXY_PORT", "8080")),
             redis_port=int(env.get("REDIS_PORT", "6379")),
             triton=TritonPorts(
@@ -76,9 +76,9 @@ def main() -> int:
     repository = settings.repository.resolve()
     if modelctl_main(["get", settings.model, "--repository", str(repository)]) != 0:
         return 1
-    run_dir = PROJECT_ROOT / ".run"
+    run_dir = RUN
     (run_dir / "redis").mkdir(parents=True, exist_ok=True)
-    backends = prepare_backends(PROJECT_ROOT / ".cache" / "triton-backends")
+    backends = prepare_backends(TRITON_BACKENDS)
     url = f"http://{settings.host}:{settings.proxy_port}"
     python = sys.executable
     proxy_env = dict(

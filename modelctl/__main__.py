@@ -7,10 +7,11 @@ import logging
 import sys
 from pathlib import Path
 
+from devstack.paths import MODEL_REPOSITORY
 from modelctl.info import read_info
 from modelctl.install import install
 from modelctl.resolve import resolve
-from modelctl.spec import NAMED, PROJECT_ROOT, ModelSpec, default_cache_dir
+from modelctl.spec import NAMED, ModelSpec, default_cache_dir
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     get = sub.add_parser("get", help="get a checkpoint and install it into a repository")
     get.add_argument("model", nargs="?", default="auto", help=f"{' | '.join(NAMED)} | PATH")
-    get.add_argument("--repository", type=Path, default=PROJECT_ROOT / "model_repository")
+    get.add_argument("--repository", type=Path, default=MODEL_REPOSITORY)
     get.add_argument("--cache", type=Path, default=None, help="checkpoint cache directory")
     get.add_argument("--copy", action="store_true", help="copy instead of linking")
     args = parser.parse_args(argv)

@@ -13,8 +13,6 @@ TRAINED_OFFLINE = "trained-offline"
 AUTO = "auto"
 NAMED = (AUTO, HUB, TRAINED_OFFLINE, STANDIN_BASE, STANDIN_TINY)
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
 
 def default_cache_dir() -> Path:
     """Where fetched, built and trained checkpoints live: per user, so every

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from modelctl.spec import PROJECT_ROOT
+from devstack.paths import SHARED_SST2_TRAIN
 
 
 @dataclass(frozen=True)
@@ -20,7 +20,7 @@ class Example:
 
 def default_train_tsv() -> Path:
     """GLUE SST-2 train beside the checkout (`SST2_TRAIN_TSV` overrides)."""
-    default = PROJECT_ROOT.parent / "shared" / "data" / "sst2" / "train.tsv"
+    default = SHARED_SST2_TRAIN
     return Path(os.environ.get("SST2_TRAIN_TSV", default))
 
 

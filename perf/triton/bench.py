@@ -22,6 +22,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from devstack.launch import start_triton
+from devstack.paths import RESULTS
 from devstack.process import ServerProcess
 from devstack.repository import SOURCE as MODEL_SOURCE
 from devstack.repository import (
@@ -32,7 +33,7 @@ from devstack.repository import (
 )
 from modelctl.install import install
 from modelctl.resolve import resolve
-from modelctl.spec import PROJECT_ROOT, ModelSpec, default_cache_dir
+from modelctl.spec import ModelSpec, default_cache_dir
 from perf.procstat import resident_mib
 from perf.triton import analyzer, kernel
 from perf.triton.report import write_report
@@ -63,7 +64,7 @@ def main() -> int:
     parser.add_argument("--short", action="store_true", help="shorter windows (~4 min)")
     args = parser.parse_args()
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
-    out = PROJECT_ROOT / "perf" / "results" / f"{stamp}-triton"
+    out = RESULTS / f"{stamp}-triton"
     raw = out / "raw"
     raw.mkdir(parents=True)
     interval = 4000 if args.short else 8000

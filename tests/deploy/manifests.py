@@ -9,9 +9,9 @@ from typing import Any
 
 import yaml
 
-from modelctl.spec import PROJECT_ROOT
+from devstack.paths import ROOT
 
-K8S = PROJECT_ROOT / "k8s"
+K8S = ROOT / "k8s"
 OVERLAYS = ("dev", "prod")
 Obj = dict[str, Any]
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from modelctl.spec import PROJECT_ROOT
+from devstack.paths import MODEL_REPOSITORY, ROOT
 
 VENV_BIN = Path(sys.executable).parent
 DOCKERFILES = ("Dockerfile.triton", "Dockerfile.proxy")
@@ -24,7 +24,7 @@ DOCKERFILES = ("Dockerfile.triton", "Dockerfile.proxy")
 
 def run_lines(dockerfile: str) -> str:
     """All RUN instructions of `dockerfile`, continuation lines joined."""
-    text = (PROJECT_ROOT / dockerfile).read_text().replace("\\\n", " ")
+    text = (ROOT / dockerfile).read_text().replace("\\\n", " ")
     return "\n".join(line for line in text.splitlines() if line.startswith("RUN "))
 
 
@@ -37,7 +37,7 @@ def command(dockerfile: str, pattern: str) -> str:
 @pytest.mark.parametrize("dockerfile", DOCKERFILES)
 def test_hadolint_passes(dockerfile: str) -> None:
     run = subprocess.run(
-        [str(VENV_BIN / "hadolint"), str(PROJECT_ROOT / dockerfile)],
+        [str(VENV_BIN / "hadolint"), str(ROOT / dockerfile)],
         capture_output=True,
         text=True,
         check=False,
@@ -47,17 +47,17 @@ def test_hadolint_passes(dockerfile: str) -> None:
 
 def test_final_stages_run_as_non_root_with_exec_form_entrypoints() -> None:
     for dockerfile in DOCKERFILES:
-        final = (PROJECT_ROOT / dockerfile).read_text().rsplit("\nFROM ", 1)[1]
+        final = (ROOT / dockerfile).read_text().rsplit("\nFROM ", 1)[1]
         assert re.search(r"^USER 10001$", final, re.M), dockerfile
         assert re.search(r'^ENTRYPOINT \["', final, re.M), dockerfile
-    proxy_requirements = (PROJECT_ROOT / "requirements" / "proxy.txt").read_text().lower()
+    proxy_requirements = (ROOT / "requirements" / "proxy.txt").read_text().lower()
     assert not re.search(r"^(torch|transformers)\b", proxy_requirements, re.M)
 
 
 def test_triton_image_model_download_command_in_offline_standin_mode(tmp_path: Path) -> None:
     """The build stage's `modelctl get` + backend preparation, with MODEL=standin-tiny."""
     models = tmp_path / "models"
-    shutil.copytree(PROJECT_ROOT / "model_repository", models)
+    shutil.copytree(MODEL_REPOSITORY, models)
     get = (
         command("Dockerfile.triton", r"python -m modelctl get")
         .replace('"${MODEL}"', "standin-tiny")
@@ -67,7 +67,7 @@ def test_triton_image_model_download_command_in_offline_standin_mode(tmp_path: P
     prepare = command("Dockerfile.triton", r"python -c ").replace(
         "/opt/triton-backends", str(tmp_path / "backends")
     )
-    env = dict(os.environ, PATH=f"{VENV_BIN}:{os.environ['PATH']}", PYTHONPATH=str(PROJECT_ROOT))
+    env = dict(os.environ, PATH=f"{VENV_BIN}:{os.environ['PATH']}", PYTHONPATH=str(ROOT))
     for line in (get, prepare):
         subprocess.run(["bash", "-c", line], check=True, cwd=tmp_path, env=env, timeout=600)
     checkpoint = models / "distilbert_sst2" / "1" / "checkpoint"
@@ -86,7 +86,7 @@ def test_proxy_image_dependency_install_has_no_torch(tmp_path: Path) -> None:
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     install = command("Dockerfile.proxy", r"pip install -r").replace(
-        "/src/requirements", str(PROJECT_ROOT / "requirements")
+        "/src/requirements", str(ROOT / "requirements")
     )
     env = dict(os.environ, PATH=f"{venv / 'bin'}:{os.environ['PATH']}", PIP_QUIET="1")
     env.pop("PYTHONPATH", None)
@@ -96,7 +96,7 @@ def test_proxy_image_dependency_install_has_no_torch(tmp_path: Path) -> None:
         [str(venv / "bin" / "python"), "-c", probe],
         capture_output=True,
         text=True,
-        env={**env, "PYTHONPATH": str(PROJECT_ROOT)},
+        env={**env, "PYTHONPATH": str(ROOT)},
         check=False,
     )
     assert run.stdout.strip() == "ok", run.stderr

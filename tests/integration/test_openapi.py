@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from modelctl.spec import PROJECT_ROOT
+from devstack.paths import ROOT
 from tests.http import request
 from tests.stack import ProxyFactory
 
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.integration
 
 API_KEY = "fuzz-key"
 SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
-ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS", PROJECT_ROOT / ".artifacts"))
+ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS", ROOT / ".artifacts"))
 
 
 @pytest.fixture(scope="module")

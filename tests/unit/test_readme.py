@@ -7,9 +7,9 @@ import re
 from cache_proxy.errors import markdown_table as errors_table
 from cache_proxy.metrics import Metrics
 from cache_proxy.settings import markdown_table
-from modelctl.spec import PROJECT_ROOT
+from devstack.paths import ROOT
 
-README = (PROJECT_ROOT / "README.md").read_text()
+README = (ROOT / "README.md").read_text()
 
 
 def test_settings_table_is_generated_from_the_settings_class() -> None:
@@ -40,12 +40,12 @@ def test_every_metric_is_listed() -> None:
 
 def test_every_relative_link_in_the_readmes_resolves() -> None:
     broken = []
-    for readme in PROJECT_ROOT.glob("**/README.md"):
+    for readme in ROOT.glob("**/README.md"):
         if ".venv" in readme.parts or "node_modules" in readme.parts:
             continue
         for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", readme.read_text()):
             if "://" in target or target.startswith("mailto:"):
                 continue
             if not (readme.parent / target).exists():
-                broken.append(f"{readme.relative_to(PROJECT_ROOT)}: {target}")
+                broken.append(f"{readme.relative_to(ROOT)}: {target}")
     assert not broken
