@@ -40,33 +40,9 @@ async def open_triton(settings: Settings, metrics: Metrics) -> AsyncIterator[Bac
     """The Triton HTTP client (pooled), closed when the app stops."""
     client = InferenceServerClient(settings.triton_url, conn_limit=200)
     try:
-        yield TritonBackend(client, settings.triton_model, settings.triton_max_batch, metrics)
+        yield TritonBackend(client, settings.triton_model, metrics)
     finally:
         await client.close()
-
-
-def create_app(
-    settings: Settings,
-    open_backend: BackendOpener = open_triton,
-    connect: RedisConnector = lambda settings: connect_redis(settings),
-) -> web.Application:
-    """The proxy; the app-level tests pass a fake backend and fakeredis."""
-    app = web.Application(
-        client_max_size=settings.max_body_bytes,
-        middlewares=[in_flight, errors_and_metrics, abuse_controls],
-        # cache_proxy.body decodes gzip/deflate itself, within limits, as 4xx errors
-        handler_args={"auto_decompress": False},
-    )
-    app[SETTINGS] = settings
-    app[METRICS] = Metrics()
-    app[DRAIN] = Drain()
-    app.cleanup_ctx.extend(
-        [lambda app: services_ctx(app, open_backend, connect), model_refresh_ctx]
-    )
-    routes.setup(app)
-    if keys := api_key_set(settings):
-        log.info("authentication: %d API key(s); /predict and /model need a Bearer key", len(keys))
-    return app
 
 
 def connect_redis(settings: Settings) -> Redis | RedisCluster | None:
@@ -89,6 +65,30 @@ def connect_redis(settings: Settings) -> Redis | RedisCluster | None:
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
     )
+
+
+def create_app(
+    settings: Settings,
+    open_backend: BackendOpener = open_triton,
+    connect: RedisConnector = connect_redis,
+) -> web.Application:
+    """The proxy; the app-level tests pass a fake backend and fakeredis."""
+    app = web.Application(
+        client_max_size=settings.max_body_bytes,
+        middlewares=[in_flight, errors_and_metrics, abuse_controls],
+        # cache_proxy.body decodes gzip/deflate itself, within limits, as 4xx errors
+        handler_args={"auto_decompress": False},
+    )
+    app[SETTINGS] = settings
+    app[METRICS] = Metrics()
+    app[DRAIN] = Drain()
+    app.cleanup_ctx.extend(
+        [lambda app: services_ctx(app, open_backend, connect), model_refresh_ctx]
+    )
+    routes.setup(app)
+    if keys := api_key_set(settings):
+        log.info("authentication: %d API key(s); /predict and /model need a Bearer key", len(keys))
+    return app
 
 
 async def services_ctx(

@@ -91,18 +91,15 @@ class Backend(Protocol):
 
 
 class TritonBackend:
-    def __init__(
-        self, client: InferenceServerClient, model: str, max_batch: int, metrics: Metrics
-    ) -> None:
+    def __init__(self, client: InferenceServerClient, model: str, metrics: Metrics) -> None:
         self.client = client
         self.model = model
-        self.max_batch = max_batch
         self.metrics = metrics
 
     async def classify(
         self, texts: Sequence[str], time_budget: float
     ) -> tuple[NDArray[np.float32], ModelIdentity]:
-        """Scores [len(texts), labels] (at most max_batch texts) and the
+        """Scores [len(texts), labels] (at most the model's max_batch_size texts) and the
         identity of the model that made them."""
         return await self._infer(texts, time_budget)
 
