@@ -11,7 +11,7 @@ from pathlib import Path
 from devstack.paths import TRITON_BACKENDS
 from devstack.process import ServerProcess, free_port, http_status, port_open, python_module
 from devstack.redis import redis_command
-from devstack.triton import TritonPorts, prepare_backends, server_command, server_env
+from tritonserve import TritonPorts, prepare_backends, server_command, server_env
 
 
 def start_redis(

@@ -18,8 +18,8 @@ from honcho.manager import Manager
 
 from devstack.paths import MODEL_REPOSITORY, RUN, TRITON_BACKENDS
 from devstack.redis import redis_command
-from devstack.triton import TritonPorts, prepare_backends, server_command, server_env
 from modelctl.__main__ import main as modelctl_main
+from tritonserve import TritonPorts, prepare_backends, server_command, server_env
 
 DRAIN_SECONDS = 15  # proxy shutdown_timeout (10 s) plus margin, before SIGKILL
 

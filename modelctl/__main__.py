@@ -7,11 +7,12 @@ import logging
 import sys
 from pathlib import Path
 
+from checkpoints.cache_dir import default_cache_dir
+from checkpoints.info import read_info
 from devstack.paths import MODEL_REPOSITORY
-from modelctl.info import read_info
 from modelctl.install import install
 from modelctl.resolve import resolve
-from modelctl.spec import NAMED, ModelSpec, default_cache_dir
+from modelctl.spec import NAMED, ModelSpec
 
 
 def main(argv: list[str] | None = None) -> int:

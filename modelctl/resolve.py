@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from modelctl import hub, standins
+from checkpoints import hub
+from modelctl import standins
 from modelctl.spec import AUTO, HUB, STANDIN_BASE, TRAINED_OFFLINE, ModelSpec
 
 log = logging.getLogger(__name__)

@@ -1,8 +1,7 @@
-"""What `MODEL=...` may name, and where checkpoints are cached."""
+"""What `MODEL=...` may name."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,15 +11,6 @@ STANDIN_TINY = "standin-tiny"
 TRAINED_OFFLINE = "trained-offline"
 AUTO = "auto"
 NAMED = (AUTO, HUB, TRAINED_OFFLINE, STANDIN_BASE, STANDIN_TINY)
-
-
-def default_cache_dir() -> Path:
-    """Where fetched, built and trained checkpoints live: per user, so every
-    checkout on a machine shares them (`MODEL_CACHE` overrides)."""
-    if "MODEL_CACHE" in os.environ:
-        return Path(os.environ["MODEL_CACHE"])
-    xdg = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return xdg / "sst2-serving" / "models"
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,8 @@ import shutil
 from importlib import resources
 from pathlib import Path
 
-from modelctl.info import read_info, write_info
-from modelctl.staging import staged_dir
+from checkpoints.info import read_info, write_info
+from checkpoints.staging import staged_dir
 
 log = logging.getLogger(__name__)
 

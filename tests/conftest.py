@@ -7,13 +7,14 @@ from pathlib import Path
 
 import pytest
 
+from checkpoints.cache_dir import default_cache_dir
 from devstack.launch import start_redis, start_triton
 from devstack.process import ServerProcess
 from devstack.repository import SOURCE as MODEL_SOURCE
 from devstack.repository import copy_model_definition, set_parameter
 from modelctl.install import install
 from modelctl.resolve import resolve
-from modelctl.spec import ModelSpec, default_cache_dir
+from modelctl.spec import ModelSpec
 from tests.stack import ProxyFactory, Triton, launch_proxy
 
 

@@ -15,8 +15,8 @@ import tritonclient.http as httpclient
 from devstack.launch import start_proxy, start_triton
 from devstack.process import ServerProcess
 from devstack.repository import copy_model_definition
-from devstack.triton import TritonPorts
 from modelctl.install import install
+from tritonserve import TritonPorts
 
 MODEL = "distilbert_sst2"
 ProxyFactory = Callable[..., str]

@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from modelctl.spec import default_cache_dir
+from checkpoints.cache_dir import default_cache_dir
 from trainer.data import default_train_tsv
 
 
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="trainer: %(message)s")
 
     if args.command == "train":
-        from modelctl.hub import HubUnavailable
+        from checkpoints.hub import HubUnavailable
         from trainer.cache import ensure_offline_model
         from trainer.finetune import finetune_from_hub
 

@@ -12,9 +12,9 @@ import logging
 import time
 from pathlib import Path
 
-from modelctl import hub
-from modelctl.info import write_info
-from modelctl.staging import staged_dir
+from checkpoints import hub
+from checkpoints.info import write_info
+from checkpoints.staging import staged_dir
 from trainer.data import holdout_split, read_tsv
 from trainer.loop import train
 from trainer.offline import LABELS, Recipe, evaluate

@@ -16,8 +16,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from modelctl.info import write_info
-from modelctl.staging import staged_dir
+from checkpoints.info import write_info
+from checkpoints.staging import staged_dir
 from trainer.data import Example, holdout_split, read_tsv
 from trainer.loop import predict_labels, train
 from trainer.metrics import accuracy_f1

@@ -24,9 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from checkpoints.cache_dir import default_cache_dir
 from devstack.paths import RESULTS, ROOT
 from modelctl.resolve import resolve
-from modelctl.spec import ModelSpec, default_cache_dir
+from modelctl.spec import ModelSpec
 from perf.compare import under_attack
 from perf.compare.k6run import run_k6
 from perf.compare.report import plot_latency, plot_sweep, write_report

@@ -21,6 +21,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from checkpoints.cache_dir import default_cache_dir
 from devstack.launch import start_triton
 from devstack.paths import RESULTS
 from devstack.process import ServerProcess
@@ -33,7 +34,7 @@ from devstack.repository import (
 )
 from modelctl.install import install
 from modelctl.resolve import resolve
-from modelctl.spec import ModelSpec, default_cache_dir
+from modelctl.spec import ModelSpec
 from perf.procstat import resident_mib
 from perf.triton import analyzer, kernel
 from perf.triton.report import write_report

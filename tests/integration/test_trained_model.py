@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from modelctl.info import read_info
-from modelctl.spec import default_cache_dir
+from checkpoints.cache_dir import default_cache_dir
+from checkpoints.info import read_info
 from tests.http import predict, request
 from tests.stack import start_stack
 from trainer.cache import ensure_offline_model

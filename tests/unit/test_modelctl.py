@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from modelctl.hub import FILES, ExpectedHash, git_blob_sha1, verify_files
+from checkpoints.hub import FILES, ExpectedHash, git_blob_sha1, verify_files
 from modelctl.install import install, labels_of
 from modelctl.spec import ModelSpec
 

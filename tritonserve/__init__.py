@@ -1,4 +1,4 @@
-"""Launch the real tritonserver shipped in the nvidia-pytriton wheel.
+"""Run the real tritonserver shipped in the nvidia-pytriton wheel (devstack and the image).
 
 The wheel carries tritonserver 2.51, its Python backend and one backend stub
 per Python version. The stub must match the interpreter that has torch and

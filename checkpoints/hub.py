@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-from modelctl.info import write_info
-from modelctl.staging import staged_dir
+from checkpoints.info import write_info
+from checkpoints.staging import staged_dir
 
 log = logging.getLogger(__name__)
 
