@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from swagger_ui import api_doc
 
 from cache_proxy.body import read_body
 from cache_proxy.contract import parse_texts
@@ -69,9 +69,6 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-DOCS_PAGE = Path(__file__).with_name("docs.html")
-
-
 def static(body: bytes, content_type: str) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def handler(request: web.Request) -> web.Response:
         return web.Response(body=body, content_type=content_type)
@@ -80,9 +77,13 @@ def static(body: bytes, content_type: str) -> Callable[[web.Request], Awaitable[
 
 
 def setup(app: web.Application) -> None:
-    spec = json.dumps(openapi_spec(app[SETTINGS]), indent=1).encode()
-    app.router.add_get("/openapi.json", static(spec, "application/json"))
-    app.router.add_get("/docs", static(DOCS_PAGE.read_bytes(), "text/html"))
+    spec = openapi_spec(app[SETTINGS])
+    app.router.add_get(
+        "/openapi.json", static(json.dumps(spec, indent=1).encode(), "application/json")
+    )
+    # Swagger UI 5 from the swagger-ui-py wheel: /docs, its assets under /docs/static
+    # (served locally, no CDN) and the same spec at /docs/swagger.json.
+    api_doc(app, config=spec, url_prefix="/docs", title=spec["info"]["title"], host_inject=False)
     app.router.add_post("/predict", predict)
     app.router.add_get("/model", model)
     app.router.add_get("/health", health)

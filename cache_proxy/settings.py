@@ -2,22 +2,34 @@
 
 from __future__ import annotations
 
-import ast
 import functools
 import ipaddress
-import itertools
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
-from pathlib import Path
+from typing import Annotated
 from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Every field has a default; the env var is the field name upper-cased."""
+def _empty_is_false(raw: object) -> object:
+    return False if raw == "" else raw
+
+
+Flag = Annotated[bool, BeforeValidator(_empty_is_false)]
+"""A boolean setting: 1/true/yes/on or 0/false/no/off; empty is false."""
+
+
+class Settings(BaseModel):
+    """Every field has a default; the env var is the field name upper-cased.
+
+    pydantic checks the types and reads each field's docstring, which
+    `describe()` turns into the README's settings table.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
     proxy_host: str = "127.0.0.1"
     """Address the proxy listens on."""
@@ -32,7 +44,7 @@ class Settings:
     redis_url: str = "redis://127.0.0.1:6379/0"
     """Cache location: redis://[:password@]host:port/db, or rediss:// for TLS
     (CA via ?ssl_ca_certs=/path/ca.crt); empty disables the cache."""
-    redis_cluster: bool = False
+    redis_cluster: Flag = False
     """REDIS_URL names one node of a Redis Cluster; keys spread over all shards."""
     redis_timeout_seconds: float = 0.25
     """Connect/read timeout for one Redis call; past it the cache is bypassed."""
@@ -100,28 +112,13 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Build settings from `env` (default: os.environ); bad values raise ValueError."""
         env = os.environ if env is None else env
-        values: dict[str, object] = {}
-        for field in fields(cls):
-            raw = env.get(field.name.upper())
-            if raw is None:
-                continue
-            kind = type(getattr(cls, field.name))
-            try:
-                values[field.name] = parse_bool(raw) if kind is bool else kind(raw)
-            except ValueError:
-                raise ValueError(
-                    f"{field.name.upper()}={raw!r} is not a valid {kind.__name__}"
-                ) from None
-        return cls(**values)  # type: ignore[arg-type]
-
-
-def parse_bool(raw: str) -> bool:
-    lowered = raw.strip().lower()
-    if lowered in {"1", "true", "yes", "on"}:
-        return True
-    if lowered in {"0", "false", "no", "off", ""}:
-        return False
-    raise ValueError(raw)
+        given = {name: env[name.upper()] for name in cls.model_fields if name.upper() in env}
+        try:
+            return cls.model_validate(given)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            name = str(error["loc"][0])
+            raise ValueError(f"{name.upper()}={given[name]!r}: {error['msg']}") from None
 
 
 @functools.cache  # Settings is frozen: parsed once, not on every request
@@ -151,17 +148,10 @@ def api_key_set(settings: Settings) -> frozenset[str]:
 
 def describe() -> list[tuple[str, str, str]]:
     """(ENV_VAR, default, meaning) for every setting, from the docstrings above."""
-    tree = ast.parse(Path(__file__).read_text())
-    body = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Settings").body
-    rows = []
-    for node, following in itertools.pairwise(body):
-        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-            doc = ""
-            if isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant):
-                doc = str(following.value.value)
-            default = getattr(Settings, node.target.id)
-            rows.append((node.target.id.upper(), show_default(default), " ".join(str(doc).split())))
-    return rows
+    return [
+        (name.upper(), show_default(field.default), " ".join((field.description or "").split()))
+        for name, field in Settings.model_fields.items()
+    ]
 
 
 def show_default(value: object) -> str:
