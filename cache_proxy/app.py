@@ -12,7 +12,6 @@ from aiohttp import web
 from redis.asyncio import Redis, RedisCluster
 from redis.backoff import NoBackoff
 from redis.retry import Retry
-from tritonclient.http.aio import InferenceServerClient
 
 from cache_proxy import routes
 from cache_proxy.admission import Admission
@@ -38,11 +37,11 @@ RedisConnector = Callable[[Settings], "Redis | RedisCluster | None"]
 @contextlib.asynccontextmanager
 async def open_triton(settings: Settings, metrics: Metrics) -> AsyncIterator[Backend]:
     """The Triton HTTP client (pooled), closed when the app stops."""
-    client = InferenceServerClient(settings.triton_url, conn_limit=200)
+    backend = TritonBackend(settings.triton_url, settings.triton_model, metrics)
     try:
-        yield TritonBackend(client, settings.triton_model, metrics)
+        yield backend
     finally:
-        await client.close()
+        await backend.close()
 
 
 def connect_redis(settings: Settings) -> Redis | RedisCluster | None:

@@ -3,6 +3,12 @@
 Every inference asks for MODEL_INFO too, so each result carries the
 fingerprint of the model that computed it; the cache is written under that
 fingerprint, never under a stale one.
+
+Triton may sit behind a load balancer (a Kubernetes Service): a pooled
+connection stays with one replica, a new connection may reach another. A
+replica that is draining closes its connections or refuses new work; such a
+call is retried once on a new connection (`fresh`), which the balancer sends
+to a replica still serving.
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ from cache_proxy.errors import ApiError, BackendFailed, BackendUnavailable, Over
 from cache_proxy.metrics import Metrics
 
 log = logging.getLogger(__name__)
+UNREACHABLE = "the model server is unreachable"
+UNAVAILABLE = "the model is unavailable"
 
 
 @dataclass(frozen=True)
@@ -74,7 +82,7 @@ def map_triton_error(exc: InferenceServerException) -> ApiError:
     if "timeout" in lowered or "timed out" in lowered:
         return BackendUnavailable("the model timed out")
     if "unavailable" in lowered or "not ready" in lowered or "not found" in lowered:
-        return BackendUnavailable("the model is unavailable")
+        return BackendUnavailable(UNAVAILABLE)
     return BackendFailed("the model failed to answer; see the proxy log")
 
 
@@ -82,7 +90,7 @@ class Backend(Protocol):
     """What the Predictor needs of a model server (TritonBackend; a fake in tests)."""
 
     async def classify(
-        self, texts: Sequence[str], time_budget: float
+        self, texts: Sequence[str], time_budget: float, *, fresh: bool = False
     ) -> tuple[NDArray[np.float32], ModelIdentity]: ...
 
     async def identity(self, time_budget: float) -> ModelIdentity: ...
@@ -90,18 +98,31 @@ class Backend(Protocol):
     async def model_ready(self, max_wait: float) -> bool: ...
 
 
+def retry_elsewhere(error: ApiError) -> bool:
+    """A failure of this connection or replica, not of the request: a draining
+    Triton closed the connection or refuses new work."""
+    return isinstance(error, BackendUnavailable) and error.message in {
+        UNREACHABLE,
+        UNAVAILABLE,
+    }
+
+
 class TritonBackend:
-    def __init__(self, client: InferenceServerClient, model: str, metrics: Metrics) -> None:
-        self.client = client
+    def __init__(self, url: str, model: str, metrics: Metrics) -> None:
+        self.url = url
+        self.client = InferenceServerClient(url, conn_limit=200)  # pooled keep-alive
         self.model = model
         self.metrics = metrics
 
+    async def close(self) -> None:
+        await self.client.close()
+
     async def classify(
-        self, texts: Sequence[str], time_budget: float
+        self, texts: Sequence[str], time_budget: float, *, fresh: bool = False
     ) -> tuple[NDArray[np.float32], ModelIdentity]:
         """Scores [len(texts), labels] (at most the model's max_batch_size texts) and the
-        identity of the model that made them."""
-        return await self._infer(texts, time_budget)
+        identity of the model that made them. `fresh`: on a new connection."""
+        return await self._infer(texts, time_budget, fresh=fresh)
 
     async def identity(self, time_budget: float) -> ModelIdentity:
         """Ask the model who it is (a one-row request for MODEL_INFO only)."""
@@ -118,7 +139,40 @@ class TritonBackend:
             return False
 
     async def _infer(
-        self, texts: Sequence[str], time_budget: float, *, want_scores: bool = True
+        self,
+        texts: Sequence[str],
+        time_budget: float,
+        *,
+        want_scores: bool = True,
+        fresh: bool = False,
+    ) -> tuple[NDArray[np.float32], ModelIdentity]:
+        deadline = time.monotonic() + time_budget
+        try:
+            return await self._infer_once(texts, time_budget, want_scores, fresh)
+        except ApiError as error:
+            left = deadline - time.monotonic()
+            if fresh or not retry_elsewhere(error) or left <= 0:
+                raise
+            self.metrics.triton_errors.labels("retried_elsewhere").inc()
+            return await self._infer_once(texts, left, want_scores, fresh=True)
+
+    async def _infer_once(
+        self, texts: Sequence[str], time_budget: float, want_scores: bool, fresh: bool
+    ) -> tuple[NDArray[np.float32], ModelIdentity]:
+        """One call, on the pool or on a new connection (closed after it)."""
+        client = InferenceServerClient(self.url, conn_limit=1) if fresh else self.client
+        try:
+            return await self._call(client, texts, time_budget, want_scores)
+        finally:
+            if fresh:
+                await client.close()
+
+    async def _call(
+        self,
+        client: InferenceServerClient,
+        texts: Sequence[str],
+        time_budget: float,
+        want_scores: bool,
     ) -> tuple[NDArray[np.float32], ModelIdentity]:
         data = np.array([[t.encode("utf-8")] for t in texts], dtype=np.object_)
         tensor = InferInput("TEXT", list(data.shape), "BYTES")
@@ -129,7 +183,7 @@ class TritonBackend:
         started = time.monotonic()
         try:
             async with asyncio.timeout(time_budget):
-                result = await self.client.infer(
+                result = await client.infer(
                     self.model, [tensor], outputs=outputs, timeout=int(time_budget * 1e6)
                 )
         except TimeoutError:
@@ -144,7 +198,7 @@ class TritonBackend:
         except (aiohttp.ClientError, OSError) as exc:
             self.metrics.triton_errors.labels("unreachable").inc()
             log.warning("triton unreachable: %s", exc)
-            raise BackendUnavailable("the model server is unreachable") from None
+            raise BackendUnavailable(UNREACHABLE) from None
         finally:
             self.metrics.triton_latency.observe(time.monotonic() - started)
         identity = ModelIdentity.from_json(result.as_numpy("MODEL_INFO")[0, 0])
@@ -157,21 +211,42 @@ class TritonBackend:
 
 
 class ModelTracker:
-    """The last identity Triton reported; logs every change of model."""
+    """The model being served, as Triton reports it; logs every change.
 
-    def __init__(self) -> None:
+    During a rolling update old and new replicas answer side by side. The
+    first answer from a fingerprint not seen before makes it current and
+    retires the previous one; answers from a retired model are then refused
+    (`observe` returns False, the caller asks again on a new connection), so
+    the proxy never flips back to the old model. A retired model becomes
+    current again only when the current one has not answered for
+    `reinstate_after` seconds: a rollback.
+    """
+
+    def __init__(self, reinstate_after: float = 3.0, remember: int = 16) -> None:
         self.current: ModelIdentity | None = None
-        self.observed_at = float("-inf")  # monotonic time of the last report
+        self.observed_at = float("-inf")  # monotonic time the current model last answered
+        self.retired: dict[str, float] = {}  # fingerprint -> when it was superseded
+        self.reinstate_after = reinstate_after
+        self.remember = remember
 
     def age(self) -> float:
-        """Seconds since Triton last reported its identity (inference or poll)."""
+        """Seconds since the current model last answered (inference or poll)."""
         return time.monotonic() - self.observed_at
 
-    def observe(self, identity: ModelIdentity) -> None:
-        self.observed_at = time.monotonic()
+    def observe(self, identity: ModelIdentity) -> bool:
+        """Record an answer's model; False if it came from a retired model."""
+        now = time.monotonic()
         previous = self.current
+        if previous is not None and previous.fingerprint != identity.fingerprint:
+            if identity.fingerprint in self.retired and self.age() < self.reinstate_after:
+                return False
+            self.retired[previous.fingerprint] = now
+            self.retired.pop(identity.fingerprint, None)
+            while len(self.retired) > self.remember:
+                self.retired.pop(next(iter(self.retired)))
+        self.observed_at = now
         if previous is not None and previous.fingerprint == identity.fingerprint:
-            return
+            return True
         self.current = identity
         log.info(
             "serving model %s (source=%s, fingerprint=%s)%s",
@@ -182,3 +257,4 @@ class ModelTracker:
         )
         if identity.standin:
             log.warning("STAND-IN MODEL %s: %s", identity.name, identity.warning)
+        return True

@@ -25,6 +25,8 @@ from cache_proxy.singleflight import SingleFlight
 
 log = logging.getLogger(__name__)
 IDENTITY_TIMEOUT_SECONDS = 2.0
+MODEL_CHANGES_PER_REQUEST = 2  # more within one request: 503, retry
+RETRY_PAUSE_SECONDS = 0.02  # grows linearly between asks that reach a retired model
 
 
 @dataclass(frozen=True)
@@ -109,15 +111,57 @@ class Predictor:
         self.flights: SingleFlight[Outcome] = SingleFlight()
 
     async def predict(self, texts: Sequence[str], client: str, deadline: float) -> PredictResult:
-        """Predictions for `texts` in input order; raises ApiError on backend trouble."""
+        """Predictions for `texts` in input order, all from the current model;
+        raises ApiError on backend trouble."""
         started = time.monotonic()
         distinct = unique(texts)
-        known = self.tracker.current
-        if not distinct:
-            return PredictResult([], "hit", 0.0, known.fingerprint if known else None)
-        mine, theirs = self.flights.claim(distinct)
+        results: dict[str, Outcome] = {}
+        merged: set[str] = set()
+        cost, todo = 0, distinct
+        for _ in range(MODEL_CHANGES_PER_REQUEST + 1):
+            outcomes, theirs = await self._serve(todo, client, deadline)
+            results.update(outcomes)
+            merged.update(t for t in theirs if not outcomes[t].cached)
+            cost += sum(
+                text_cost(t) for t, o in outcomes.items() if not o.cached and t not in theirs
+            )
+            # The model changed while serving this request (some results were
+            # cached for, or computed by, the old one): those again, from the new one.
+            todo = self._outdated(results)
+            if not todo:
+                break
+        else:
+            raise BackendUnavailable("the model is changing; retry")
+        identity = next(iter(results.values())).identity if results else self.tracker.current
+        from_cache = sum(o.cached for o in results.values())
+        return PredictResult(
+            predictions=to_predictions(
+                [results[t].scores for t in texts], identity.labels if identity else ()
+            ),
+            cache_status=cache_status(len(distinct), len(distinct) - from_cache),
+            inference_ms=(time.monotonic() - started) * 1000 if from_cache < len(distinct) else 0,
+            fingerprint=identity.fingerprint if identity else None,
+            merged=len(merged),
+            cost=cost,
+        )
+
+    def _outdated(self, results: dict[str, Outcome]) -> list[str]:
+        current = self.tracker.current
+        if current is None:
+            return []
+        return [t for t, o in results.items() if o.identity.fingerprint != current.fingerprint]
+
+    async def _serve(
+        self, texts: Sequence[str], client: str, deadline: float
+    ) -> tuple[dict[str, Outcome], set[str]]:
+        """Outcomes of `texts` under the current model: the ones this request
+        claims (single-flight) looked up and computed, the others awaited from
+        the concurrent requests that claimed them (returned as the second part)."""
+        if not texts:
+            return {}, set()
+        mine, theirs = self.flights.claim(texts)
         try:
-            hits, computed = await self._serve_claimed(mine, known, client, deadline)
+            hits, computed = await self._serve_claimed(mine, self.tracker.current, client, deadline)
         except BaseException as exc:
             error = (
                 exc
@@ -126,25 +170,7 @@ class Predictor:
             )
             self.flights.fail(mine, error)  # releases only what was not resolved yet
             raise
-        results = {**hits, **computed, **await wait_for_others(theirs, deadline)}
-        cost = sum(text_cost(t) for t in computed)
-        if len({o.identity.fingerprint for o in results.values()}) > 1:
-            # The model changed while serving this request (some results were
-            # cached for, or computed by, the old one): recompute with the new one.
-            results = await self._compute(distinct, client, deadline)
-            cost += sum(text_cost(t) for t in distinct)
-            if len({o.identity.fingerprint for o in results.values()}) > 1:
-                raise BackendUnavailable("the model is changing; retry")
-        identity = next(iter(results.values())).identity
-        from_cache = sum(o.cached for o in results.values())
-        return PredictResult(
-            predictions=to_predictions([results[t].scores for t in texts], identity.labels),
-            cache_status=cache_status(len(distinct), len(distinct) - from_cache),
-            inference_ms=(time.monotonic() - started) * 1000 if from_cache < len(distinct) else 0,
-            fingerprint=identity.fingerprint,
-            merged=sum(not results[t].cached for t in theirs),
-            cost=cost,
-        )
+        return {**hits, **computed, **await wait_for_others(theirs, deadline)}, set(theirs)
 
     async def identity(self) -> ModelIdentity:
         """The served model's identity, asking Triton if none is known yet."""
@@ -218,7 +244,15 @@ class Predictor:
             wait = min(self.admission.timeout, time_left(deadline))
             async with self.admission.slot(client, sum(costs[i] for i in chunk), wait):
                 rows, identity = await self.backend.classify(part, time_left(deadline))
-            self.tracker.observe(identity)
+                retries = 0
+                while not self.tracker.observe(identity):
+                    # A replica still serving a retired model (rolling update):
+                    # ask again on a new connection, which may reach a new replica.
+                    retries += 1
+                    await asyncio.sleep(min(RETRY_PAUSE_SECONDS * retries, time_left(deadline)))
+                    rows, identity = await self.backend.classify(
+                        part, time_left(deadline), fresh=True
+                    )
             outcomes = {
                 t: Outcome(row.tolist(), identity, cached=False)
                 for t, row in zip(part, rows, strict=True)

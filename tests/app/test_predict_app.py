@@ -21,6 +21,7 @@ from numpy.typing import NDArray
 from cache_proxy.app import create_app
 from cache_proxy.backend import Backend, ModelIdentity
 from cache_proxy.errors import ApiError, BackendUnavailable, Overloaded
+from cache_proxy.keys import PREDICTOR
 from cache_proxy.metrics import Metrics
 from cache_proxy.settings import Settings
 
@@ -34,6 +35,8 @@ class FakeModel:
     def __init__(self) -> None:
         self.fingerprint = "model-a"
         self.calls: list[list[str]] = []
+        self.fresh: list[bool] = []  # per call: asked on a new connection
+        self.rollout: list[str] = []  # fingerprints answering the next calls (replicas)
         self.gate: asyncio.Event | None = None
         self.failure: Exception | None = None
 
@@ -46,9 +49,12 @@ class FakeModel:
         return (len(text) % 7 + (3 if self.fingerprint == "model-b" else 0)) / 10
 
     async def classify(
-        self, texts: Sequence[str], time_budget: float
+        self, texts: Sequence[str], time_budget: float, *, fresh: bool = False
     ) -> tuple[NDArray[np.float32], ModelIdentity]:
         self.calls.append(list(texts))
+        self.fresh.append(fresh)
+        if self.rollout:
+            self.fingerprint = self.rollout.pop(0)
         if self.gate is not None:
             await self.gate.wait()
         if self.failure is not None:
@@ -115,9 +121,51 @@ async def test_a_model_change_recomputes_what_the_old_model_cached(
     _, headers, body = await predict(client, ["a", "dddd"])  # a: old cache; dddd: new model
     assert headers["X-Model-Fingerprint"] == "model-b"
     assert positives(body) == pytest.approx([0.4, 0.7])  # both model-b's scores
-    assert model.calls[-1] == ["a", "dddd"]
+    assert model.calls[-2:] == [["dddd"], ["a"]]  # a: recomputed by model-b only
     _, headers, body = await predict(client, ["a"])
     assert (headers["X-Cache"], positives(body)) == ("hit", pytest.approx([0.4]))
+
+
+async def test_a_rolling_update_never_flips_back_to_the_old_model(
+    make_client: Any, model: FakeModel
+) -> None:
+    """Old and new replicas answer side by side: once model-b answered, an
+    answer from model-a is asked again on a new connection, never served."""
+    client = await make_client()
+    model.rollout = ["model-a", "model-b", "model-a", "model-a", "model-b"]
+    assert (await predict(client, ["a"]))[1]["X-Model-Fingerprint"] == "model-a"
+    assert (await predict(client, ["bb"]))[1]["X-Model-Fingerprint"] == "model-b"
+    _, headers, body = await predict(client, ["ccc"])  # a, a (refused), then b
+    assert (headers["X-Model-Fingerprint"], positives(body)) == ("model-b", pytest.approx([0.6]))
+    assert model.fresh == [False, False, False, True, True]
+    _, headers, body = await predict(client, ["a"])  # cached by model-a: recomputed
+    assert (headers["X-Model-Fingerprint"], headers["X-Cache"]) == ("model-b", "miss")
+
+
+async def test_a_rollback_is_followed_once_the_newer_model_is_gone(
+    make_client: Any, model: FakeModel
+) -> None:
+    client = await make_client()
+    await predict(client, ["a"])
+    model.fingerprint = "model-b"
+    await predict(client, ["bb"])
+    client.app[PREDICTOR].tracker.reinstate_after = 0.05
+    model.fingerprint = "model-a"  # every replica is back on model-a
+    await asyncio.sleep(0.1)
+    _, headers, _ = await predict(client, ["ccc"])
+    assert headers["X-Model-Fingerprint"] == "model-a"
+
+
+async def test_chunks_answered_by_different_models_are_one_answer(
+    make_client: Any, model: FakeModel
+) -> None:
+    """A request split into chunks whose answers come from both models during
+    a rolling update gets 200 with every score from the new model."""
+    client = await make_client(max_inflight_cost=4)  # one text of cost 3 per chunk
+    model.rollout = ["model-a", "model-b", "model-a", "model-b"]  # replicas alternate
+    status, headers, body = await predict(client, ["a", "b"])
+    assert (status, headers["X-Model-Fingerprint"]) == (200, "model-b")
+    assert positives(body) == pytest.approx([0.4, 0.4])
 
 
 async def test_identical_texts_in_flight_are_computed_once(
