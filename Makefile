@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 MODEL ?= auto
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help install system-deps test-system-deps model up test test-unit lint format clean bench bench-triton
+.PHONY: help install system-deps test-system-deps model up test test-unit lint format clean bench bench-triton images kube-dev
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -20,7 +20,8 @@ $(VENV)/.installed: requirements/*.txt
 
 # command:package pairs from Debian, apt-installed when the command is missing
 RUNTIME_TOOLS := redis-server:redis-server
-TEST_TOOLS := chromium:chromium prometheus:prometheus
+TEST_TOOLS := chromium:chromium prometheus:prometheus podman:podman runc:runc \
+	mmdebstrap:mmdebstrap haproxy:haproxy
 define apt_missing
 	@missing=$$(for pair in $(1); do command -v $${pair%%:*} >/dev/null || echo $${pair#*:}; done); \
 	if [ -n "$$missing" ]; then \
@@ -31,7 +32,7 @@ endef
 system-deps:  ## redis-server from Debian when absent (needs root)
 	$(call apt_missing,$(RUNTIME_TOOLS))
 
-test-system-deps:  ## chromium (docs page test) and prometheus (dashboard test) when absent
+test-system-deps:  ## chromium, prometheus, podman + runc + mmdebstrap (images), haproxy (rollout) when absent
 	$(call apt_missing,$(TEST_TOOLS))
 
 install: $(VENV)/.installed system-deps  ## venv with pinned deps + redis-server
@@ -47,6 +48,12 @@ test: install test-system-deps  ## the whole test suite against real servers
 
 test-unit: install  ## only the tests that need no server
 	$(PY) -m pytest -m "not integration"
+
+images: install test-system-deps  ## build both images with podman (MODEL: hub needs the hub; default standin-tiny)
+	$(PY) -m devstack.containers build --model $(if $(filter auto,$(MODEL)),standin-tiny,$(MODEL))
+
+kube-dev: images  ## run k8s/overlays/dev in podman (one pod, manifests as written); Ctrl-C stops
+	$(PY) -m devstack.kubeplay k8s/overlays/dev
 
 $(VENV)/.perf-installed: requirements/perf.txt $(VENV)/.installed
 	$(PY) -m pip install --quiet --disable-pip-version-check \

@@ -4,6 +4,8 @@ tests' settings, and tritonclient helpers. Servers start through devstack.launch
 
 from __future__ import annotations
 
+import json
+import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -11,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import tritonclient.http as httpclient
+from safetensors.numpy import load_file, save_file
 
 from devstack.launch import start_proxy, start_triton
 from devstack.process import ServerProcess
@@ -114,3 +117,16 @@ def stats(triton: Triton) -> dict[str, int]:
         "executions": int(model["execution_count"]),
         "inferences": int(model["inference_count"]),
     }
+
+
+def swapped_labels_checkpoint(checkpoint: Path, dest: Path) -> Path:
+    """A real, different checkpoint (new fingerprint) whose scores are the
+    old ones reversed, so an answer of the old model is unmistakable."""
+    shutil.copytree(checkpoint, dest)
+    weights = load_file(str(dest / "model.safetensors"))
+    for name in ("classifier.weight", "classifier.bias"):
+        weights[name] = weights[name][::-1].copy()
+    save_file(weights, str(dest / "model.safetensors"), metadata={"format": "pt"})
+    info = json.loads((dest / "model_info.json").read_text())
+    (dest / "model_info.json").write_text(json.dumps({**info, "name": "standin-tiny-swapped"}))
+    return dest

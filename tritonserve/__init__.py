@@ -88,5 +88,8 @@ def server_command(
         "--allow-gpu-metrics=false",
         "--strict-readiness=true",
         "--exit-on-error=true",
+        # on SIGTERM, requests in flight get this long (the Deployment's
+        # preStop 5 s + 20 s < its terminationGracePeriodSeconds 30)
+        "--exit-timeout-secs=20",
         "--log-info=true",
     ]

@@ -1,7 +1,7 @@
 // Shared by the k6 profiles: target, cache and timing headers as metrics.
 import { check } from 'k6';
 import http from 'k6/http';
-import { Rate, Trend } from 'k6/metrics';
+import { Counter, Rate, Trend } from 'k6/metrics';
 
 export const BASE_URL = __ENV.BASE_URL || 'http://127.0.0.1:8080';
 
@@ -10,6 +10,10 @@ export const BASE_URL = __ENV.BASE_URL || 'http://127.0.0.1:8080';
 const cacheHit = new Rate('cache_hit');
 const proxyTotal = new Trend('proxy_total_ms', true);
 const inference = new Trend('inference_ms', true);
+// RECORD_MODEL=1: one sample per answer, tagged with the model that made it
+// and when the request was sent (tests/deploy/test_rollout.py reads them).
+const RECORD_MODEL = __ENV.RECORD_MODEL === '1';
+const modelAnswers = new Counter('model_answers');
 
 export function health() {
   const res = http.get(`${BASE_URL}/health`, { tags: { name: 'health' } });
@@ -17,6 +21,7 @@ export function health() {
 }
 
 export function predict(texts) {
+  const sent = Date.now();
   // The original script sent no Content-Type; today's FastAPI answers such a
   // body with 422, so both systems get the header (ours does not need it).
   const res = http.post(`${BASE_URL}/predict`, JSON.stringify({ text: texts }), {
@@ -27,6 +32,10 @@ export function predict(texts) {
     'predict 200': (r) => r.status === 200,
     'one prediction per text': (r) => r.status === 200 && r.json('predictions').length === texts.length,
   });
+  if (RECORD_MODEL) {
+    const fingerprint = res.headers['X-Model-Fingerprint'] || 'none';
+    modelAnswers.add(1, { fingerprint, sent: String(sent), status: String(res.status) });
+  }
   const ours = res.headers['X-Cache'];
   const theirs = res.headers['X-Mlapi-Cache'];
   if (ours !== undefined || theirs !== undefined) {

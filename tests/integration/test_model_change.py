@@ -7,35 +7,21 @@ so an old cached answer is unmistakable.
 
 from __future__ import annotations
 
-import json
-import shutil
 import time
 import uuid
 from pathlib import Path
 
 import pytest
-from safetensors.numpy import load_file, save_file
 
 from devstack.launch import start_triton
 from devstack.repository import SOURCE as MODEL_SOURCE
 from devstack.repository import set_parameter
 from modelctl.install import install
 from tests.http import predict, request, scores
-from tests.stack import launch_proxy, start_stack
+from tests.stack import launch_proxy, start_stack, swapped_labels_checkpoint
 
 pytestmark = pytest.mark.integration
 REFRESH_SECONDS = 1.0
-
-
-def swapped_labels_checkpoint(checkpoint: Path, dest: Path) -> Path:
-    shutil.copytree(checkpoint, dest)
-    weights = load_file(str(dest / "model.safetensors"))
-    for name in ("classifier.weight", "classifier.bias"):
-        weights[name] = weights[name][::-1].copy()
-    save_file(weights, str(dest / "model.safetensors"), metadata={"format": "pt"})
-    info = json.loads((dest / "model_info.json").read_text())
-    (dest / "model_info.json").write_text(json.dumps({**info, "name": "standin-tiny-swapped"}))
-    return dest
 
 
 def test_model_change_never_serves_the_old_models_cache(

@@ -1,0 +1,231 @@
+"""A rolling model update, then a scale-down, under load: zero failed requests.
+
+Two Triton replicas (processes) serve the old model behind HAProxy (see
+rollout.py); the proxy and Redis sit in front, with the original k6 profile
+and the cache-miss profile running, plus an observer that checks every score
+it gets. The replicas are replaced one at a time as `kubectl rollout` would
+(maxSurge 1, maxUnavailable 0, readiness before traffic, preStop and drain
+before exit, all read from the Triton Deployment), then one is removed.
+
+Required, and asserted:
+- zero failed requests (k6's and the observer's);
+- no flip-flop: no request sent after a new-model answer arrived gets an
+  old-model answer;
+- no old-model answer is served as the new model's (the new model is the old
+  one with its labels swapped, so its scores are the old ones reversed);
+The figures go to .artifacts/rollout.json and the test log.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from devstack.paths import ROOT
+from devstack.repository import SOURCE as MODEL_SOURCE
+from devstack.repository import set_parameter
+from perf.compare.k6run import K6, SCRIPTS
+from tests.deploy.manifests import of_kind, render
+from tests.deploy.rollout import Balancer, Deployment, Lifecycle
+from tests.http import predict
+from tests.stack import launch_proxy, swapped_labels_checkpoint
+from trainer.data import sst2_sentences
+
+pytestmark = pytest.mark.integration
+ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS", ROOT / ".artifacts"))
+FIXED = ["I love you!", "I hate you!", "I am a Kubernetes Cluster!"]  # the original's texts
+
+
+@dataclass(frozen=True)
+class Answer:
+    sent: float  # epoch seconds
+    received: float
+    status: int
+    fingerprint: str
+    texts: tuple[str, ...] = ()
+    scores: tuple[tuple[float, ...], ...] = ()
+
+
+@dataclass
+class Observer:
+    """Sends the original's cached texts plus a new one, in a loop, and keeps every answer."""
+
+    url: str
+    answers: list[Answer] = field(default_factory=list)
+    stopping: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            texts = (*FIXED, f"observer {uuid.uuid4().hex[:8]}")
+            sent = time.time()
+            reply = predict(self.url, list(texts))
+            answer = Answer(
+                sent, time.time(), reply.status, reply.headers.get("X-Model-Fingerprint", "none")
+            )
+            if reply.status == 200:
+                rows = tuple(
+                    tuple(p["score"] for p in entry) for entry in reply.json()["predictions"]
+                )
+                answer = Answer(answer.sent, answer.received, 200, answer.fingerprint, texts, rows)
+            self.answers.append(answer)
+            time.sleep(0.05)
+
+
+def k6_answers(csv_path: Path) -> list[Answer]:
+    """The model_answers samples k6 wrote (RECORD_MODEL=1 in perf/k6/lib.js)."""
+    answers = []
+    with gzip.open(csv_path, "rt") as handle:
+        for row in csv.DictReader(handle):
+            if row["metric_name"] != "model_answers":
+                continue
+            tags = dict(pair.split("=", 1) for pair in row["extra_tags"].split("&") if pair)
+            received = int(row["timestamp"]) / 1000
+            answers.append(
+                Answer(int(tags["sent"]) / 1000, received, int(row["status"]), tags["fingerprint"])
+            )
+    return answers
+
+
+@contextmanager
+def load(url: str, workdir: Path) -> Iterator[tuple[Observer, dict[str, Path]]]:
+    """k6's original and cache-miss profiles plus the observer, until the block ends."""
+    sentences = workdir / "sentences.json"
+    sentences.write_text(json.dumps(sst2_sentences(2000, offset=40000)))
+    env = dict(
+        os.environ,
+        BASE_URL=url,
+        SST2_FILE=str(sentences),
+        RECORD_MODEL="1",
+        K6_CSV_TIME_FORMAT="unix_milli",
+        K6_NO_USAGE_REPORT="true",
+        P99_MS="600000",  # not a latency test
+        RAMP="2s",
+        HOLD="10m",
+        DOWN="1s",
+        DURATION="10m",
+    )
+    profiles = {"original": ("original.js", "3"), "cache_miss": ("cache_miss.js", "2")}
+    runs, outputs, logs = [], {}, []
+    for name, (script, vus) in profiles.items():
+        outputs[name] = workdir / f"{name}.csv.gz"
+        summary = workdir / f"{name}-summary.json"
+        logs.append((workdir / f"{name}-k6.log").open("w"))
+        command = [str(K6), "run", "--quiet", f"--out=csv={outputs[name]}"]
+        command += [f"--summary-export={summary}", script]
+        runs.append(
+            subprocess.Popen(
+                command,
+                cwd=SCRIPTS,
+                env={**env, "VUS": vus},
+                stdout=subprocess.DEVNULL,
+                stderr=logs[-1],
+            )
+        )
+    observer = Observer(url)
+    thread = threading.Thread(target=observer.run, daemon=True)
+    thread.start()
+    try:
+        time.sleep(5)  # load running before anything changes
+        yield observer, outputs
+    finally:
+        observer.stopping.set()
+        thread.join(60)
+        for run in runs:
+            run.send_signal(signal.SIGINT)  # k6 stops gracefully and writes its output
+        for run in runs:
+            run.wait(120)
+        for log in logs:
+            log.close()
+
+
+def check_answers(answers: list[Answer], old: str, new: str) -> dict[str, float]:
+    """Zero failures and no flip-flop; the rollout's figures."""
+    failed = [a for a in answers if a.status != 200]
+    assert not failed, f"{len(failed)} failed requests, first: {failed[:3]}"
+    assert {a.fingerprint for a in answers} <= {old, new}
+    first_new = min(a.received for a in answers if a.fingerprint == new)
+    late_old = [a for a in answers if a.fingerprint == old and a.sent > first_new]
+    assert not late_old, f"{len(late_old)} old-model answers to requests sent after a new one"
+    last_old = max(a.received for a in answers if a.fingerprint == old)
+    return {
+        "requests": len(answers),
+        "failed": len(failed),
+        "old_model_answers": sum(a.fingerprint == old for a in answers),
+        "new_model_answers": sum(a.fingerprint == new for a in answers),
+        "first_new_to_last_old_seconds": round(last_old - first_new, 3),
+    }
+
+
+def test_rolling_update_and_scale_down_under_load(
+    tmp_path: Path, logs_dir: Path, tiny_checkpoint: Path, redis_server: int
+) -> None:
+    manifest = next(
+        d for d in of_kind(render("dev"), "Deployment") if d["metadata"]["name"] == "sst2-triton"
+    )
+    lifecycle = Lifecycle.from_deployment(manifest)
+    # fp32: scores independent of batch-mates, so each answer can be checked exactly
+    config = set_parameter((MODEL_SOURCE / "config.pbtxt").read_text(), "precision", "fp32")
+    new_checkpoint = swapped_labels_checkpoint(tiny_checkpoint, tmp_path / "new")
+    balancer = Balancer(tmp_path, logs_dir, lifecycle.readiness_path).start()
+    deployment = Deployment(balancer, lifecycle, tmp_path, logs_dir, config)
+    proxy = None
+    try:
+        for _ in range(2):
+            deployment.start_replica(tiny_checkpoint, "old")
+        proxy = launch_proxy(
+            logs_dir,
+            triton_url=balancer.url,
+            redis_url=f"redis://127.0.0.1:{redis_server}/5",
+            model_refresh_seconds="1",
+        )
+        first = predict(proxy.url, FIXED)  # the original's texts, cached for the old model
+        old = first.headers["X-Model-Fingerprint"]
+        old_scores = [[p["score"] for p in entry] for entry in first.json()["predictions"]]
+
+        started = time.time()
+        with load(proxy.url, tmp_path) as (observer, k6_outputs):
+            deployment.roll(new_checkpoint, "new")
+            rolled = time.time()
+            time.sleep(3)
+            deployment.stop_replica(next(iter(deployment.replicas)))  # scale down 2 -> 1
+            time.sleep(3)
+        answers = observer.answers + [a for p in k6_outputs.values() for a in k6_answers(p)]
+        new = next(a.fingerprint for a in answers if a.fingerprint != old)
+
+        figures = check_answers(answers, old, new)
+        for answer in observer.answers:
+            for text, row in zip(answer.texts, answer.scores, strict=True):
+                if text in FIXED:  # the new model's scores are the old ones reversed
+                    expected = old_scores[FIXED.index(text)]
+                    if answer.fingerprint == new:
+                        expected = expected[::-1]
+                    assert row == pytest.approx(expected, abs=1e-5), (answer, text)
+        during_scale_down = [a for a in answers if a.sent > rolled]
+        assert during_scale_down and all(a.fingerprint == new for a in during_scale_down)
+        figures |= {
+            "rollout_seconds": round(rolled - started - 5, 1),
+            "k6_requests": sum(len(k6_answers(p)) for p in k6_outputs.values()),
+            "observer_requests": len(observer.answers),
+            "events": [f"{t - started:6.1f}s {event}" for t, event in deployment.events],
+        }
+        ARTIFACTS.mkdir(exist_ok=True)
+        (ARTIFACTS / "rollout.json").write_text(json.dumps(figures, indent=2) + "\n")
+        print(json.dumps(figures, indent=2))
+    finally:
+        if proxy is not None:
+            proxy.stop()
+        deployment.stop()
+        balancer.stop()
