@@ -23,11 +23,9 @@ class K6Result:
     exit_code: int  # 99: a threshold failed (reported, not fatal)
 
 
-def run_k6(
-    script: str, url: str, env: dict[str, str], raw: Path, label: str, sentences: Path
-) -> K6Result:
-    csv, summary = raw / f"{label}.csv.gz", raw / f"{label}-summary.json"
-    full_env = dict(
+def k6_env(url: str, sentences: Path, **env: str) -> dict[str, str]:
+    """The environment every profile reads (perf/k6/lib.js), plus `env`."""
+    return dict(
         os.environ,
         BASE_URL=url,
         SST2_FILE=str(sentences),
@@ -35,17 +33,23 @@ def run_k6(
         K6_NO_USAGE_REPORT="true",
         **env,
     )
-    command = [
-        str(K6),
-        "run",
-        "--quiet",
-        f"--out=csv={csv}",
-        f"--summary-export={summary}",
-        script,
-    ]
+
+
+def k6_command(script: str, csv: Path, summary: Path) -> list[str]:
+    """`k6 run` of one profile: every sample to `csv`, the summary to `summary`."""
+    return [str(K6), "run", "--quiet", f"--out=csv={csv}", f"--summary-export={summary}", script]
+
+
+def run_k6(
+    script: str, url: str, env: dict[str, str], raw: Path, label: str, sentences: Path
+) -> K6Result:
+    csv, summary = raw / f"{label}.csv.gz", raw / f"{label}-summary.json"
+    command = k6_command(script, csv, summary)
     started = time.monotonic()
     with (raw / f"{label}-k6.log").open("w") as log:
-        done = subprocess.run(command, cwd=SCRIPTS, env=full_env, stdout=log, stderr=log)
+        done = subprocess.run(
+            command, cwd=SCRIPTS, env=k6_env(url, sentences, **env), stdout=log, stderr=log
+        )
     if done.returncode not in (0, 99):
         raise RuntimeError(f"k6 {script} failed ({done.returncode}); see {raw / label}-k6.log")
     return K6Result(csv, summary, time.monotonic() - started, done.returncode)

@@ -37,7 +37,7 @@ import pytest
 from devstack.paths import ROOT
 from devstack.repository import SOURCE as MODEL_SOURCE
 from devstack.repository import set_parameter
-from perf.compare.k6run import K6, SCRIPTS
+from perf.compare.k6run import SCRIPTS, k6_command, k6_env
 from tests.deploy.manifests import of_kind, render
 from tests.deploy.rollout import Balancer, Deployment, Lifecycle
 from tests.http import predict
@@ -104,13 +104,10 @@ def load(url: str, workdir: Path) -> Iterator[tuple[Observer, dict[str, Path]]]:
     """k6's original and cache-miss profiles plus the observer, until the block ends."""
     sentences = workdir / "sentences.json"
     sentences.write_text(json.dumps(sst2_sentences(2000, offset=40000)))
-    env = dict(
-        os.environ,
-        BASE_URL=url,
-        SST2_FILE=str(sentences),
+    env = k6_env(
+        url,
+        sentences,
         RECORD_MODEL="1",
-        K6_CSV_TIME_FORMAT="unix_milli",
-        K6_NO_USAGE_REPORT="true",
         P99_MS="600000",  # not a latency test
         RAMP="2s",
         HOLD="10m",
@@ -121,10 +118,8 @@ def load(url: str, workdir: Path) -> Iterator[tuple[Observer, dict[str, Path]]]:
     runs, outputs, logs = [], {}, []
     for name, (script, vus) in profiles.items():
         outputs[name] = workdir / f"{name}.csv.gz"
-        summary = workdir / f"{name}-summary.json"
         logs.append((workdir / f"{name}-k6.log").open("w"))
-        command = [str(K6), "run", "--quiet", f"--out=csv={outputs[name]}"]
-        command += [f"--summary-export={summary}", script]
+        command = k6_command(script, outputs[name], workdir / f"{name}-summary.json")
         runs.append(
             subprocess.Popen(
                 command,
