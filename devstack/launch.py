@@ -8,6 +8,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from devstack.monitoring import prometheus_command
 from devstack.paths import TRITON_BACKENDS
 from devstack.process import ServerProcess, free_port, http_status, port_open, python_module
 from devstack.redis import redis_command
@@ -44,3 +45,13 @@ def start_proxy(logs: Path, **settings: str) -> ServerProcess:
     url = f"http://127.0.0.1:{port}"
     server = ServerProcess(f"proxy-{port}", python_module("cache_proxy"), logs, env, url)
     return server.start().wait_until(lambda: http_status(f"{url}/health/ready") == 200, 60)
+
+
+def start_prometheus(workdir: Path, logs: Path, proxy: str, triton_metrics: str) -> ServerProcess:
+    """Prometheus scraping a proxy and a tritonserver (host:port each) with the
+    monitoring component's alert rules; its URL is the process's `url`."""
+    port = free_port()
+    command = prometheus_command(workdir, f"127.0.0.1:{port}", proxy, triton_metrics)
+    url = f"http://127.0.0.1:{port}"
+    server = ServerProcess(f"prometheus-{port}", command, logs, url=url)
+    return server.start().wait_until(lambda: http_status(f"{url}/-/ready") == 200, 60)

@@ -1,4 +1,5 @@
-"""`make up`: redis-server, tritonserver and the proxy on 127.0.0.1, supervised.
+"""`make up`: redis-server, tritonserver and the proxy on 127.0.0.1, supervised
+(MONITORING=1: also Prometheus, scraping both, with the alert rules).
 
 honcho runs the three (plus a readiness watcher), prefixes their logs, stops
 all of them on Ctrl-C or SIGTERM, and stops the rest if one dies.
@@ -16,6 +17,7 @@ from pathlib import Path
 import honcho.manager
 from honcho.manager import Manager
 
+from devstack.monitoring import prometheus_command
 from devstack.paths import MODEL_REPOSITORY, RUN, TRITON_BACKENDS
 from devstack.redis import redis_command
 from modelctl.__main__ import main as modelctl_main
@@ -32,6 +34,8 @@ class UpSettings:
     proxy_port: int = 8080
     redis_port: int = 6379
     triton: TritonPorts = field(default_factory=TritonPorts)
+    monitoring: bool = False
+    prometheus_port: int = 9090
 
     @classmethod
     def from_env(cls) -> UpSettings:
@@ -46,6 +50,8 @@ class UpSettings:
                 grpc=int(env.get("TRITON_GRPC_PORT", "8001")),
                 metrics=int(env.get("TRITON_METRICS_PORT", "8002")),
             ),
+            monitoring=env.get("MONITORING", "") not in ("", "0"),
+            prometheus_port=int(env.get("PROMETHEUS_PORT", "9090")),
         )
 
     def ports(self) -> dict[str, int]:
@@ -55,6 +61,7 @@ class UpSettings:
             "TRITON_HTTP_PORT": self.triton.http,
             "TRITON_GRPC_PORT": self.triton.grpc,
             "TRITON_METRICS_PORT": self.triton.metrics,
+            **({"PROMETHEUS_PORT": self.prometheus_port} if self.monitoring else {}),
         }
 
 
@@ -99,11 +106,18 @@ def main() -> int:
         env=server_env(),
     )
     manager.add_process("proxy", shlex.join([python, "-m", "cache_proxy"]), env=proxy_env)
-    manager.add_process(
-        "ready",
-        shlex.join([python, "-m", "devstack.watch", "--url", url]),
-        env=dict(os.environ, PYTHONUNBUFFERED="1"),
-    )
+    watch = [python, "-m", "devstack.watch", "--url", url]
+    if settings.monitoring:
+        listen = f"{settings.host}:{settings.prometheus_port}"
+        prometheus = prometheus_command(
+            run_dir / "prometheus",
+            listen,
+            proxy=f"{settings.host}:{settings.proxy_port}",
+            triton_metrics=f"{settings.host}:{settings.triton.metrics}",
+        )
+        manager.add_process("prometheus", shlex.join(prometheus))
+        watch += ["--prometheus", f"http://{listen}"]
+    manager.add_process("ready", shlex.join(watch), env=dict(os.environ, PYTHONUNBUFFERED="1"))
     manager.loop()
     # Ctrl-C / SIGTERM (honcho's 130 / 143) are a clean stop; a child that
     # stopped by itself is a failure even when its own exit code was 0.

@@ -13,6 +13,9 @@ import time
 import urllib.error
 import urllib.request
 
+from devstack.monitoring import dashboard_graphs, graph_url
+from devstack.process import http_status
+
 
 def readiness(url: str) -> tuple[int, dict[str, object]]:
     try:
@@ -42,9 +45,22 @@ def banner(url: str, body: dict[str, object], seconds: float) -> str:
     return "\n".join(lines)
 
 
+def dashboard_link(prometheus: str, timeout: float = 60) -> str:
+    """The graph page with the dashboard's main panels, once Prometheus is ready."""
+    deadline = time.monotonic() + timeout
+    while http_status(f"{prometheus}/-/ready") != 200:
+        if time.monotonic() > deadline:
+            return f"Prometheus not ready at {prometheus} after {timeout:.0f}s"
+        time.sleep(0.5)
+    classic = http_status(f"{prometheus}/classic/graph") == 200
+    url = graph_url(prometheus, dashboard_graphs(main_only=True), classic=classic)
+    return f"dashboard (Prometheus, main panels of the Grafana dashboard):\n  {url}"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--url", required=True)
+    parser.add_argument("--prometheus", help="also print the dashboard link of this Prometheus")
     parser.add_argument("--timeout", type=float, default=600)
     args = parser.parse_args()
     started = time.monotonic()
@@ -56,6 +72,8 @@ def main() -> int:
         time.sleep(0.5)
         status, body = readiness(args.url)
     print(banner(args.url, body, time.monotonic() - started), flush=True)
+    if args.prometheus:
+        print(dashboard_link(args.prometheus), flush=True)
     last = (status, body.get("redis"))
     while True:
         time.sleep(5)

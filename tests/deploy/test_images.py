@@ -12,19 +12,16 @@ does not run.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from devstack import containers, kubeplay
-from devstack.paths import ROOT
+from tests.browser import ARTIFACTS
 from tests.deploy.manifests import render
 from tests.http import predict, request
 
 pytestmark = pytest.mark.integration
-ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS", ROOT / ".artifacts"))
 RUN_KINDS = {"Deployment", "ConfigMap", "Secret"}
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import csv
 import gzip
 import json
-import os
 import signal
 import subprocess
 import threading
@@ -34,10 +33,10 @@ from pathlib import Path
 
 import pytest
 
-from devstack.paths import ROOT
 from devstack.repository import SOURCE as MODEL_SOURCE
 from devstack.repository import set_parameter
 from perf.compare.k6run import SCRIPTS, k6_command, k6_env
+from tests.browser import ARTIFACTS
 from tests.deploy.manifests import of_kind, render
 from tests.deploy.rollout import Balancer, Deployment, Lifecycle
 from tests.http import predict
@@ -45,7 +44,6 @@ from tests.stack import launch_proxy, swapped_labels_checkpoint
 from trainer.data import sst2_sentences
 
 pytestmark = pytest.mark.integration
-ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS", ROOT / ".artifacts"))
 FIXED = ["I love you!", "I hate you!", "I am a Kubernetes Cluster!"]  # the original's texts
 
 

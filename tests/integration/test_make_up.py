@@ -5,27 +5,34 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
+import uuid
 from pathlib import Path
 
 import pytest
 
+from devstack.monitoring import dashboard_graphs
 from devstack.process import ServerProcess, free_port, http_status, port_open, python_module
 from devstack.repository import copy_model_definition
-from tests.http import predict
+from tests.browser import artifact, rendered
+from tests.http import predict, request
 
 pytestmark = pytest.mark.integration
 
 
-def start_up(tmp_path: Path, logs_dir: Path, name: str) -> tuple[ServerProcess, dict[str, int]]:
+def start_up(
+    tmp_path: Path, logs_dir: Path, name: str, *, monitoring: bool = False
+) -> tuple[ServerProcess, dict[str, int]]:
     ports = {
         name: free_port()
         for name in ("PROXY_PORT", "REDIS_PORT", "TRITON_HTTP_PORT", "TRITON_GRPC_PORT",
-                     "TRITON_METRICS_PORT")
+                     "TRITON_METRICS_PORT", *(("PROMETHEUS_PORT",) if monitoring else ()))
     }  # fmt: skip
     env = dict(
         os.environ,
         MODEL="standin-tiny",
         MODEL_REPOSITORY=str(copy_model_definition(tmp_path / "repo")),
+        MONITORING="1" if monitoring else "",
         **{k: str(v) for k, v in ports.items()},
     )
     up = ServerProcess(name, python_module("devstack.up"), logs_dir, env).start()
@@ -59,3 +66,36 @@ def test_up_stops_everything_when_one_child_dies(tmp_path: Path, logs_dir: Path)
     assert up.process is not None
     assert up.process.wait(60) != 0
     assert not any(port_open(p) for p in ports.values())
+
+
+def test_up_with_monitoring_shows_the_dashboards_main_panels(
+    tmp_path: Path, logs_dir: Path
+) -> None:
+    """make up MONITORING=1 prints one Prometheus link; after some traffic every
+    panel it opens has data (headless Chromium; screenshot in .artifacts)."""
+    up, ports = start_up(tmp_path, logs_dir, "up-monitoring", monitoring=True)
+    try:
+        up.wait_until(lambda: "/graph?" in up.log_tail(400), 60)
+        link = next(
+            line.split("|", 1)[1].strip()
+            for line in up.log_tail(400).splitlines()
+            if "/graph?" in line
+        )
+        url = f"http://127.0.0.1:{ports['PROXY_PORT']}"
+        repeated = ["I love you!", "I hate you!"]
+        deadline = time.monotonic() + 12
+        while time.monotonic() < deadline:  # misses and hits
+            assert predict(url, [*repeated, f"new {uuid.uuid4()}"]).status == 200
+            time.sleep(0.1)
+        time.sleep(4)  # two more scrapes
+        dom = rendered(link, tmp_path / "profile", artifact("dashboard.png"), height=6000)
+        graphs = dashboard_graphs(main_only=True)
+        assert dom.count('class="graph rickshaw_graph"') == len(graphs), dom[-2000:]
+        assert "No datapoints found" not in dom
+        assert "Total time series: 0" not in dom
+        rules = request("GET", f"http://127.0.0.1:{ports['PROMETHEUS_PORT']}/api/v1/rules")
+        assert len([r for g in rules.json()["data"]["groups"] for r in g["rules"]]) == 6
+    finally:
+        up.signal(signal.SIGTERM)
+        assert up.process is not None
+        up.process.wait(60)

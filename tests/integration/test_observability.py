@@ -3,7 +3,6 @@ and tritonserver, and every expression must parse and (dashboard) return data.""
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import time
@@ -16,39 +15,20 @@ from typing import Any
 import pytest
 import yaml
 
-from devstack.process import ServerProcess, free_port, http_status
-from tests.deploy.manifests import K8S
+from devstack.launch import start_prometheus
+from devstack.monitoring import dashboard_graphs, rule_groups
 from tests.http import predict, request
 from tests.stack import Triton
 
 pytestmark = pytest.mark.integration
-MONITORING = K8S / "components" / "monitoring"
-RATE_INTERVAL = "30s"  # what Grafana's $__rate_interval becomes at a 1 s scrape interval
-
-
-def rule_groups() -> dict[str, Any]:
-    rule = yaml.safe_load((MONITORING / "sst2-prometheusrule.yaml").read_text())
-    return {"groups": rule["spec"]["groups"]}
-
-
-def dashboard_expressions() -> list[str]:
-    dashboard = json.loads((MONITORING / "sst2-dashboard.json").read_text())
-    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
-    return [e.replace("$__rate_interval", RATE_INTERVAL) for e in exprs]
-
-
-def binary(name: str) -> str:
-    path = shutil.which(name)
-    assert path, f"{name} missing: `make system-deps` installs Debian's prometheus"
-    return path
 
 
 def test_promtool_accepts_the_alert_rules(tmp_path: Path) -> None:
     rules = tmp_path / "rules.yml"
     rules.write_text(yaml.safe_dump(rule_groups()))
-    run = subprocess.run(
-        [binary("promtool"), "check", "rules", str(rules)], capture_output=True, text=True
-    )
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool missing: `make test-system-deps` installs Debian's prometheus"
+    run = subprocess.run([promtool, "check", "rules", str(rules)], capture_output=True, text=True)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "SUCCESS: 6 rules found" in run.stdout
 
@@ -65,34 +45,10 @@ def query(prometheus: str, expr: str) -> dict[str, Any]:
 def test_dashboard_and_alerts_evaluate_against_real_metrics(
     tmp_path: Path, logs_dir: Path, triton: Triton, proxy_url: str
 ) -> None:
-    rules = tmp_path / "rules.yml"
-    rules.write_text(yaml.safe_dump(rule_groups()))
-    proxy_target = urllib.parse.urlparse(proxy_url).netloc
-    config = {
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "rule_files": [str(rules)],
-        "scrape_configs": [  # job names as the ServiceMonitors give them (Service names)
-            {"job_name": "sst2-proxy", "static_configs": [{"targets": [proxy_target]}]},
-            {
-                "job_name": "sst2-triton",
-                "static_configs": [{"targets": [f"127.0.0.1:{triton.ports.metrics}"]}],
-            },
-        ],
-    }
-    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
-    port = free_port()
-    prometheus = f"http://127.0.0.1:{port}"
-    server = ServerProcess(
-        f"prometheus-{port}",
-        [
-            binary("prometheus"),
-            f"--config.file={tmp_path / 'prometheus.yml'}",
-            f"--storage.tsdb.path={tmp_path / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        logs_dir,
-    )
-    server.start().wait_until(lambda: http_status(f"{prometheus}/-/ready") == 200, 60)
+    proxy = urllib.parse.urlparse(proxy_url).netloc
+    triton_metrics = f"127.0.0.1:{triton.ports.metrics}"
+    server = start_prometheus(tmp_path / "prometheus", logs_dir, proxy, triton_metrics)
+    prometheus = server.url
     try:
         repeated = [f"observed {uuid.uuid4()}" for _ in range(4)]
         with ThreadPoolExecutor(4) as pool:
@@ -104,8 +60,8 @@ def test_dashboard_and_alerts_evaluate_against_real_metrics(
                 }
                 time.sleep(0.2)
         time.sleep(3)  # a few more scrapes after the traffic
-        for expr in dashboard_expressions():
-            assert query(prometheus, expr)["result"], f"no data for dashboard query: {expr}"
+        for graph in dashboard_graphs():
+            assert query(prometheus, graph.expr)["result"], f"no data for {graph.title}"
         for group in rule_groups()["groups"]:
             for rule in group["rules"]:
                 query(prometheus, rule["expr"])  # parses and evaluates

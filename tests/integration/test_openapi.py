@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from devstack.paths import ROOT
+from tests.browser import artifact, rendered
 from tests.http import request
 from tests.stack import ProxyFactory
 
@@ -18,7 +16,6 @@ pytestmark = pytest.mark.integration
 
 API_KEY = "fuzz-key"
 SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
-ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS", ROOT / ".artifacts"))
 
 
 @pytest.fixture(scope="module")
@@ -66,49 +63,11 @@ def test_schemathesis_finds_no_server_error_or_schema_violation(
     assert "No issues found" in run.stdout
 
 
-def chromium() -> str:
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert path, "chromium is missing: `make system-deps` installs Debian's chromium"
-    return path
-
-
 def test_docs_page_renders_the_api_in_headless_chromium(guarded_proxy: str, tmp_path: Path) -> None:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    screenshot = ARTIFACTS / "docs.png"
-    screenshot.unlink(missing_ok=True)
-    browser = [
-        chromium(),
-        "--headless",
-        "--no-sandbox",  # tests run as root in CI containers
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--no-first-run",
-        f"--user-data-dir={tmp_path / 'profile'}",
-        "--virtual-time-budget=10000",  # let the page fetch and render openapi.json
-    ]
-    dom = subprocess.run(
-        [*browser, "--dump-dom", f"{guarded_proxy}/docs"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    ).stdout
-    subprocess.run(
-        [
-            *browser,
-            f"--screenshot={screenshot}",
-            "--window-size=1200,1800",
-            f"{guarded_proxy}/docs",
-        ],
-        capture_output=True,
-        timeout=120,
-        check=True,
-    )
+    dom = rendered(f"{guarded_proxy}/docs", tmp_path / "profile", artifact("docs.png"))
     # Swagger UI (swagger-ui-py, served locally) rendered every operation from the spec.
     for operation in ("predict", "model", "health", "ready", "metrics"):
         assert f'id="operations-default-{operation}"' in dom, dom[-3000:]
     assert "SST-2 sentiment inference" in dom
     assert 'class="btn authorize' in dom  # API keys on: the bearer scheme is offered
     assert "errors-wrapper" not in dom  # no load or schema error shown
-    assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert screenshot.stat().st_size > 10_000  # a rendered page, not a blank one
