@@ -7,19 +7,27 @@ PY := $(VENV)/bin/python
 MODEL ?= auto
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help install system-deps test-system-deps model up test test-unit lint format clean bench bench-triton images kube-dev
+.PHONY: help install install-up system-deps test-system-deps model up test test-unit lint format clean bench bench-triton images kube-dev
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: requirements/*.txt
+# `make up` installs only what running the service needs; `make test` adds the rest.
+$(VENV)/.up-installed: requirements/up.txt requirements/model.txt requirements/proxy.txt requirements/constraints.txt
 	@test -x $(PY) || $(PYTHON_BASE) -m venv $(VENV)
+	@echo "installing the service's Python packages into $(VENV) (about 2 minutes the first time)"
+	$(PY) -m pip install --disable-pip-version-check \
+		-r requirements/up.txt -c requirements/constraints.txt
+	@touch $@
+
+$(VENV)/.installed: requirements/*.txt $(VENV)/.up-installed
 	$(PY) -m pip install --quiet --disable-pip-version-check \
 		-r requirements/dev.txt -c requirements/constraints.txt
 	@touch $@
 
 # command:package pairs from Debian, apt-installed when the command is missing
-RUNTIME_TOOLS := redis-server:redis-server
+MONITORING ?=
+RUNTIME_TOOLS := redis-server:redis-server $(if $(filter-out 0,$(MONITORING)),prometheus:prometheus)
 TEST_TOOLS := chromium:chromium prometheus:prometheus podman:podman runc:runc \
 	mmdebstrap:mmdebstrap haproxy:haproxy
 define apt_missing
@@ -29,19 +37,21 @@ define apt_missing
 		else echo "missing: sudo apt-get install $$missing" >&2; exit 1; fi; fi
 endef
 
-system-deps:  ## redis-server from Debian when absent (needs root)
+system-deps:  ## redis-server (MONITORING=1: and prometheus) from Debian when absent (needs root)
 	$(call apt_missing,$(RUNTIME_TOOLS))
 
 test-system-deps:  ## chromium, prometheus, podman + runc + mmdebstrap (images), haproxy (rollout) when absent
 	$(call apt_missing,$(TEST_TOOLS))
 
-install: $(VENV)/.installed system-deps  ## venv with pinned deps + redis-server
+install-up: $(VENV)/.up-installed system-deps  ## what `make up` needs: runtime packages + redis-server
 
-model: install  ## get MODEL (auto|hub|trained-offline|standin-base|standin-tiny|PATH) into model_repository/
+install: $(VENV)/.installed system-deps  ## everything: + test, lint and load-test tools
+
+model: install-up  ## get MODEL (auto|hub|trained-offline|standin-base|standin-tiny|PATH) into model_repository/
 	$(PY) -m modelctl get $(MODEL)
 
-up: install  ## run redis + tritonserver + proxy on 127.0.0.1 (proxy :8080); Ctrl-C stops
-	MODEL=$(MODEL) $(PY) -m devstack.up
+up: install-up  ## run redis + tritonserver + proxy on 127.0.0.1 (proxy :8080); MONITORING=1: + Prometheus; Ctrl-C stops
+	MODEL=$(MODEL) MONITORING=$(MONITORING) $(PY) -m devstack.up
 
 test: install test-system-deps  ## the whole test suite against real servers
 	$(PY) -m pytest
