@@ -25,11 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from checkpoints.cache_dir import default_cache_dir
+from devstack.launch import start_prometheus
 from devstack.paths import RESULTS, ROOT
 from modelctl.resolve import resolve
 from modelctl.spec import ModelSpec
 from perf.compare import under_attack
 from perf.compare.k6run import run_k6
+from perf.compare.panels import Panels, plot_panels, record
 from perf.compare.report import plot_latency, plot_sweep, write_report
 from perf.compare.stats import Sample, read_k6_csv, summarize
 from perf.compare.systems import System, start_original, start_ours
@@ -144,16 +146,22 @@ def main() -> int:
     sentences = Path(tempfile.mkdtemp(prefix="bench-sst2-")) / "sentences.json"
     sentences.write_text(json.dumps(sst2_sentences(5000, offset=40000)))
 
-    step("starting ours: redis-server, tritonserver (int8), cache_proxy")
+    step("starting ours: redis-server, tritonserver (int8), cache_proxy, Prometheus")
     ours = start_ours(checkpoint, raw)
+    assert ours.metrics_targets is not None
+    # not one of ours.servers: its CPU and memory are not the stack's
+    prometheus = start_prometheus(raw / "prometheus", raw, *ours.metrics_targets)
     results: dict[str, Any] = {}
     series: dict[str, dict[str, list[Sample]]] = {}
+    panels: dict[str, Panels] = {}
     try:
         if steps & {"profiles", "sweep"}:
             step("starting the original design: redis-server, uvicorn + FastAPI + pipeline")
             original = start_original(checkpoint, raw)
             try:
-                results, series = run_all(mode, steps, (ours, original), raw, sentences)
+                results, series, panels = run_all(
+                    mode, steps, (ours, original), raw, sentences, prometheus.url
+                )
             finally:
                 original.stop()
         if "under-attack" in steps:
@@ -161,6 +169,7 @@ def main() -> int:
             step(f"under attack: the honest client alone, then beside each attack, {seconds} s")
             results["under_attack"] = under_attack.run_all(ours, seconds, step)
     finally:
+        prometheus.stop()
         ours.stop()
 
     command = "make bench" + (" SHORT=1" if args.short else "")
@@ -182,6 +191,7 @@ def main() -> int:
     (out / "results.json").write_text(json.dumps({"meta": meta, **results}, indent=2) + "\n")
     if "profiles" in results:
         plot_latency(series, out / "latency-over-time.png")
+        plot_panels(panels, out / "dashboard-panels.png")
     if "sweep" in results:
         plot_sweep(results["sweep"], out / "miss-throughput.png")
     report = write_report(out, meta, results)
@@ -205,20 +215,28 @@ def run_all(
     systems: tuple[System, System],
     raw: Path,
     sentences: Path,
-) -> tuple[dict[str, Any], dict[str, dict[str, list[Sample]]]]:
+    prometheus: str,
+) -> tuple[dict[str, Any], dict[str, dict[str, list[Sample]]], dict[str, Panels]]:
+    """The profiles (each system in turn) and the sweep; with, per profile, the
+    dashboard panels of our stack recorded by `prometheus` over its run."""
     profiles: dict[str, dict[str, Any]] = {}
     series: dict[str, dict[str, list[Sample]]] = {}
+    panels: dict[str, Panels] = {}
     for profile in PROFILES if "profiles" in steps else ():
         env = profile.short if mode == "short" else profile.full
         step(f"profile {profile.name} ({', '.join(f'{k}={v}' for k, v in env.items())})")
         profiles[profile.name], series[profile.name] = {}, {}
         for system in systems:
             label = f"{profile.name}-{system.name}"
+            started = time.time()
             profiles[profile.name][system.name], series[profile.name][system.name] = measure(
                 system, profile.script, env, raw, label, sentences
             )
+            if system.metrics_targets is not None:
+                time.sleep(2)  # one more scrape
+                panels[profile.name] = record(prometheus, started, time.time())
     if "sweep" not in steps:
-        return {"profiles": profiles}, series
+        return {"profiles": profiles}, series, panels
     levels, duration = SWEEP[mode]
     sweep: dict[str, list[dict[str, Any]]] = {s.name: [] for s in systems}
     step(f"cache-miss sweep: VUs {levels}, {duration} each")
@@ -229,7 +247,7 @@ def run_all(
                 system, "cache_miss.js", env, raw, f"sweep-{vus}-{system.name}", sentences
             )
             sweep[system.name].append({"vus": vus, **summary})
-    return {"profiles": profiles, "sweep": sweep}, series
+    return {"profiles": profiles, "sweep": sweep}, series, panels
 
 
 if __name__ == "__main__":

@@ -172,6 +172,13 @@ def profiles_section(meta: dict[str, Any], profiles: dict[str, Any]) -> list[str
         "",
         "![latency over time](latency-over-time.png)",
         "",
+        "Our stack seen through the Grafana dashboard's main panels (their own queries, "
+        "from a Prometheus scraping the proxy and tritonserver every 2 s during the run; "
+        "rates over 30 s): requests/s by status, p50/p99, per-text cache hit ratio, "
+        "Triton's batch size, queue vs compute time per request, shed work by reason.",
+        "",
+        "![dashboard panels](dashboard-panels.png)",
+        "",
     ]
 
 

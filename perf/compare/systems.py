@@ -25,6 +25,7 @@ class System:
     url: str
     redis_port: int
     servers: list[ServerProcess] = field(default_factory=list)
+    metrics_targets: tuple[str, str] | None = None  # ours: (proxy, triton metrics) host:port
 
     def pids(self) -> list[int]:
         return [s.process.pid for s in self.servers if s.process is not None]
@@ -69,7 +70,7 @@ def start_ours(checkpoint: Path, logs: Path) -> System:
     redis, redis_port = start_redis(logs)
     system = System("ours", "", redis_port, [redis])
     try:
-        triton, triton_url = serve_triton(
+        triton, triton_url, ports = serve_triton(
             checkpoint, logs, "ours", (MODEL_SOURCE / "config.pbtxt").read_text()
         )
         system.servers.append(triton)
@@ -77,6 +78,7 @@ def start_ours(checkpoint: Path, logs: Path) -> System:
         proxy = start_proxy(logs, triton_url=triton_url, redis_url=redis_url)
         system.servers.append(proxy)
         system.url = proxy.url
+        system.metrics_targets = (proxy.url.removeprefix("http://"), f"127.0.0.1:{ports.metrics}")
     except BaseException:
         system.stop()
         raise

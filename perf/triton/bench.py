@@ -39,6 +39,7 @@ from perf.procstat import resident_mib
 from perf.triton import analyzer, kernel
 from perf.triton.report import write_report
 from trainer.data import sst2_sentences as sentences
+from tritonserve import TritonPorts
 
 PRECISIONS = ("fp32", "int8")
 BATCH_SIZES = (1, 4, 16, 32)
@@ -51,13 +52,15 @@ def step(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def serve(checkpoint: Path, raw: Path, name: str, config: str) -> tuple[ServerProcess, str]:
-    """tritonserver on a copy of the model with `config`, ready: (server, host:port)."""
+def serve(
+    checkpoint: Path, raw: Path, name: str, config: str
+) -> tuple[ServerProcess, str, TritonPorts]:
+    """tritonserver on a copy of the model with `config`, ready: (server, host:port, ports)."""
     repository = copy_model_definition(Path(tempfile.mkdtemp(prefix=f"bench-{name}-")), config)
     (raw / f"config-{name}.pbtxt").write_text(config)
     install(checkpoint, repository)
     server, ports = start_triton(repository, raw)
-    return server, f"127.0.0.1:{ports.http}"
+    return server, f"127.0.0.1:{ports.http}", ports
 
 
 def main() -> int:
@@ -99,7 +102,7 @@ def main() -> int:
     for precision in PRECISIONS:
         step(f"triton {precision}: starting")
         config = set_parameter(base_config, "precision", precision)
-        server, url = serve(checkpoint, raw, precision, config)
+        server, url, _ = serve(checkpoint, raw, precision, config)
         try:
             results["memory_mib"][precision] = resident_mib(server.process.pid)  # type: ignore[index,union-attr]
             rows = []
@@ -116,7 +119,7 @@ def main() -> int:
         step(f"layout {instances} instance(s) x {threads} thread(s), {default}, concurrency 8")
         config = set_instance_count(base_config, instances)
         config = set_parameter(config, "intra_op_threads", str(threads))
-        server, url = serve(checkpoint, raw, f"layout-{instances}x{threads}", config)
+        server, url, _ = serve(checkpoint, raw, f"layout-{instances}x{threads}", config)
         try:
             csv_path = raw / f"pa-layout-{instances}x{threads}.csv"
             measured = analyzer.run(url, input_data, 8, csv_path, interval_ms=interval)

@@ -35,37 +35,41 @@ def test_sigterm_fails_readiness_then_drains_in_flight_requests(
         shutdown_delay_seconds="1.5",
         shutdown_timeout_seconds="20",
         max_inflight_cost="10000000",  # all of it in flight at once, as the test needs
+        request_timeout_seconds="60",  # about draining, not speed: a busy CI machine is slow
     )
-    started = threading.Barrier(9)
+    try:
+        started = threading.Barrier(9)
 
-    def call(_: int) -> tuple[Reply, float]:
-        texts = long_texts(64)
-        started.wait()
-        reply = predict(proxy.url, texts)
-        return reply, time.monotonic()
+        def call(_: int) -> tuple[Reply, float]:
+            texts = long_texts(64)
+            started.wait()
+            reply = predict(proxy.url, texts)
+            return reply, time.monotonic()
 
-    with ThreadPoolExecutor(8) as pool:
-        futures = [pool.submit(call, i) for i in range(8)]
-        started.wait()
-        time.sleep(0.05)  # the requests are in flight
-        proxy.signal(signal.SIGTERM)
-        signalled = time.monotonic()
-        readiness = request("GET", f"{proxy.url}/health/ready")
-        # during the shutdown delay, a straggler routed here is still served
-        straggler = predict(proxy.url, ["a request after SIGTERM"])
-        results = [f.result() for f in futures]
-    assert readiness.status == 503
-    assert readiness.json() == {"status": "draining"}
-    assert straggler.status == 200
-    assert straggler.headers.get("Connection") == "close"
-    replies = [reply for reply, _ in results]
-    # most answers arrive after SIGTERM: they really were in flight
-    assert sum(done > signalled for _, done in results) >= 4
-    assert [r.status for r in replies] == [200] * 8
-    assert all(len(r.json()["predictions"]) == 64 for r in replies)
-    assert proxy.process is not None
-    assert proxy.process.wait(30) == 0
-    assert time.monotonic() - signalled >= 1.5  # the listener stayed open for the delay
+        with ThreadPoolExecutor(8) as pool:
+            futures = [pool.submit(call, i) for i in range(8)]
+            started.wait()
+            time.sleep(0.05)  # the requests are in flight
+            proxy.signal(signal.SIGTERM)
+            signalled = time.monotonic()
+            readiness = request("GET", f"{proxy.url}/health/ready")
+            # during the shutdown delay, a straggler routed here is still served
+            straggler = predict(proxy.url, ["a request after SIGTERM"])
+            results = [f.result() for f in futures]
+        assert readiness.status == 503
+        assert readiness.json() == {"status": "draining"}
+        assert straggler.status == 200
+        assert straggler.headers.get("Connection") == "close"
+        replies = [reply for reply, _ in results]
+        # most answers arrive after SIGTERM: they really were in flight
+        assert sum(done > signalled for _, done in results) >= 4
+        assert [r.status for r in replies] == [200] * 8
+        assert all(len(r.json()["predictions"]) == 64 for r in replies)
+        assert proxy.process is not None
+        assert proxy.process.wait(30) == 0
+        assert time.monotonic() - signalled >= 1.5  # the listener stayed open for the delay
+    finally:
+        proxy.stop()  # no-op once it exited; never left running by a failed assert
 
 
 @contextmanager
