@@ -237,7 +237,10 @@ class ModelTracker:
         """Record an answer's model; False if it came from a retired model."""
         now = time.monotonic()
         previous = self.current
-        if previous is not None and previous.fingerprint != identity.fingerprint:
+        if previous is not None and previous.fingerprint == identity.fingerprint:
+            self.observed_at = now
+            return True
+        if previous is not None:
             if identity.fingerprint in self.retired and self.age() < self.reinstate_after:
                 return False
             self.retired[previous.fingerprint] = now
@@ -245,8 +248,6 @@ class ModelTracker:
             while len(self.retired) > self.remember:
                 self.retired.pop(next(iter(self.retired)))
         self.observed_at = now
-        if previous is not None and previous.fingerprint == identity.fingerprint:
-            return True
         self.current = identity
         log.info(
             "serving model %s (source=%s, fingerprint=%s)%s",

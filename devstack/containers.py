@@ -15,6 +15,7 @@ higher than this session's own (`containers_conf`).
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import re
@@ -50,6 +51,7 @@ def ulimits() -> list[str]:
     return limits
 
 
+@functools.cache  # written once per process, not on every podman call
 def containers_conf() -> Path:
     """A containers.conf for `podman kube play` and `podman run` (CONTAINERS_CONF)."""
     path = RUN / "containers.conf"

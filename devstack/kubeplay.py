@@ -56,8 +56,13 @@ NOT_EXERCISED = {
 
 
 def render(overlay: Path) -> list[Obj]:
+    """`kubectl kustomize <overlay>` as a list of objects."""
     out = subprocess.run(
-        ["kubectl", "kustomize", str(overlay)], capture_output=True, text=True, check=True
+        ["kubectl", "kustomize", str(overlay)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
     ).stdout
     return [doc for doc in yaml.safe_load_all(out) if doc]
 

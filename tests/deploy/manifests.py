@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from functools import cache
 from typing import Any
 
-import yaml
-
+from devstack import kubeplay
 from devstack.paths import ROOT
 
 K8S = ROOT / "k8s"
@@ -19,14 +17,7 @@ Obj = dict[str, Any]
 @cache
 def render(overlay: str) -> tuple[Obj, ...]:
     """`kubectl kustomize k8s/overlays/<overlay>` as a tuple of objects."""
-    out = subprocess.run(
-        ["kubectl", "kustomize", str(K8S / "overlays" / overlay)],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    ).stdout
-    return tuple(doc for doc in yaml.safe_load_all(out) if doc)
+    return tuple(kubeplay.render(K8S / "overlays" / overlay))
 
 
 def of_kind(objects: tuple[Obj, ...], kind: str) -> list[Obj]:

@@ -195,7 +195,8 @@ def test_rolling_update_and_scale_down_under_load(
             time.sleep(3)
             deployment.stop_replica(next(iter(deployment.replicas)))  # scale down 2 -> 1
             time.sleep(3)
-        answers = observer.answers + [a for p in k6_outputs.values() for a in k6_answers(p)]
+        from_k6 = [a for p in k6_outputs.values() for a in k6_answers(p)]
+        answers = observer.answers + from_k6
         new = next(a.fingerprint for a in answers if a.fingerprint != old)
 
         figures = check_answers(answers, old, new)
@@ -210,7 +211,7 @@ def test_rolling_update_and_scale_down_under_load(
         assert during_scale_down and all(a.fingerprint == new for a in during_scale_down)
         figures |= {
             "rollout_seconds": round(rolled - started - 5, 1),
-            "k6_requests": sum(len(k6_answers(p)) for p in k6_outputs.values()),
+            "k6_requests": len(from_k6),
             "observer_requests": len(observer.answers),
             "events": [f"{t - started:6.1f}s {event}" for t, event in deployment.events],
         }
