@@ -58,6 +58,7 @@ SCHEMAS: dict[str, Schema] = {
             "labels": {"type": "array", "items": {"type": "string"}},
             "standin": {"type": "boolean"},
             "precision": {"type": "string"},
+            "engine": {"type": "string", "description": "the inference engine that scores"},
         },
     },
     "Model": {

@@ -26,12 +26,17 @@ def start_redis(
 
 
 def start_triton(
-    repository: Path, logs: Path, ports: TritonPorts | None = None, timeout: float = 300
+    repository: Path,
+    logs: Path,
+    ports: TritonPorts | None = None,
+    timeout: float = 300,
+    env: dict[str, str] | None = None,
 ) -> tuple[ServerProcess, TritonPorts]:
-    """tritonserver on `repository`, ready (its models loaded and warm)."""
+    """tritonserver on `repository`, ready (its models loaded and warm);
+    `env` adds to its environment."""
     ports = ports or TritonPorts(free_port(), free_port(), free_port())
     command = server_command(repository, prepare_backends(TRITON_BACKENDS), ports)
-    server = ServerProcess(f"triton-{ports.http}", command, logs, server_env())
+    server = ServerProcess(f"triton-{ports.http}", command, logs, {**server_env(), **(env or {})})
     ready = f"http://127.0.0.1:{ports.http}/v2/health/ready"
     return server.start().wait_until(lambda: http_status(ready) == 200, timeout), ports
 

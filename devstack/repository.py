@@ -74,14 +74,16 @@ def model_module(name: str) -> ModuleType:
     return importlib.import_module(name)
 
 
-def load_classifier(checkpoint: Path, precision: str) -> Any:
-    """The Triton model's own Classifier, in-process, with the committed
-    config.pbtxt's parameters, so offline scores (eval, kernel benchmarks)
-    match what Triton computes."""
+def load_classifier(
+    checkpoint: Path, engine: str = "torch-fp32", engines_dir: Path | None = None, threads: int = 2
+) -> Any:
+    """The Triton model's own Classifier running `engine`, in-process, with the
+    committed config.pbtxt's parameters, so offline scores (eval, kernel
+    benchmarks) match what Triton computes."""
     config = (SOURCE / "config.pbtxt").read_text()
     return model_module("classifier").Classifier(
         checkpoint,
+        model_module("engines").load(engine, checkpoint, engines_dir, threads),
         max_length=int(get_parameter(config, "max_sequence_length")),
         token_budget=int(get_parameter(config, "token_budget")),
-        precision=precision,
     )

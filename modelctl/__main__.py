@@ -10,7 +10,8 @@ from pathlib import Path
 from checkpoints.cache_dir import default_cache_dir
 from checkpoints.info import read_info
 from devstack.paths import MODEL_REPOSITORY
-from modelctl.install import install
+from modelctl.convert import calibration, ensure_engines
+from modelctl.install import MODEL_NAME, install
 from modelctl.resolve import resolve
 from modelctl.spec import NAMED, ModelSpec
 
@@ -23,14 +24,28 @@ def main(argv: list[str] | None = None) -> int:
     get.add_argument("--repository", type=Path, default=MODEL_REPOSITORY)
     get.add_argument("--cache", type=Path, default=None, help="checkpoint cache directory")
     get.add_argument("--copy", action="store_true", help="copy instead of linking")
+    get.add_argument(
+        "--no-engines",
+        action="store_true",
+        help="skip the ONNX Runtime / OpenVINO conversion (torch engines only)",
+    )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="modelctl: %(message)s")
+    # Our own progress at INFO; other libraries' (ONNX Runtime's quantizer logs
+    # every tensor at INFO on the root logger) only from WARNING.
+    logging.basicConfig(level=logging.WARNING, format="modelctl: %(message)s")
+    for name in ("modelctl", "trainer", "checkpoints"):
+        logging.getLogger(name).setLevel(logging.INFO)
     log = logging.getLogger("modelctl")
 
     try:
         spec = ModelSpec.parse(args.model)
-        checkpoint = resolve(spec, args.cache or default_cache_dir())
-        model_dir = install(checkpoint, args.repository, copy=args.copy)
+        cache = args.cache or default_cache_dir()
+        checkpoint = resolve(spec, cache)
+        code = args.repository / MODEL_NAME / "1"
+        engines = (
+            None if args.no_engines else ensure_engines(checkpoint, cache, calibration(), code)
+        )
+        model_dir = install(checkpoint, args.repository, engines=engines, copy=args.copy)
     except (ValueError, OSError, RuntimeError) as exc:
         print(f"modelctl: error: {exc}", file=sys.stderr)
         return 1

@@ -4,6 +4,7 @@ Layout (what `model_repository/distilbert_sst2/config.pbtxt` expects):
     distilbert_sst2/labels.txt       one label per line, from config.json id2label
     distilbert_sst2/1/checkpoint/    the Hugging Face checkpoint (a link locally,
                                      a copy in the image)
+    distilbert_sst2/1/engines/       its converted engines (modelctl.convert), likewise
 """
 
 from __future__ import annotations
@@ -25,24 +26,34 @@ def labels_of(checkpoint: Path) -> list[str]:
     return [id2label[i] for i in range(len(id2label))]
 
 
-def install(checkpoint: Path, repository: Path, *, copy: bool = False) -> Path:
-    """Make `repository` serve `checkpoint`; returns the model directory."""
+def install(
+    checkpoint: Path, repository: Path, *, engines: Path | None = None, copy: bool = False
+) -> Path:
+    """Make `repository` serve `checkpoint` (and its converted `engines`);
+    returns the model directory."""
     model_dir = repository / MODEL_NAME
     if not (model_dir / "config.pbtxt").is_file():
         raise FileNotFoundError(f"{model_dir}/config.pbtxt not found: not a model repository")
     labels = labels_of(checkpoint)
-    dest = model_dir / "1" / "checkpoint"
+    _place(checkpoint, model_dir / "1" / "checkpoint", copy=copy)
+    _place(engines, model_dir / "1" / "engines", copy=copy)
+    (model_dir / "labels.txt").write_text("\n".join(labels) + "\n")
+    return model_dir
+
+
+def _place(source: Path | None, dest: Path, *, copy: bool) -> None:
+    """Replace `dest` by a link to (or a copy of) `source`; None: remove it."""
     if dest.is_symlink() or dest.is_file():
         dest.unlink()
     elif dest.is_dir():
         shutil.rmtree(dest)
+    if source is None:
+        return
     if copy:
-        shutil.copytree(checkpoint, dest)
-    else:
-        tmp = dest.with_name(".checkpoint.tmp")
-        if tmp.is_symlink():
-            tmp.unlink()
-        tmp.symlink_to(checkpoint.resolve(), target_is_directory=True)
-        os.replace(tmp, dest)
-    (model_dir / "labels.txt").write_text("\n".join(labels) + "\n")
-    return model_dir
+        shutil.copytree(source, dest)
+        return
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    if tmp.is_symlink():
+        tmp.unlink()
+    tmp.symlink_to(source.resolve(), target_is_directory=True)
+    os.replace(tmp, dest)

@@ -12,6 +12,7 @@ from devstack.launch import start_redis, start_triton
 from devstack.process import ServerProcess
 from devstack.repository import SOURCE as MODEL_SOURCE
 from devstack.repository import copy_model_definition, set_parameter
+from modelctl.convert import calibration, ensure_engines
 from modelctl.install import install
 from modelctl.resolve import resolve
 from modelctl.spec import ModelSpec
@@ -29,12 +30,18 @@ def tiny_checkpoint() -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_engines(tiny_checkpoint: Path) -> Path:
+    """standin-tiny converted to every engine (cached like checkpoints)."""
+    return ensure_engines(tiny_checkpoint, default_cache_dir(), calibration())
+
+
+@pytest.fixture(scope="session")
 def triton(
     tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path, logs_dir: Path
 ) -> Iterator[Triton]:
     # fp32: the contract tests check exact batch invariance (int8 is checked
     # through the trained model, served with the committed default config).
-    config = set_parameter((MODEL_SOURCE / "config.pbtxt").read_text(), "precision", "fp32")
+    config = set_parameter((MODEL_SOURCE / "config.pbtxt").read_text(), "engine", "torch-fp32")
     repository = copy_model_definition(tmp_path_factory.mktemp("model_repository"), config)
     install(tiny_checkpoint, repository)
     server, ports = start_triton(repository, logs_dir)

@@ -67,11 +67,13 @@ def start_stack(
     logs: Path,
     redis_port: int,
     config: str | None = None,
+    engines: Path | None = None,
     **proxy_settings: str,
 ) -> Stack:
-    """Serve `checkpoint` (committed config unless `config`) behind a proxy."""
+    """Serve `checkpoint` (committed config unless `config`; with its converted
+    `engines` if given) behind a proxy."""
     repository = copy_model_definition(workdir / "repo", config)
-    install(checkpoint, repository)
+    install(checkpoint, repository, engines=engines)
     triton, ports = start_triton(repository, logs)
     try:
         proxy = launch_proxy(

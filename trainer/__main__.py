@@ -37,7 +37,9 @@ def main(argv: list[str] | None = None) -> int:
         help="checkpoint directory (default: model_repository's)",
     )
     evaluate.add_argument("--url", default=None, help="also score through this proxy URL")
-    evaluate.add_argument("--precisions", default="fp32", help="comma-separated, in-process")
+    evaluate.add_argument(
+        "--engines", default="torch-fp32", help="comma-separated engines to run in-process"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="trainer: %(message)s")
 
@@ -59,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from trainer.evaluate import run_eval
 
-    return run_eval(args.data, args.model, args.url, args.precisions.split(","))
+    return run_eval(args.data, args.model, args.url, args.engines.split(","))
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from trainer.metrics import accuracy_f1
 from trainer.offline import Recipe
 
 INSTALLED = MODEL_SOURCE / "1" / "checkpoint"
+INSTALLED_ENGINES = MODEL_SOURCE / "1" / "engines"
 
 
 def eval_examples(data: Path | None, checkpoint: Path) -> tuple[str, list[Example]]:
@@ -29,8 +30,10 @@ def eval_examples(data: Path | None, checkpoint: Path) -> tuple[str, list[Exampl
     return "held-out split of SST-2 train", heldout
 
 
-def in_process(checkpoint: Path, precision: str, texts: Sequence[str]) -> list[int]:
-    scores = load_classifier(checkpoint, precision).predict(texts)
+def in_process(
+    checkpoint: Path, engine: str, texts: Sequence[str], engines_dir: Path | None = None
+) -> list[int]:
+    scores = load_classifier(checkpoint, engine, engines_dir).predict(texts)
     return [int(i) for i in scores.argmax(axis=1)]
 
 
@@ -45,30 +48,29 @@ def through_service(url: str, texts: Sequence[str], batch: int = 64) -> list[int
     return predicted
 
 
-def served_precision(url: str) -> str:
+def served_engine(url: str) -> str:
     with urllib.request.urlopen(f"{url}/model", timeout=10) as response:
-        return str(json.loads(response.read())["model"].get("precision"))
+        return str(json.loads(response.read())["model"].get("engine"))
 
 
-def run_eval(
-    data: Path | None, model: Path | None, url: str | None, precisions: Sequence[str]
-) -> int:
+def run_eval(data: Path | None, model: Path | None, url: str | None, engines: Sequence[str]) -> int:
     checkpoint = (model or INSTALLED).resolve()
+    engines_dir = None if model else INSTALLED_ENGINES
     source, examples = eval_examples(data, checkpoint)
     texts, labels = [e.text for e in examples], [e.label for e in examples]
     rows = []
-    for precision in precisions:
-        accuracy, f1 = accuracy_f1(labels, in_process(checkpoint, precision, texts))
-        rows.append(("in-process", precision, accuracy, f1))
+    for engine in engines:
+        accuracy, f1 = accuracy_f1(labels, in_process(checkpoint, engine, texts, engines_dir))
+        rows.append(("in-process", engine, accuracy, f1))
     if url:
         accuracy, f1 = accuracy_f1(labels, through_service(url, texts))
-        rows.append((f"service {url}", served_precision(url), accuracy, f1))
+        rows.append((f"service {url}", served_engine(url), accuracy, f1))
     print(
         f"model: {checkpoint.name} ({read_info(checkpoint).get('source')}); data: {source}, "
         f"{len(examples)} examples"
     )
-    print("| path | precision | accuracy | F1 |")
+    print("| path | engine | accuracy | F1 |")
     print("|---|---|---|---|")
-    for path, precision, accuracy, f1 in rows:
-        print(f"| {path} | {precision} | {accuracy:.4f} | {f1:.4f} |")
+    for path, engine, accuracy, f1 in rows:
+        print(f"| {path} | {engine} | {accuracy:.4f} | {f1:.4f} |")
     return 0

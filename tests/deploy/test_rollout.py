@@ -170,7 +170,7 @@ def test_rolling_update_and_scale_down_under_load(
     )
     lifecycle = Lifecycle.from_deployment(manifest)
     # fp32: scores independent of batch-mates, so each answer can be checked exactly
-    config = set_parameter((MODEL_SOURCE / "config.pbtxt").read_text(), "precision", "fp32")
+    config = set_parameter((MODEL_SOURCE / "config.pbtxt").read_text(), "engine", "torch-fp32")
     new_checkpoint = swapped_labels_checkpoint(tiny_checkpoint, tmp_path / "new")
     balancer = Balancer(tmp_path, logs_dir, lifecycle.readiness_path).start()
     deployment = Deployment(balancer, lifecycle, tmp_path, logs_dir, config)

@@ -27,7 +27,7 @@ REFRESH_SECONDS = 1.0
 def test_model_change_never_serves_the_old_models_cache(
     tmp_path: Path, logs_dir: Path, tiny_checkpoint: Path, redis_server: int
 ) -> None:
-    config = set_parameter((MODEL_SOURCE / "config.pbtxt").read_text(), "precision", "fp32")
+    config = set_parameter((MODEL_SOURCE / "config.pbtxt").read_text(), "engine", "torch-fp32")
     stack = start_stack(tiny_checkpoint, tmp_path, logs_dir, redis_server, config)
     polling = launch_proxy(  # re-reads the identity every second when idle
         logs_dir,

@@ -25,7 +25,7 @@ def stack(
     tmp_path: Path, logs_dir: Path, tiny_checkpoint: Path, redis_server: int
 ) -> Iterator[Stack]:
     """A private Triton (fp32) behind a proxy with a 2 s deadline; the test may kill it."""
-    config = set_parameter((MODEL_SOURCE / "config.pbtxt").read_text(), "precision", "fp32")
+    config = set_parameter((MODEL_SOURCE / "config.pbtxt").read_text(), "engine", "torch-fp32")
     stack = start_stack(
         tiny_checkpoint, tmp_path, logs_dir, redis_server, config, request_timeout_seconds="2"
     )

@@ -1,10 +1,11 @@
-"""The torch Classifier in-process (standin-tiny): batching and packing never
+"""The Classifier with torch engines in-process (standin-tiny): batching and packing never
 change scores."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import engines
 import numpy as np
 import pytest
 import torch
@@ -19,9 +20,14 @@ from classifier import Classifier
 from trainer.data import sst2_sentences as sentences
 
 
+def torch_classifier(checkpoint: Path, engine: str = "torch-fp32") -> Classifier:
+    return Classifier(checkpoint, engines.load(engine, checkpoint, None, threads=2),
+                      max_length=512, token_budget=256)  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def classifier(tiny_checkpoint: Path) -> Classifier:
-    return Classifier(tiny_checkpoint, max_length=512, token_budget=256)
+    return torch_classifier(tiny_checkpoint)
 
 
 def test_standin_scores_differ_between_texts(classifier: Classifier) -> None:
@@ -79,17 +85,20 @@ def test_labels_from_checkpoint(classifier: Classifier) -> None:
 
 
 def test_int8_gives_probabilities_close_to_fp32(tiny_checkpoint: Path) -> None:
-    int8 = Classifier(tiny_checkpoint, max_length=512, token_budget=256,
-                      precision="int8")  # fmt: skip
-    fp32 = Classifier(tiny_checkpoint, max_length=512, token_budget=256)
+    int8 = torch_classifier(tiny_checkpoint, "torch-int8")
+    fp32 = torch_classifier(tiny_checkpoint)
     texts = sentences(16)
     quantized, reference = int8.predict(texts), fp32.predict(texts)
     np.testing.assert_allclose(quantized.sum(axis=1), 1.0, atol=1e-6)
     assert np.abs(quantized - reference).max() < 0.05
-    assert "DynamicQuantizedLinear" in repr(int8.model)
+    assert int8.engine.precision == "int8" and quantized.tolist() != reference.tolist()
 
 
-def test_unknown_precision_is_refused(tiny_checkpoint: Path) -> None:
-    with pytest.raises(ValueError, match="precision must be one of"):
-        Classifier(tiny_checkpoint, max_length=512, token_budget=256,
-                   precision="fp8")  # fmt: skip
+def test_unknown_engine_is_refused(tiny_checkpoint: Path) -> None:
+    with pytest.raises(ValueError, match="engine must be 'auto' or one of"):
+        engines.load("torch-fp8", tiny_checkpoint, None, threads=1)
+
+
+def test_an_engine_that_was_not_built_is_named(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="engine openvino-int8 is not built"):
+        engines.load("openvino-int8", tiny_checkpoint, tmp_path, threads=1)

@@ -80,7 +80,7 @@ def test_cpu_quota_reads_cgroup_limit(tmp_path: Path) -> None:
     assert cpu_quota(tmp_path) == cpu_quota(tmp_path / "none")
 
 
-def test_fingerprint_tracks_content_and_precision(tmp_path: Path) -> None:
+def test_fingerprint_tracks_content_and_engine(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text("{}")
     (tmp_path / "model.safetensors").write_bytes(b"weights")
     first = checkpoint_digest(tmp_path)
@@ -89,14 +89,15 @@ def test_fingerprint_tracks_content_and_precision(tmp_path: Path) -> None:
     (tmp_path / "model.safetensors").write_bytes(b"other weights")
     second = checkpoint_digest(tmp_path)
     assert second != first
-    fp32 = fingerprint(second, {"precision": "fp32"})
-    assert fp32 != fingerprint(second, {"precision": "int8"})
+    fp32 = fingerprint(second, {"engine": "torch-fp32", "engine_files": "torch"})
+    assert fp32 != fingerprint(second, {"engine": "openvino-fp32", "engine_files": "torch"})
+    assert fp32 != fingerprint(second, {"engine": "torch-fp32", "engine_files": "ab12"})
     assert len(fp32) == 16
 
 
 def test_parameters_flatten() -> None:
-    config = {"parameters": {"precision": {"string_value": "fp32"}}}
-    assert parameters(config) == {"precision": "fp32"}
+    config = {"parameters": {"engine": {"string_value": "auto"}}}
+    assert parameters(config) == {"engine": "auto"}
 
 
 def test_model_info_alone_needs_no_forward_pass() -> None:

@@ -18,10 +18,10 @@ from devstack.repository import (
 
 def test_set_parameter_changes_exactly_one_value() -> None:
     config = (SOURCE / "config.pbtxt").read_text()
-    updated = set_parameter(config, "precision", "int8")
-    assert 'string_value: "int8"' in updated
+    updated = set_parameter(config, "engine", "openvino-int8")
+    assert 'string_value: "openvino-int8"' in updated
     assert updated.count("string_value") == config.count("string_value")
-    assert get_parameter(updated, "precision") == "int8"
+    assert get_parameter(updated, "engine") == "openvino-int8"
     assert get_parameter(set_parameter(config, "token_budget", "64"), "token_budget") == "64"
     with pytest.raises(ValueError, match="no parameter named 'nope'"):
         set_parameter(config, "nope", "x")

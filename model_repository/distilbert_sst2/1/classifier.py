@@ -1,67 +1,41 @@
-"""The DistilBERT classifier behind the Triton model (torch; no Triton)."""
+"""The DistilBERT classifier behind the Triton model: tokenizer + one engine
+(engines.py), no Triton."""
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
+from engines import Engine
 from numpy.typing import NDArray
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoConfig, AutoTokenizer
 
-import packed_forward
 from batching import pack, plan_micro_batches, softmax
 from tokens import bounded_token_ids
 
-PRECISIONS = ("fp32", "int8")
-
-
-def quantized(model: torch.nn.Module, precision: str) -> torch.nn.Module:
-    """`int8`: dynamic quantization of every Linear layer (int8 weights,
-    activations quantized per batch); `fp32`: the model as loaded."""
-    if precision != "int8":
-        return model
-    with warnings.catch_warnings():
-        # torch 2.13 marks torch.ao.quantization and its quantized tensor types
-        # deprecated (in favour of torchao); the CPU kernels are still there.
-        warnings.filterwarnings("ignore", message=".*quantize.*deprecated", category=UserWarning)
-        warnings.filterwarnings("ignore", message="torch.ao.quantization is deprecated")
-        int8: torch.nn.Module = torch.ao.quantization.quantize_dynamic(
-            model, {torch.nn.Linear}, dtype=torch.qint8
-        )
-    return int8
-
 
 class Classifier:
-    """Scores texts in length-sorted, packed micro-batches (packed_forward: no
-    padding is computed), in the caller's order."""
+    """Scores texts in length-sorted, packed micro-batches (no padding is
+    computed), in the caller's order, with `engine`."""
 
     def __init__(
-        self,
-        checkpoint: Path,
-        *,
-        max_length: int,
-        token_budget: int,
-        precision: str = "fp32",
+        self, checkpoint: Path, engine: Engine, *, max_length: int, token_budget: int
     ) -> None:
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-        self.precision = precision
+        config = AutoConfig.from_pretrained(checkpoint, local_files_only=True)
+        if config.model_type != "distilbert":
+            raise ValueError(
+                f"distilbert_sst2 runs DistilBERT checkpoints, got model_type {config.model_type!r}"
+            )
+        self.engine = engine
         self.tokenizer = AutoTokenizer.from_pretrained(checkpoint, local_files_only=True)
-        model = AutoModelForSequenceClassification.from_pretrained(
-            checkpoint, local_files_only=True
-        ).eval()
-        config = model.config
-        self.model = quantized(packed_forward.prepare(model), precision)
         self.labels = [config.id2label[i] for i in range(config.num_labels)]
         self.max_length = min(max_length, config.max_position_embeddings)
         self.token_budget = token_budget
 
     def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
         """Tokenize with special tokens, truncated to the model's max length;
-        a long text is tokenized only as far as needed (inference.bounded_token_ids)."""
+        a long text is tokenized only as far as needed (tokens.bounded_token_ids)."""
         return bounded_token_ids(texts, self._tokenize, self.max_length)
 
     def _tokenize(self, texts: list[str]) -> list[list[int]]:
@@ -76,8 +50,6 @@ class Classifier:
         """The forward path alone: plan micro-batches, run each, softmax."""
         probs = np.zeros((len(ids), len(self.labels)), dtype=np.float32)
         plan = plan_micro_batches([len(row) for row in ids], self.token_budget)
-        with torch.inference_mode():
-            for batch in plan:
-                logits = packed_forward.logits(self.model, pack([ids[i] for i in batch]))
-                probs[batch] = softmax(logits.float().numpy())
+        for batch in plan:
+            probs[batch] = softmax(self.engine.logits(pack([ids[i] for i in batch])))
         return probs

@@ -34,7 +34,8 @@ def fingerprint(content_digest: str, serving: dict[str, Any]) -> str:
 @dataclass(frozen=True)
 class ModelInfo:
     """The MODEL_INFO JSON: provenance (model_info.json written by modelctl),
-    labels, and what the serving changes (precision, truncation, forward path)."""
+    labels, and what the serving changes (engine and its files, truncation,
+    forward path)."""
 
     name: str
     source: str
@@ -43,6 +44,8 @@ class ModelInfo:
     labels: list[str]
     fingerprint: str
     precision: str
+    engine: str
+    engine_files: str
     max_sequence_length: int
     forward: str
     extra: dict[str, Any] = field(default_factory=dict)  # warning, accuracy when known
@@ -56,8 +59,8 @@ PROVENANCE_EXTRAS = ("warning", "accuracy")
 
 
 def describe(checkpoint: Path, labels: Sequence[str], serving: dict[str, Any]) -> ModelInfo:
-    """The identity of `checkpoint` served with `serving` (precision,
-    max_sequence_length, forward): its fingerprint covers weights and serving."""
+    """The identity of `checkpoint` served with `serving` (precision, engine,
+    engine_files, max_sequence_length, forward): its fingerprint covers weights and serving."""
     info_file = checkpoint / "model_info.json"
     provenance = json.loads(info_file.read_text()) if info_file.is_file() else {}
     return ModelInfo(
@@ -68,6 +71,8 @@ def describe(checkpoint: Path, labels: Sequence[str], serving: dict[str, Any]) -
         labels=list(labels),
         fingerprint=fingerprint(checkpoint_digest(checkpoint), serving),
         precision=serving["precision"],
+        engine=serving["engine"],
+        engine_files=serving["engine_files"],
         max_sequence_length=serving["max_sequence_length"],
         forward=serving["forward"],
         extra={k: provenance[k] for k in PROVENANCE_EXTRAS if k in provenance},

@@ -25,17 +25,21 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import engines
 import numpy as np
-import torch
+import selection
 import triton_python_backend_utils as pb_utils
 
 import packed_forward
 from batching import requested_outputs, split_rows, wants_scores
 from classifier import Classifier
-from identity import describe
+from identity import checkpoint_digest, describe
 from runtime import cpu_quota, intra_op_threads, parameters
 from tokens import decode_texts
 
+CHOICE_CACHE = (
+    Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "distilbert_sst2-engines"
+)
 WARMUP_TEXTS = ["warm up", "a slightly longer sentence to warm up the packed path"] * 8
 
 
@@ -54,27 +58,34 @@ class TritonPythonModel:
         self.logger = pb_utils.Logger
         config = json.loads(args["model_config"])
         params = parameters(config)
-        model_dir = Path(args["model_repository"])
-        checkpoint = model_dir / args["model_version"] / params["checkpoint"]
+        version_dir = Path(args["model_repository"]) / args["model_version"]
+        checkpoint = version_dir / params["checkpoint"]
         if not (checkpoint / "config.json").is_file():
             raise pb_utils.TritonModelException(
                 f"no checkpoint at {checkpoint}: run `make model` (python -m modelctl get)"
             )
-        precision = params["precision"]
-
+        engines_dir = version_dir / params["engines"]
         instances = sum(g.get("count", 1) for g in config.get("instance_group", [])) or 1
         threads = intra_op_threads(params["intra_op_threads"], instances, cpu_quota())
-        torch.set_num_threads(threads)
+        settings = {
+            "max_length": int(params["max_sequence_length"]),
+            "token_budget": int(params["token_budget"]),
+        }
 
-        self.classifier = Classifier(
-            checkpoint,
-            max_length=int(params["max_sequence_length"]),
-            token_budget=int(params["token_budget"]),
-            precision=precision,
-        )
-        self._check_labels(model_dir / "labels.txt")
+        def classifier(name):
+            return Classifier(checkpoint, engines.load(name, checkpoint, engines_dir, threads),
+                              **settings)  # fmt: skip
+
+        if params["engine"] == "auto":
+            self.classifier = self._measured_choice(checkpoint, engines_dir, threads, classifier)
+        else:
+            self.classifier = classifier(params["engine"])
+        self._check_labels(Path(args["model_repository"]) / "labels.txt")
+        engine = self.classifier.engine
         serving = {
-            "precision": precision,
+            "precision": engine.precision,
+            "engine": engine.name,
+            "engine_files": engine.digest,
             "max_sequence_length": self.classifier.max_length,
             "forward": packed_forward.NAME,
         }
@@ -90,6 +101,21 @@ class TritonPythonModel:
         if self.info.standin:
             warning = self.info.extra.get("warning", "random weights")
             self.logger.log_warn(f"STAND-IN MODEL {self.info.name}: {warning}")
+
+    def _measured_choice(self, checkpoint, engines_dir, threads, classifier):
+        """engine: auto. Measure every built engine once per machine and model
+        (selection.py)."""
+        names = engines.available(engines_dir)
+        digests = {n: engines.digest_of(n, engines_dir) for n in names}
+        digests["checkpoint"] = checkpoint_digest(checkpoint)
+        cached = CHOICE_CACHE / f"{selection.cache_key(digests, threads)}.json"
+        trials = selection.read_cached(cached)
+        if trials is None:
+            trials = selection.measure(names, lambda name: classifier(name).predict)
+            selection.write_cached(cached, trials)
+        chosen = selection.best(trials)
+        self.logger.log_info(f"engine auto -> {chosen.engine}; trials ({cached}): {trials}")
+        return classifier(chosen.engine)
 
     def _check_labels(self, labels_file):
         listed = labels_file.read_text().split()

@@ -17,6 +17,7 @@ are reached by attribute name.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -49,12 +50,24 @@ def prepare(model: Any) -> Any:
     return model
 
 
+def quantize_dynamic(model: Any) -> Any:
+    """torch.ao dynamic int8 of every Linear layer (int8 weights, activations
+    quantized per forward pass, so scores depend slightly on batch-mates)."""
+    with warnings.catch_warnings():
+        # torch 2.13 marks torch.ao.quantization and its quantized tensor types
+        # deprecated (in favour of torchao); the CPU kernels are still there.
+        warnings.filterwarnings("ignore", message=".*quantize.*deprecated", category=UserWarning)
+        warnings.filterwarnings("ignore", message="torch.ao.quantization is deprecated")
+        return torch.ao.quantization.quantize_dynamic(  # type: ignore[no-untyped-call]
+            model, {torch.nn.Linear}, dtype=torch.qint8
+        )
+
+
 def logits(model: Any, packed: Packed) -> torch.Tensor:
     """Logits [B, num_labels] for the B packed texts, in packing order."""
-    token_ids = torch.from_numpy(packed.token_ids)
-    positions = torch.from_numpy(packed.positions)
-    segments = torch.from_numpy(packed.segments)
-    starts = torch.from_numpy(packed.starts)
+    token_ids, positions, segments, starts = (
+        _tensor(a) for a in (packed.token_ids, packed.positions, packed.segments, packed.starts)
+    )
     mask = segments[:, None] == segments[None, :]  # [T, T], True = may attend
 
     embeddings = model.distilbert.embeddings
@@ -68,6 +81,12 @@ def logits(model: Any, packed: Packed) -> torch.Tensor:
     pooled = torch.relu(model.pre_classifier(hidden))
     result: torch.Tensor = model.classifier(pooled)
     return result
+
+
+def _tensor(array: Any) -> torch.Tensor:
+    """numpy arrays (served) or tensors (traced for the ONNX export, which
+    must see them as inputs, not constants)."""
+    return array if isinstance(array, torch.Tensor) else torch.from_numpy(array)
 
 
 def _block(layer: Any, hidden: torch.Tensor, mask: torch.Tensor, rows: Any) -> torch.Tensor:
