@@ -33,7 +33,7 @@ def banner(url: str, body: dict[str, object], seconds: float) -> str:
     lines = [
         f"ready in {seconds:.1f}s: {url}  (redis: {body.get('redis')})",
         f"model: {model.get('name')} source={model.get('source')} "
-        f"fingerprint={model.get('fingerprint')} precision={model.get('precision')}",
+        f"fingerprint={model.get('fingerprint')} engine={model.get('engine')}",
     ]
     if model.get("standin"):
         lines.append(f"WARNING: STAND-IN MODEL, {model.get('warning')}")

@@ -73,18 +73,18 @@ def trials(tiny_checkpoint: Path, tiny_engines: Path) -> list[selection.Trial]:
 def test_auto_chooses_a_batch_invariant_engine(
     tiny_checkpoint: Path, tiny_engines: Path, trials: list[selection.Trial]
 ) -> None:
-    chosen = selection.best(trials).engine
+    chosen = selection.best(trials, judge_agreement=False).engine  # a stand-in, as Triton does
     drift = batch_drift(load(tiny_checkpoint, tiny_engines, chosen), sentences(12, offset=500))
     assert drift <= selection.INVARIANCE, f"{chosen}: scores move by {drift:.2e} with batch-mates"
 
 
-def test_every_qualifying_engine_is_batch_invariant(
+def test_every_engine_measured_invariant_is_invariant_against_adversaries(
     tiny_checkpoint: Path, tiny_engines: Path, trials: list[selection.Trial]
 ) -> None:
     texts = sentences(6, offset=900)
     for trial in trials:
         drift = batch_drift(load(tiny_checkpoint, tiny_engines, trial.engine), texts)
-        if trial.qualifies:
+        if trial.invariant:
             assert drift <= selection.INVARIANCE, f"{trial.engine} qualified, drifts {drift:.2e}"
 
 
@@ -110,6 +110,9 @@ def test_best_is_the_fastest_qualifying_engine() -> None:
         trial("onnxruntime-fp32", 15),
     ]
     assert selection.best(trials).engine == "openvino-fp32"
+    # a stand-in's scores all sit near 0.5: only batch invariance is judged
+    assert selection.best(trials, judge_agreement=False).engine == "onnxruntime-int8"
+    assert selection.best([trial("torch-int8", 40, drift=1e-2)]).engine == "torch-int8"
 
 
 def test_choice_is_cached_per_machine_model_and_threads(tmp_path: Path) -> None:

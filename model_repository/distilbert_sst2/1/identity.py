@@ -58,11 +58,17 @@ class ModelInfo:
 PROVENANCE_EXTRAS = ("warning", "accuracy")
 
 
+def read_provenance(checkpoint: Path) -> dict[str, Any]:
+    """model_info.json written by modelctl ({} for a bare checkpoint)."""
+    info_file = checkpoint / "model_info.json"
+    provenance: dict[str, Any] = json.loads(info_file.read_text()) if info_file.is_file() else {}
+    return provenance
+
+
 def describe(checkpoint: Path, labels: Sequence[str], serving: dict[str, Any]) -> ModelInfo:
     """The identity of `checkpoint` served with `serving` (precision, engine,
     engine_files, max_sequence_length, forward): its fingerprint covers weights and serving."""
-    info_file = checkpoint / "model_info.json"
-    provenance = json.loads(info_file.read_text()) if info_file.is_file() else {}
+    provenance = read_provenance(checkpoint)
     return ModelInfo(
         name=provenance.get("name", checkpoint.resolve().name),
         source=provenance.get("source", "path"),

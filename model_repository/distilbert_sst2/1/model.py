@@ -33,7 +33,7 @@ import triton_python_backend_utils as pb_utils
 import packed_forward
 from batching import requested_outputs, split_rows, wants_scores
 from classifier import Classifier
-from identity import checkpoint_digest, describe
+from identity import checkpoint_digest, describe, read_provenance
 from runtime import cpu_quota, intra_op_threads, parameters
 from tokens import decode_texts
 
@@ -113,7 +113,8 @@ class TritonPythonModel:
         if trials is None:
             trials = selection.measure(names, lambda name: classifier(name).predict)
             selection.write_cached(cached, trials)
-        chosen = selection.best(trials)
+        standin = read_provenance(checkpoint).get("standin", False)
+        chosen = selection.best(trials, judge_agreement=not standin)
         self.logger.log_info(f"engine auto -> {chosen.engine}; trials ({cached}): {trials}")
         return classifier(chosen.engine)
 
