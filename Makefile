@@ -70,10 +70,10 @@ $(VENV)/.perf-installed: requirements/perf.txt $(VENV)/.installed
 		-r requirements/perf.txt -c requirements/constraints.txt
 	@touch $@
 
-bench: install $(VENV)/.perf-installed  ## this stack vs the original design, k6 profiles + plots (SHORT=1: < 10 min)
+bench: install $(VENV)/.perf-installed  ## this stack vs the original design and MLServer, k6 profiles + plots (SHORT=1: ~20 min)
 	$(PY) -m perf.compare $(if $(SHORT),--short,)
 
-bench-triton: install $(VENV)/.perf-installed  ## kernel-only vs Triton end to end, fp32 vs int8 (SHORT=1: shorter)
+bench-triton: install $(VENV)/.perf-installed  ## every engine on this CPU (speed, accuracy, batch drift), then Triton end to end (SHORT=1: shorter)
 	$(PY) -m perf.triton.bench $(if $(SHORT),--short,)
 
 lint: install $(VENV)/.perf-installed  ## ruff (lint + format check) and mypy (perf deps: mypy reads perf/)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from checkpoints.info import read_info
 from devstack.paths import RESULTS
-from perf.compare.__main__ import cpu_model
+from perf.machine import cpu_model
 from trainer.data import default_train_tsv
 from trainer.offline import Recipe, train_offline
 

@@ -1,10 +1,12 @@
-"""`make bench [SHORT=1]`: this stack and the original design, same profiles, one run.
+"""`make bench [SHORT=1]`: this stack, the original design and a peer server, one run.
 
-    python -m perf.compare [--short] [--steps profiles sweep under-attack]
+    python -m perf.compare [--short] [--steps profiles sweep lengths under-attack]
 
-Starts both systems on MODEL=standin-base (DistilBERT-base compute), runs every
-k6 profile (perf/k6/) against each, one system at a time with empty caches,
-then sweeps concurrency on the cache-miss path, then runs our stack under each
+Starts the three systems (ours, the original design, MLServer) on
+MODEL=standin-base (DistilBERT-base compute), measures the engine ours serves
+in-process, runs every k6 profile (perf/k6/) against each, one system at a time
+with empty caches, then sweeps concurrency and text length on the cache-miss
+path, then runs our stack under each
 attack of perf/attacks.py beside an honest client (60 s each; short: 20), and writes
 perf/results/<UTC time>-compare/{report.md, results.json, *.png} (raw k6
 output and server logs in raw/, not committed). Full: ~40 min; --short: < 12.
@@ -20,6 +22,8 @@ import signal
 import subprocess
 import tempfile
 import time
+import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,14 +31,17 @@ from typing import Any
 from checkpoints.cache_dir import default_cache_dir
 from devstack.launch import start_prometheus
 from devstack.paths import RESULTS, ROOT
+from modelctl.convert import calibration, ensure_engines
 from modelctl.resolve import resolve
 from modelctl.spec import ModelSpec
 from perf.compare import under_attack
 from perf.compare.k6run import run_k6
 from perf.compare.panels import Panels, plot_panels, record
-from perf.compare.report import plot_latency, plot_sweep, write_report
+from perf.compare.report import plot_latency, plot_lengths, plot_sweep, write_report
 from perf.compare.stats import Sample, read_k6_csv, summarize
-from perf.compare.systems import System, start_original, start_ours
+from perf.compare.systems import System, start_mlserver, start_original, start_ours
+from perf.machine import cpu_summary
+from perf.triton import kernel
 from trainer.data import sst2_sentences
 
 
@@ -66,6 +73,14 @@ PROFILES = (
         {"DURATION": "30s"},
     ),
     Profile(
+        "mixed-length",
+        "mixed_length.js",
+        "10 VUs, each `POST /predict` one never-seen text of 4 to 400 tokens (log-uniform: "
+        "short phrases to long reviews, median about 40); 60 s (short: 30 s)",
+        {"DURATION": "60s"},
+        {"DURATION": "30s"},
+    ),
+    Profile(
         "mixed",
         "mixed.js",
         "the original shape at a 50% cache rate no cache can game: half the posts the "
@@ -82,8 +97,9 @@ PROFILES = (
     ),
 )
 SWEEP = {"full": ((1, 2, 4, 8, 16), "30s"), "short": ((1, 4, 16), "12s")}
+LENGTHS = {"full": ((8, 32, 128, 512), "20s"), "short": ((8, 32, 128, 512), "10s")}
 ATTACK_SECONDS = {"full": 60.0, "short": 20.0}
-STEPS = ("profiles", "sweep", "under-attack")
+STEPS = ("profiles", "sweep", "lengths", "under-attack")
 
 
 def step(message: str) -> None:
@@ -95,7 +111,7 @@ def measure(
 ) -> tuple[dict[str, Any], list[Sample]]:
     system.flush_cache()
     rss_start, cpu_start = system.resident_mib(), system.cpu_seconds()
-    result = run_k6(script, system.url, env, raw, label, sentences)
+    result = run_k6(script, system.url, {**env, **system.k6_env}, raw, label, sentences)
     cpu = system.cpu_seconds() - cpu_start
     run = read_k6_csv(result.csv)
     summary: dict[str, Any] = summarize(run, result.seconds, cpu)
@@ -146,7 +162,7 @@ def main() -> int:
     sentences = Path(tempfile.mkdtemp(prefix="bench-sst2-")) / "sentences.json"
     sentences.write_text(json.dumps(sst2_sentences(5000, offset=40000)))
 
-    step("starting ours: redis-server, tritonserver (int8), cache_proxy, Prometheus")
+    step("starting ours: redis-server, tritonserver (engine auto), cache_proxy, Prometheus")
     ours = start_ours(checkpoint, raw)
     assert ours.metrics_targets is not None
     # not one of ours.servers: its CPU and memory are not the stack's
@@ -155,14 +171,23 @@ def main() -> int:
     series: dict[str, dict[str, list[Sample]]] = {}
     panels: dict[str, Panels] = {}
     try:
-        if steps & {"profiles", "sweep"}:
+        results["kernel"] = served_kernel(ours, checkpoint)
+        if steps & {"profiles", "sweep", "lengths"}:
             step("starting the original design: redis-server, uvicorn + FastAPI + pipeline")
             original = start_original(checkpoint, raw)
+            step("starting the peer: MLServer + its Hugging Face runtime (adaptive batching)")
             try:
-                results, series, panels = run_all(
-                    mode, steps, (ours, original), raw, sentences, prometheus.url
-                )
+                peer = start_mlserver(checkpoint, raw)
+            except BaseException:
+                original.stop()
+                raise
+            try:
+                results |= run_all(
+                    mode, steps, (ours, original, peer), raw, sentences, prometheus.url,
+                    series, panels,
+                )  # fmt: skip
             finally:
+                peer.stop()
                 original.stop()
         if "under-attack" in steps:
             seconds = ATTACK_SECONDS[mode]
@@ -179,7 +204,7 @@ def main() -> int:
     meta = {
         "command": command,
         "mode": mode,
-        "cpu": cpu_model(),
+        "cpu": cpu_summary(),
         "started": f"{started:%Y-%m-%d %H:%M}",
         "commit": subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
@@ -194,60 +219,90 @@ def main() -> int:
         plot_panels(panels, out / "dashboard-panels.png")
     if "sweep" in results:
         plot_sweep(results["sweep"], out / "miss-throughput.png")
+    if "lengths" in results:
+        plot_lengths(results["lengths"], out / "throughput-by-length.png")
     report = write_report(out, meta, results)
     step(f"report: {report.relative_to(ROOT)}")
     print(report.read_text())
     return 0
 
 
-def cpu_model() -> str:
-    """lscpu's model name: figures depend on the CPU far more than on anything else."""
-    out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-    names = [
-        line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")
-    ]
-    return names[0] if names else "unknown"
-
-
 def run_all(
     mode: str,
     steps: set[str],
-    systems: tuple[System, System],
+    systems: tuple[System, ...],
     raw: Path,
     sentences: Path,
     prometheus: str,
-) -> tuple[dict[str, Any], dict[str, dict[str, list[Sample]]], dict[str, Panels]]:
-    """The profiles (each system in turn) and the sweep; with, per profile, the
-    dashboard panels of our stack recorded by `prometheus` over its run."""
-    profiles: dict[str, dict[str, Any]] = {}
-    series: dict[str, dict[str, list[Sample]]] = {}
-    panels: dict[str, Panels] = {}
+    series: dict[str, dict[str, list[Sample]]],
+    panels: dict[str, Panels],
+) -> dict[str, Any]:
+    """The profiles (each system in turn), the concurrency sweep and the length
+    sweep on the cache-miss path; `series` and `panels` are filled per profile
+    (panels: our stack's dashboard, recorded by `prometheus` over its run)."""
+    results: dict[str, Any] = {}
+    if "profiles" in steps:
+        results["profiles"] = {}
     for profile in PROFILES if "profiles" in steps else ():
         env = profile.short if mode == "short" else profile.full
         step(f"profile {profile.name} ({', '.join(f'{k}={v}' for k, v in env.items())})")
-        profiles[profile.name], series[profile.name] = {}, {}
+        results["profiles"][profile.name], series[profile.name] = {}, {}
         for system in systems:
             label = f"{profile.name}-{system.name}"
             started = time.time()
-            profiles[profile.name][system.name], series[profile.name][system.name] = measure(
-                system, profile.script, env, raw, label, sentences
-            )
+            summary, samples = measure(system, profile.script, env, raw, label, sentences)
+            results["profiles"][profile.name][system.name] = summary
+            series[profile.name][system.name] = samples
             if system.metrics_targets is not None:
                 time.sleep(2)  # one more scrape
                 panels[profile.name] = record(prometheus, started, time.time())
-    if "sweep" not in steps:
-        return {"profiles": profiles}, series, panels
-    levels, duration = SWEEP[mode]
-    sweep: dict[str, list[dict[str, Any]]] = {s.name: [] for s in systems}
-    step(f"cache-miss sweep: VUs {levels}, {duration} each")
-    for vus in levels:
+    if "sweep" in steps:
+        levels, duration = SWEEP[mode]
+        step(f"cache-miss sweep: VUs {levels}, {duration} each")
+        results["sweep"] = sweep_over(
+            "vus", levels, lambda vus: {"VUS": str(vus), "DURATION": duration},
+            "cache_miss.js", systems, raw, sentences,
+        )  # fmt: skip
+    if "lengths" in steps:
+        lengths, duration = LENGTHS[mode]
+        step(f"text-length sweep: {lengths} tokens, 10 VUs, {duration} each")
+        results["lengths"] = sweep_over(
+            "tokens", lengths, lambda tokens: {"TOKENS": str(tokens), "DURATION": duration},
+            "fixed_length.js", systems, raw, sentences,
+        )  # fmt: skip
+    return results
+
+
+def sweep_over(
+    key: str,
+    values: tuple[int, ...],
+    env_of: Callable[[int], dict[str, str]],
+    script: str,
+    systems: tuple[System, ...],
+    raw: Path,
+    sentences: Path,
+) -> dict[str, list[dict[str, Any]]]:
+    """One k6 run of `script` per value and system: {system: [{key: value, **summary}]}."""
+    rows: dict[str, list[dict[str, Any]]] = {s.name: [] for s in systems}
+    for value in values:
         for system in systems:
-            env = {"VUS": str(vus), "DURATION": duration}
-            summary, _ = measure(
-                system, "cache_miss.js", env, raw, f"sweep-{vus}-{system.name}", sentences
-            )
-            sweep[system.name].append({"vus": vus, **summary})
-    return {"profiles": profiles, "sweep": sweep}, series, panels
+            label = f"{script.removesuffix('.js')}-{key}{value}-{system.name}"
+            summary, _ = measure(system, script, env_of(value), raw, label, sentences)
+            rows[system.name].append({key: value, **summary})
+    return rows
+
+
+def served_kernel(ours: System, checkpoint: Path) -> dict[str, Any]:
+    """The engine our Triton chose, and its in-process rate at batch 1 and 32
+    (the roof the targets compare the cache-miss path with)."""
+    with urllib.request.urlopen(f"{ours.url}/model", timeout=10) as response:
+        engine = json.loads(response.read())["model"]["engine"]
+    step(f"kernel-only {engine} (the engine ours serves): batch 1 and 32")
+    classifier = kernel.load(checkpoint, engine, ensure_engines(checkpoint, default_cache_dir(),
+                                                                 calibration()))  # fmt: skip
+    texts = sst2_sentences(256, offset=30000)
+    rates = {str(b): kernel.sentences_per_second(classifier, texts, b) for b in (1, 32)}
+    return {"engine": engine, "sentences_per_second": rates}
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
-"""The two systems under test, each with its own redis-server.
+"""The systems under test, one at a time, on the same checkpoint files.
 
-ours: tritonserver (committed config.pbtxt) + cache_proxy, model standin-base.
-original: the rebuilt FastAPI design (perf/baselines/original_app.py), same
-checkpoint files, fp32 as in the original.
+ours: tritonserver (committed config.pbtxt, engine auto) + cache_proxy + Redis.
+original: the rebuilt FastAPI design (perf/baselines/original_app.py) + Redis,
+fp32 as in the original.
+mlserver: the peer a user would pick instead (perf/peers/mlserver.py), no cache.
 """
 
 from __future__ import annotations
@@ -12,9 +13,12 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from checkpoints.cache_dir import default_cache_dir
 from devstack.launch import start_proxy, start_redis
 from devstack.process import ServerProcess, free_port, http_status, python_module
 from devstack.repository import SOURCE as MODEL_SOURCE
+from modelctl.convert import calibration, ensure_engines
+from perf.peers import mlserver
 from perf.procstat import cpu_seconds, resident_mib
 from perf.triton.bench import serve as serve_triton
 
@@ -23,9 +27,10 @@ from perf.triton.bench import serve as serve_triton
 class System:
     name: str
     url: str
-    redis_port: int
+    redis_port: int | None  # None: no cache to flush
     servers: list[ServerProcess] = field(default_factory=list)
     metrics_targets: tuple[str, str] | None = None  # ours: (proxy, triton metrics) host:port
+    k6_env: dict[str, str] = field(default_factory=dict)  # how k6 talks to it (perf/k6/lib.js)
 
     def pids(self) -> list[int]:
         return [s.process.pid for s in self.servers if s.process is not None]
@@ -37,6 +42,8 @@ class System:
         return resident_mib(*self.pids())
 
     def flush_cache(self) -> None:
+        if self.redis_port is None:
+            return
         subprocess.run(
             ["redis-cli", "-p", str(self.redis_port), "FLUSHALL"],
             check=True,
@@ -70,8 +77,9 @@ def start_ours(checkpoint: Path, logs: Path) -> System:
     redis, redis_port = start_redis(logs)
     system = System("ours", "", redis_port, [redis])
     try:
+        engines = ensure_engines(checkpoint, default_cache_dir(), calibration())
         triton, triton_url, ports = serve_triton(
-            checkpoint, logs, "ours", (MODEL_SOURCE / "config.pbtxt").read_text()
+            checkpoint, engines, logs, "ours", (MODEL_SOURCE / "config.pbtxt").read_text()
         )
         system.servers.append(triton)
         redis_url = f"redis://127.0.0.1:{redis_port}/0"
@@ -100,6 +108,21 @@ def start_original(checkpoint: Path, logs: Path) -> System:
             "uvicorn", "perf.baselines.original_app:app", "--host", "127.0.0.1", "--port", str(port)
         )
         start_http(system, "original-app", command, port, env, logs, "/health", timeout=180)
+    except BaseException:
+        system.stop()
+        raise
+    return system
+
+
+def start_mlserver(checkpoint: Path, logs: Path) -> System:
+    """The peer: MLServer + its Hugging Face runtime (perf/peers/mlserver.py), no cache."""
+    mlserver.ensure_venv()
+    system = System("mlserver", "", None, k6_env={"PROTOCOL": "v2", "V2_MODEL": mlserver.MODEL})
+    port = free_port()
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TF_CPP_MIN_LOG_LEVEL="2")
+    command = mlserver.command(mlserver.write_settings(checkpoint, port))
+    try:
+        start_http(system, "mlserver", command, port, env, logs, "/v2/models/sst2/ready", 300)
     except BaseException:
         system.stop()
         raise

@@ -4,6 +4,11 @@ import http from 'k6/http';
 import { Counter, Rate, Trend } from 'k6/metrics';
 
 export const BASE_URL = __ENV.BASE_URL || 'http://127.0.0.1:8080';
+// PROTOCOL=v2: the target is a peer server speaking the Open Inference (v2)
+// protocol, as its users call it (MLServer's Hugging Face runtime: a BYTES
+// input named array_inputs, one JSON output per text); otherwise POST /predict.
+const V2 = __ENV.PROTOCOL === 'v2';
+const V2_MODEL = __ENV.V2_MODEL || 'sst2';
 
 // Request-level cache result: our proxy says X-Cache: hit|partial|miss, the
 // original design X-MLAPI-Cache: Hit|Miss.
@@ -16,11 +21,28 @@ const RECORD_MODEL = __ENV.RECORD_MODEL === '1';
 const modelAnswers = new Counter('model_answers');
 
 export function health() {
-  const res = http.get(`${BASE_URL}/health`, { tags: { name: 'health' } });
+  const path = V2 ? '/v2/health/ready' : '/health';
+  const res = http.get(`${BASE_URL}${path}`, { tags: { name: 'health' } });
   check(res, { 'health 200': (r) => r.status === 200 });
 }
 
+function predictV2(texts) {
+  const body = { inputs: [{ name: 'array_inputs', shape: [texts.length], datatype: 'BYTES', data: texts }] };
+  const res = http.post(`${BASE_URL}/v2/models/${V2_MODEL}/infer`, JSON.stringify(body), {
+    headers: { 'Content-Type': 'application/json' },
+    tags: { name: 'predict' },
+  });
+  check(res, {
+    'predict 200': (r) => r.status === 200,
+    'one prediction per text': (r) => r.status === 200 && r.json('outputs.0.data').length === texts.length,
+  });
+  return res;
+}
+
 export function predict(texts) {
+  if (V2) {
+    return predictV2(texts);
+  }
   const sent = Date.now();
   // The original script sent no Content-Type; today's FastAPI answers such a
   // body with 422, so both systems get the header (ours does not need it).
@@ -111,4 +133,16 @@ function shuffled(values) {
 
 export function originalTexts(cacheRate) {
   return Math.random() > cacheRate ? shuffled(SHUFFLED) : FIXED;
+}
+
+// A text of about `tokens` WordPiece tokens made of SST-2 sentences (about
+// 1.3 tokens per word), with a unique marker so no cache can answer it.
+export function textOfTokens(sentences, tokens, marker) {
+  const words = [`#${marker}`];
+  const target = Math.max(1, Math.round(tokens / 1.3));
+  while (words.length < target) {
+    const sentence = sentences[Math.floor(Math.random() * sentences.length)];
+    words.push(...sentence.split(' '));
+  }
+  return words.slice(0, target).join(' ');
 }

@@ -1,14 +1,18 @@
-"""Kernel-only vs Triton end to end, per precision, in one run.
+"""Every engine side by side on this CPU, then Triton end to end, in one run.
 
     python -m perf.triton.bench [--short]      (make bench-triton)
 
-1. kernel-only forward of the full-size stand-in (standin-base: DistilBERT-base
-   compute, random weights) at batch 1/4/16/32 on real SST-2 sentences, and
-   one layer's Linear layers alone (the part int8 speeds up);
-2. tritonserver serving the same checkpoint, driven by perf_analyzer with
-   SST-2 sentences at concurrency 1/4/8/16, once per precision;
-3. the thread layout (instances x intra-op threads) at concurrency 8;
-4. a report in perf/results/<UTC time>-triton/report.md (raw files in raw/).
+1. kernel only: each engine (engines.py) on the full-size stand-in
+   (standin-base: DistilBERT-base compute, random weights, converted by
+   modelctl) at batch 1/8/32 on SST-2 phrases of 8+ words, and transformers'
+   padded forward as the baseline for packing;
+2. per engine: batch drift against adversarial batch-mates and distance from
+   torch fp32 (selection.measure, what `engine: auto` measures at load), and
+   held-out accuracy of the SST-2-trained offline model (when the data is here);
+3. tritonserver with `engine: auto` and with the previous default
+   (torch-int8), perf_analyzer at concurrency 1/8/16: throughput, p50/p99;
+4. the thread layout (instances x intra-op threads) at concurrency 8;
+5. a report in perf/results/<UTC time>-triton/report.md (raw files in raw/).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from checkpoints.cache_dir import default_cache_dir
 from devstack.launch import start_triton
@@ -28,119 +33,187 @@ from devstack.process import ServerProcess
 from devstack.repository import SOURCE as MODEL_SOURCE
 from devstack.repository import (
     copy_model_definition,
-    get_parameter,
+    model_module,
     set_instance_count,
     set_parameter,
 )
-from modelctl.install import install
+from modelctl.convert import calibration, ensure_engines
+from modelctl.install import MODEL_NAME, install
 from modelctl.resolve import resolve
 from modelctl.spec import ModelSpec
+from perf.machine import cpu_summary, lscpu
 from perf.procstat import resident_mib
 from perf.triton import analyzer, kernel
 from perf.triton.report import write_report
+from trainer.data import default_train_tsv
 from trainer.data import sst2_sentences as sentences
+from trainer.evaluate import eval_examples, in_process
+from trainer.metrics import accuracy_f1
 from tritonserve import TritonPorts
 
-PRECISIONS = ("fp32", "int8")
-BATCH_SIZES = (1, 4, 16, 32)
-CONCURRENCIES = (1, 4, 8, 16)
+BATCH_SIZES = (1, 8, 32)
+CONCURRENCIES = (1, 8, 16)
+SERVED = ("auto", "torch-int8")  # the engine setting now, and the previous default
 LAYOUTS = ((1, 2), (2, 1))  # (instances, intra-op threads each)
-LINEAR_TOKENS = (16, 128)  # about one SST-2 sentence, and a batch of eight
 
 
 def step(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
+def phrases(count: int, offset: int) -> list[str]:
+    """SST-2 train phrases of 8+ words (the short fragments are much cheaper)."""
+    return [t for t in sentences(count * 4, offset=offset) if len(t.split()) >= 8][:count]
+
+
 def serve(
-    checkpoint: Path, raw: Path, name: str, config: str
+    checkpoint: Path, engines: Path, raw: Path, name: str, config: str
 ) -> tuple[ServerProcess, str, TritonPorts]:
-    """tritonserver on a copy of the model with `config`, ready: (server, host:port, ports)."""
-    repository = copy_model_definition(Path(tempfile.mkdtemp(prefix=f"bench-{name}-")), config)
+    """tritonserver on a copy of the model with `config`, ready: (server, host:port, ports).
+    Its engine choice (auto) is measured afresh: a private cache directory."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
+    repository = copy_model_definition(workdir / "repo", config)
     (raw / f"config-{name}.pbtxt").write_text(config)
-    install(checkpoint, repository)
-    server, ports = start_triton(repository, raw)
+    install(checkpoint, repository, engines=engines)
+    server, ports = start_triton(repository, raw, env={"XDG_CACHE_HOME": str(workdir / "xdg")})
     return server, f"127.0.0.1:{ports.http}", ports
+
+
+def served_engine(url: str) -> str:
+    """The engine named in the served MODEL_INFO."""
+    import numpy as np
+    import tritonclient.http as httpclient
+
+    text = httpclient.InferInput("TEXT", [1, 1], "BYTES")
+    text.set_data_from_numpy(np.array([[b"x"]], dtype=np.object_))
+    client = httpclient.InferenceServerClient(url)
+    try:
+        result = client.infer(MODEL_NAME, [text],
+                              outputs=[httpclient.InferRequestedOutput("MODEL_INFO")])  # fmt: skip
+    finally:
+        client.close()
+    return str(json.loads(result.as_numpy("MODEL_INFO")[0][0])["engine"])
+
+
+def kernels(checkpoint: Path, engines: Path, texts: list[str]) -> dict[str, dict[int, float]]:
+    names = model_module("engines").available(engines)
+    rates: dict[str, dict[int, float]] = {}
+    for name in names:
+        step(f"kernel-only {name}: batch sizes {BATCH_SIZES}")
+        classifier = kernel.load(checkpoint, name, engines)
+        rates[name] = {b: kernel.sentences_per_second(classifier, texts, b) for b in BATCH_SIZES}
+        del classifier
+    step("kernel-only transformers padded forward (torch fp32)")
+    rates["padded torch-fp32"] = {
+        b: kernel.padded_sentences_per_second(checkpoint, texts, b) for b in BATCH_SIZES
+    }
+    return rates
+
+
+def trials(checkpoint: Path, engines: Path) -> list[dict[str, Any]]:
+    selection = model_module("selection")
+    names = model_module("engines").available(engines)
+    measured = selection.measure(names, lambda n: kernel.load(checkpoint, n, engines).predict)
+    return [{**asdict(t), "qualifies": t.qualifies} for t in measured]
+
+
+def accuracies(checkpoint: Path, engines: Path) -> dict[str, float]:
+    _, heldout = eval_examples(None, checkpoint)
+    texts, labels = [e.text for e in heldout], [e.label for e in heldout]
+    result = {}
+    for name in model_module("engines").available(engines):
+        step(f"held-out accuracy {name} ({len(texts)} sentences)")
+        result[name], _ = accuracy_f1(labels, in_process(checkpoint, name, texts, engines))
+    return result
+
+
+def end_to_end(
+    checkpoint: Path, engines: Path, raw: Path, input_data: Path, interval: int
+) -> tuple[dict[str, Any], dict[str, float]]:
+    base = (MODEL_SOURCE / "config.pbtxt").read_text()
+    triton: dict[str, Any] = {}
+    memory: dict[str, float] = {}
+    for setting in SERVED:
+        step(f"triton engine {setting}: starting")
+        config = set_parameter(base, "engine", setting)
+        server, url, _ = serve(checkpoint, engines, raw, setting, config)
+        try:
+            engine = served_engine(url)
+            memory[engine] = resident_mib(server.process.pid)  # type: ignore[union-attr]
+            rows = []
+            for concurrency in CONCURRENCIES:
+                step(f"triton {setting} ({engine}): perf_analyzer concurrency {concurrency}")
+                csv_path = raw / f"pa-{setting}-c{concurrency}.csv"
+                measured = analyzer.run(url, input_data, concurrency, csv_path,
+                                        interval_ms=interval)  # fmt: skip
+                rows.append(asdict(measured))
+            triton[setting] = {"engine": engine, "rows": rows}
+        finally:
+            server.stop()
+    return triton, memory
+
+
+def layouts(
+    checkpoint: Path, engines: Path, raw: Path, input_data: Path, interval: int
+) -> list[dict[str, Any]]:
+    base = (MODEL_SOURCE / "config.pbtxt").read_text()
+    rows = []
+    for instances, threads in LAYOUTS:
+        step(f"layout {instances} instance(s) x {threads} thread(s), engine auto, concurrency 8")
+        config = set_instance_count(base, instances)
+        config = set_parameter(config, "intra_op_threads", str(threads))
+        server, url, _ = serve(checkpoint, engines, raw, f"layout-{instances}x{threads}", config)
+        try:
+            csv_path = raw / f"pa-layout-{instances}x{threads}.csv"
+            measured = analyzer.run(url, input_data, 8, csv_path, interval_ms=interval)
+            rows.append({"instances": instances, "threads": threads,
+                         "engine": served_engine(url), **asdict(measured)})  # fmt: skip
+        finally:
+            server.stop()
+    return rows
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--short", action="store_true", help="shorter windows (~4 min)")
+    parser.add_argument("--short", action="store_true", help="shorter windows")
     args = parser.parse_args()
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
     out = RESULTS / f"{stamp}-triton"
     raw = out / "raw"
     raw.mkdir(parents=True)
+    (raw / "lscpu.txt").write_text(lscpu())
     interval = 4000 if args.short else 8000
 
     step("checking perf_analyzer's libraries")
     analyzer.ensure_installed()
-    step("getting standin-base (DistilBERT-base compute)")
-    checkpoint = resolve(ModelSpec.parse("standin-base"), default_cache_dir())
+    cache = default_cache_dir()
+    step("getting standin-base (DistilBERT-base compute) and converting it to every engine")
+    checkpoint = resolve(ModelSpec.parse("standin-base"), cache)
+    engines = ensure_engines(checkpoint, cache, calibration())
     input_data = analyzer.write_input_data(sentences(1000, offset=20000), raw / "sst2.json")
-    kernel_texts = sentences(128 if args.short else 256, offset=30000)
-    base_config = (MODEL_SOURCE / "config.pbtxt").read_text()
+    texts = phrases(192 if args.short else 384, offset=30000)  # 3 passes of fresh texts
 
-    results: dict[str, object] = {
-        "kernel": {},
-        "linear_ms": {},
-        "triton": {},
-        "layout": [],
-        "memory_mib": {},
-    }
-    for precision in PRECISIONS:
-        step(f"kernel-only {precision}: batch sizes {BATCH_SIZES}")
-        model = kernel.load(checkpoint, precision, threads=2)
-        results["kernel"][precision] = {  # type: ignore[index]
-            size: kernel.sentences_per_second(model, kernel_texts, size) for size in BATCH_SIZES
-        }
-        del model
-        step(f"linear layers alone {precision}: {LINEAR_TOKENS} tokens")
-        results["linear_ms"][precision] = {  # type: ignore[index]
-            tokens: kernel.linear_layer_ms(tokens, precision) for tokens in LINEAR_TOKENS
-        }
-    for precision in PRECISIONS:
-        step(f"triton {precision}: starting")
-        config = set_parameter(base_config, "precision", precision)
-        server, url, _ = serve(checkpoint, raw, precision, config)
-        try:
-            results["memory_mib"][precision] = resident_mib(server.process.pid)  # type: ignore[index,union-attr]
-            rows = []
-            for concurrency in CONCURRENCIES:
-                step(f"triton {precision}: perf_analyzer concurrency {concurrency}")
-                csv_path = raw / f"pa-{precision}-c{concurrency}.csv"
-                rows.append(asdict(analyzer.run(url, input_data, concurrency, csv_path,
-                                                interval_ms=interval)))  # fmt: skip
-            results["triton"][precision] = rows  # type: ignore[index]
-        finally:
-            server.stop()
-    default = default_precision(base_config)
-    for instances, threads in LAYOUTS:
-        step(f"layout {instances} instance(s) x {threads} thread(s), {default}, concurrency 8")
-        config = set_instance_count(base_config, instances)
-        config = set_parameter(config, "intra_op_threads", str(threads))
-        server, url, _ = serve(checkpoint, raw, f"layout-{instances}x{threads}", config)
-        try:
-            csv_path = raw / f"pa-layout-{instances}x{threads}.csv"
-            measured = analyzer.run(url, input_data, 8, csv_path, interval_ms=interval)
-            results["layout"].append(  # type: ignore[attr-defined]
-                {"instances": instances, "threads": threads, **asdict(measured)}
-            )
-        finally:
-            server.stop()
+    results: dict[str, Any] = {"cpu": cpu_summary(), "texts": len(texts)}
+    results["kernel"] = kernels(checkpoint, engines, texts)
+    step("engine trials (batch drift, distance from torch fp32) on standin-base")
+    results["trials"] = trials(checkpoint, engines)
+    if default_train_tsv().is_file():
+        step("the SST-2-trained offline model and its engines")
+        trained = resolve(ModelSpec.parse("trained-offline"), cache)
+        trained_engines = ensure_engines(trained, cache, calibration())
+        results["accuracy"] = accuracies(trained, trained_engines)
+        results["trained_trials"] = trials(trained, trained_engines)
+    results["triton"], results["memory_mib"] = end_to_end(
+        checkpoint, engines, raw, input_data, interval
+    )
+    results["layout"] = layouts(checkpoint, engines, raw, input_data, interval)
     (out / "results.json").write_text(json.dumps(results, indent=2))
-    report = write_report(out / "report.md", results, default, " ".join(["make bench-triton"]
-                          + (["SHORT=1"] if args.short else [])))  # fmt: skip
+    results = json.loads((out / "results.json").read_text())  # the report reads what is saved
+    command = "make bench-triton" + (" SHORT=1" if args.short else "")
+    report = write_report(out / "report.md", results, command)
     step(f"report: {report}")
     print(report.read_text())
     return 0
-
-
-def default_precision(config: str) -> str:
-    precision = get_parameter(config, "precision")
-    if precision not in PRECISIONS:
-        raise ValueError("config.pbtxt's precision is not one of " + ", ".join(PRECISIONS))
-    return precision
 
 
 if __name__ == "__main__":

@@ -1,65 +1,75 @@
 """Kernel-only speed: the model's forward path in-process, no server.
 
 Texts are tokenized outside the timed region; what is timed is what Triton's
-execute() does per batch after tokenizing (plan, pad, forward, softmax).
+execute() does per batch after tokenizing (plan, pack, forward, softmax), per
+engine, and transformers' padded forward as the baseline packing is measured against.
 """
 
 from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from devstack.repository import load_classifier, model_module
+from devstack.repository import load_classifier
 
 
-def load(checkpoint: Path, precision: str, threads: int) -> Any:
-    import torch
-
-    torch.set_num_threads(threads)
-    return load_classifier(checkpoint, precision)
+def load(checkpoint: Path, engine: str, engines_dir: Path | None, threads: int = 2) -> Any:
+    return load_classifier(checkpoint, engine, engines_dir, threads)
 
 
 def sentences_per_second(
     classifier: Any, texts: Sequence[str], batch_size: int, repeats: int = 3
 ) -> float:
-    """Median over `repeats` passes of all `texts` in batches of `batch_size`."""
+    """Median over `repeats` passes, each over its own share of `texts` in
+    batches of `batch_size`: every pass sees batches (input shapes) it has not
+    seen before, as a server does (OpenVINO is faster on shapes it has seen)."""
     ids = classifier.token_ids(texts)
-    batches = [ids[i : i + batch_size] for i in range(0, len(ids), batch_size)]
-    classifier.score_token_ids(batches[0])  # warm up
+    share = len(ids) // repeats
+    passes = [ids[n * share : (n + 1) * share] for n in range(repeats)]
+    classifier.score_token_ids(ids[:batch_size])  # warm up
     rates = []
-    for _ in range(repeats):
+    for part in passes:
         started = time.perf_counter()
-        for batch in batches:
-            classifier.score_token_ids(batch)
-        rates.append(len(ids) / (time.perf_counter() - started))
+        for i in range(0, len(part), batch_size):
+            classifier.score_token_ids(part[i : i + batch_size])
+        rates.append(len(part) / (time.perf_counter() - started))
     return statistics.median(rates)
 
 
-# One DistilBERT-base layer's Linear layers as (in, out): q, k, v, out, ffn in, ffn out.
-LAYER_LINEARS = ((768, 768),) * 4 + ((768, 3072), (3072, 768))
-
-
-def linear_layer_ms(tokens: int, precision: str, repeats: int = 30) -> float:
-    """Median ms for one DistilBERT-base layer's Linear layers on `tokens` rows:
-    the part of the model int8 speeds up, so the ceiling of its speed-up."""
+def padded_sentences_per_second(
+    checkpoint: Path, texts: Sequence[str], batch_size: int, threads: int = 2, repeats: int = 3
+) -> float:
+    """The same with transformers' own padded forward in torch fp32: what
+    packing (no padding, fused q/k/v, [CLS]-only last layer) is measured against."""
     import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    quantized = model_module("classifier").quantized
-    torch.manual_seed(0)
-    layers = [
-        quantized(torch.nn.Sequential(torch.nn.Linear(i, o)).eval(), precision)
-        for i, o in LAYER_LINEARS
-    ]
-    inputs = [torch.randn(tokens, i) for i, _ in LAYER_LINEARS]
-    times = []
-    with torch.inference_mode():
-        for n in range(repeats + 3):
-            started = time.perf_counter()
-            for layer, x in zip(layers, inputs, strict=True):
-                layer(x)
-            if n >= 3:  # the first passes warm up
-                times.append((time.perf_counter() - started) * 1000)
-    return statistics.median(times)
+    torch.set_num_threads(threads)
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint, local_files_only=True)
+    model = AutoModelForSequenceClassification.from_pretrained(checkpoint, local_files_only=True)
+    model.eval()
+    batches = [
+        tokenizer(list(texts[i : i + batch_size]), padding=True, truncation=True,
+                  return_tensors="pt")
+        for i in range(0, len(texts), batch_size)
+    ]  # fmt: skip
+
+    def run() -> None:
+        with torch.inference_mode():
+            for batch in batches:
+                torch.softmax(model(**batch).logits, dim=-1)
+
+    return _median_rate(len(texts), run, repeats)
+
+
+def _median_rate(count: int, run: Callable[[], object], repeats: int) -> float:
+    run()  # warm up
+    rates = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        run()
+        rates.append(count / (time.perf_counter() - started))
+    return statistics.median(rates)

@@ -7,7 +7,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from batching import pack, plan_micro_batches, requested_outputs, softmax, split_rows, wants_scores
+from batching import (
+    bucketed,
+    pack,
+    plan_micro_batches,
+    requested_outputs,
+    softmax,
+    split_rows,
+    wants_scores,
+)
 from identity import checkpoint_digest, fingerprint
 from runtime import cpu_quota, intra_op_threads, parameters
 from tokens import decode_texts
@@ -105,3 +113,14 @@ def test_model_info_alone_needs_no_forward_pass() -> None:
     assert requested_outputs(["MODEL_INFO"]) == {"MODEL_INFO"}
     assert not wants_scores(requested_outputs(["MODEL_INFO"]))
     assert wants_scores(requested_outputs(["MODEL_INFO", "PROBABILITIES"]))
+
+
+def test_bucketed_pads_to_few_shapes_without_touching_real_texts() -> None:
+    packed = pack([[101, 7, 102], [101, 8, 9, 102]])
+    padded = bucketed(packed, tokens=32, texts=8)
+    assert padded.token_ids.size == 32 and padded.starts.size == 8
+    assert (padded.token_ids[:7] == packed.token_ids).all()
+    assert (padded.starts[:2] == packed.starts).all()
+    # the padding is one segment of its own, so attention keeps it apart
+    assert set(padded.segments[7:]) == {2} and padded.positions[7] == 0
+    assert bucketed(padded, tokens=32, texts=8) is padded

@@ -59,6 +59,27 @@ def pack(token_ids: Sequence[Sequence[int]]) -> Packed:
     return Packed(flat, positions, segments, starts)
 
 
+def bucketed(packed: Packed, tokens: int, texts: int) -> Packed:
+    """`packed` padded to a multiple of `tokens` tokens and `texts` texts, so
+    an engine that specializes per input shape (OpenVINO) sees few shapes.
+
+    The padding tokens form one extra segment of their own (attention keeps
+    them apart from every real text), and the padding texts repeat the first
+    text's start; the caller keeps the first rows of the output only.
+    """
+    extra = -packed.token_ids.size % tokens
+    rows = -packed.starts.size % texts
+    if not (extra or rows):
+        return packed
+    pad_segment = packed.segments[-1] + 1 if packed.segments.size else 0
+    return Packed(
+        token_ids=np.concatenate([packed.token_ids, np.zeros(extra, np.int64)]),
+        positions=np.concatenate([packed.positions, np.arange(extra, dtype=np.int64)]),
+        segments=np.concatenate([packed.segments, np.full(extra, pad_segment, np.int64)]),
+        starts=np.concatenate([packed.starts, np.full(rows, packed.starts[0], np.int64)]),
+    )
+
+
 def softmax(logits: NDArray[np.floating[Any]]) -> NDArray[np.float32]:
     """Row-wise softmax in float32; rows sum to 1."""
     shifted = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)

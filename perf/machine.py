@@ -1,0 +1,34 @@
+"""What the figures depend on most: the CPU (lscpu's model name and its SIMD flags)."""
+
+from __future__ import annotations
+
+import subprocess
+
+# The instruction sets that decide which engine and precision are fast.
+SIMD_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16",
+              "amx_bf16", "amx_int8")  # fmt: skip
+
+
+def lscpu() -> str:
+    return subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+
+
+def _field(out: str, name: str) -> str:
+    values = [line.split(":", 1)[1].strip() for line in out.splitlines()
+              if line.startswith(f"{name}:")]  # fmt: skip
+    return values[0] if values else "unknown"
+
+
+def cpu_model() -> str:
+    """lscpu's model name."""
+    return _field(lscpu(), "Model name")
+
+
+def cpu_summary() -> str:
+    """Model name, cores, and which of SIMD_FLAGS the CPU has."""
+    out = lscpu()
+    flags = set(_field(out, "Flags").split())
+    present = [f for f in SIMD_FLAGS if f in flags]
+    absent = [f for f in SIMD_FLAGS if f not in flags]
+    return (f"{_field(out, 'Model name')}, {_field(out, 'CPU(s)')} CPUs; "
+            f"has {' '.join(present) or 'none'}; lacks {' '.join(absent) or 'none'}")  # fmt: skip
