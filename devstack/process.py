@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -15,11 +16,34 @@ from pathlib import Path
 
 from devstack.paths import ROOT
 
+LISTEN_PORTS = range(10000, 32768)  # below Linux's default ephemeral range
+
+
+def ephemeral_ports(path: Path = Path("/proc/sys/net/ipv4/ip_local_port_range")) -> range:
+    """The ports the kernel hands out to outgoing connections and to bind(0)."""
+    try:
+        low, high = (int(v) for v in path.read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999
+    return range(low, high + 1)
+
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A free port for a server to listen on, outside the ephemeral range: a
+    port taken from that range (bind to 0) can meanwhile become the source
+    port of any outgoing connection (proxy, HAProxy health checks, k6), and
+    the server started later then fails with 'Address already in use'."""
+    ephemeral = ephemeral_ports()
+    candidates = [p for p in LISTEN_PORTS if p not in ephemeral]
+    for _ in range(100):
+        port = random.choice(candidates)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port found in {LISTEN_PORTS}")
 
 
 def http_status(url: str, timeout: float = 2.0) -> int:
