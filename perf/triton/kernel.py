@@ -28,15 +28,14 @@ def sentences_per_second(
     seen before, as a server does (OpenVINO is faster on shapes it has seen)."""
     ids = classifier.token_ids(texts)
     share = len(ids) // repeats
-    passes = [ids[n * share : (n + 1) * share] for n in range(repeats)]
+
+    def run(part: Sequence[Sequence[int]]) -> Callable[[], object]:
+        return lambda: [classifier.score_token_ids(part[i : i + batch_size])
+                        for i in range(0, len(part), batch_size)]  # fmt: skip
+
     classifier.score_token_ids(ids[:batch_size])  # warm up
-    rates = []
-    for part in passes:
-        started = time.perf_counter()
-        for i in range(0, len(part), batch_size):
-            classifier.score_token_ids(part[i : i + batch_size])
-        rates.append(len(part) / (time.perf_counter() - started))
-    return statistics.median(rates)
+    passes = [run(ids[n * share : (n + 1) * share]) for n in range(repeats)]
+    return _median_rate(share, passes)
 
 
 def padded_sentences_per_second(
@@ -62,13 +61,14 @@ def padded_sentences_per_second(
             for batch in batches:
                 torch.softmax(model(**batch).logits, dim=-1)
 
-    return _median_rate(len(texts), run, repeats)
-
-
-def _median_rate(count: int, run: Callable[[], object], repeats: int) -> float:
     run()  # warm up
+    return _median_rate(len(texts), [run] * repeats)
+
+
+def _median_rate(count: int, passes: Sequence[Callable[[], object]]) -> float:
+    """The median rate of `count` sentences over the timed `passes`."""
     rates = []
-    for _ in range(repeats):
+    for run in passes:
         started = time.perf_counter()
         run()
         rates.append(count / (time.perf_counter() - started))

@@ -12,6 +12,7 @@ from numpy.typing import NDArray
 from transformers import AutoConfig, AutoTokenizer
 
 from batching import pack, plan_micro_batches, softmax
+from packed_forward import require_distilbert
 from tokens import bounded_token_ids
 
 
@@ -23,10 +24,7 @@ class Classifier:
         self, checkpoint: Path, engine: Engine, *, max_length: int, token_budget: int
     ) -> None:
         config = AutoConfig.from_pretrained(checkpoint, local_files_only=True)
-        if config.model_type != "distilbert":
-            raise ValueError(
-                f"distilbert_sst2 runs DistilBERT checkpoints, got model_type {config.model_type!r}"
-            )
+        require_distilbert(config)  # every engine runs the DistilBERT packed forward
         self.engine = engine
         self.tokenizer = AutoTokenizer.from_pretrained(checkpoint, local_files_only=True)
         self.labels = [config.id2label[i] for i in range(config.num_labels)]

@@ -11,11 +11,12 @@ no padding) and returns logits [B, num_labels]:
                                       static quantization, calibrated on SST-2)
 
 The non-torch engines are files that `make model` builds beside the
-checkpoint (converters.py); an engine whose files are missing is not offered.
+checkpoint (modelctl/convert.py); an engine whose files are missing is not offered.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -76,8 +77,10 @@ def available(engines_dir: Path | None) -> list[str]:
     ]
 
 
+@functools.cache
 def files_digest(directory: Path) -> str:
-    """sha256 over a converted engine's files (relative path and content)."""
+    """sha256 over a converted engine's files (relative path and content);
+    once per process (auto's cache key, then the chosen engine's identity)."""
     digest = hashlib.sha256()
     for path in sorted(p for p in directory.rglob("*") if p.is_file()):
         digest.update(path.relative_to(directory).as_posix().encode() + b"\0")

@@ -65,9 +65,15 @@ def read_provenance(checkpoint: Path) -> dict[str, Any]:
     return provenance
 
 
-def describe(checkpoint: Path, labels: Sequence[str], serving: dict[str, Any]) -> ModelInfo:
+def describe(
+    checkpoint: Path,
+    labels: Sequence[str],
+    serving: dict[str, Any],
+    content_digest: str | None = None,
+) -> ModelInfo:
     """The identity of `checkpoint` served with `serving` (precision, engine,
-    engine_files, max_sequence_length, forward): its fingerprint covers weights and serving."""
+    engine_files, max_sequence_length, forward): its fingerprint covers weights
+    and serving (`content_digest`: checkpoint_digest(checkpoint), if already known)."""
     provenance = read_provenance(checkpoint)
     return ModelInfo(
         name=provenance.get("name", checkpoint.resolve().name),
@@ -75,7 +81,7 @@ def describe(checkpoint: Path, labels: Sequence[str], serving: dict[str, Any]) -
         revision=provenance.get("revision"),
         standin=bool(provenance.get("standin", False)),
         labels=list(labels),
-        fingerprint=fingerprint(checkpoint_digest(checkpoint), serving),
+        fingerprint=fingerprint(content_digest or checkpoint_digest(checkpoint), serving),
         precision=serving["precision"],
         engine=serving["engine"],
         engine_files=serving["engine_files"],

@@ -76,8 +76,11 @@ class TritonPythonModel:
             return Classifier(checkpoint, engines.load(name, checkpoint, engines_dir, threads),
                               **settings)  # fmt: skip
 
+        content = checkpoint_digest(checkpoint)  # hashed once: the choice's cache key and identity
         if params["engine"] == "auto":
-            self.classifier = self._measured_choice(checkpoint, engines_dir, threads, classifier)
+            self.classifier = self._measured_choice(
+                checkpoint, content, engines_dir, threads, classifier
+            )
         else:
             self.classifier = classifier(params["engine"])
         self._check_labels(Path(args["model_repository"]) / "labels.txt")
@@ -89,7 +92,7 @@ class TritonPythonModel:
             "max_sequence_length": self.classifier.max_length,
             "forward": packed_forward.NAME,
         }
-        self.info = describe(checkpoint, self.classifier.labels, serving)
+        self.info = describe(checkpoint, self.classifier.labels, serving, content)
         self.info_bytes = self.info.to_json()
         self.classifier.predict(WARMUP_TEXTS)  # first real request is then fast
         return_freed_memory()
@@ -102,12 +105,12 @@ class TritonPythonModel:
             warning = self.info.extra.get("warning", "random weights")
             self.logger.log_warn(f"STAND-IN MODEL {self.info.name}: {warning}")
 
-    def _measured_choice(self, checkpoint, engines_dir, threads, classifier):
+    def _measured_choice(self, checkpoint, content, engines_dir, threads, classifier):
         """engine: auto. Measure every built engine once per machine and model
         (selection.py)."""
         names = engines.available(engines_dir)
         digests = {n: engines.digest_of(n, engines_dir) for n in names}
-        digests["checkpoint"] = checkpoint_digest(checkpoint)
+        digests["checkpoint"] = content
         cached = CHOICE_CACHE / f"{selection.cache_key(digests, threads)}.json"
         trials = selection.read_cached(cached)
         if trials is None:

@@ -30,14 +30,19 @@ from batching import Packed
 NAME = "packed-fused-qkv"
 
 
-def prepare(model: Any) -> Any:
-    """Check that `model` is a DistilBERT sequence classifier and fuse its
-    q/k/v projections (in place; transformers' own forward no longer runs)."""
-    model_type = getattr(getattr(model, "config", None), "model_type", None)
+def require_distilbert(config: Any) -> None:
+    """Refuse a checkpoint config that is not DistilBERT's (this forward's layout)."""
+    model_type = getattr(config, "model_type", None)
     if model_type != "distilbert":
         raise ValueError(
             f"distilbert_sst2 runs DistilBERT checkpoints, got model_type {model_type!r}"
         )
+
+
+def prepare(model: Any) -> Any:
+    """Check that `model` is a DistilBERT sequence classifier and fuse its
+    q/k/v projections (in place; transformers' own forward no longer runs)."""
+    require_distilbert(getattr(model, "config", None))
     for layer in model.distilbert.transformer.layer:
         attention = layer.attention
         parts = (attention.q_lin, attention.k_lin, attention.v_lin)
