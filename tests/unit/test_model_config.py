@@ -1,0 +1,19 @@
+"""The committed config.pbtxt keeps what the measurements chose."""
+
+from __future__ import annotations
+
+from devstack.repository import SOURCE, parse_config
+
+
+def test_dynamic_batcher_keeps_payload_prefetching() -> None:
+    """tritonserver 2.51 turns prefetching off for any queue policy, and its
+    batcher then misses wake-ups and sleeps its 500 ms default wait under load
+    (model README, "The dynamic batcher's 500 ms wait")."""
+    batching = parse_config((SOURCE / "config.pbtxt").read_text()).dynamic_batching
+    policy = batching.default_queue_policy
+    assert batching.max_queue_delay_microseconds > 0
+    assert policy.max_queue_size == 0
+    assert policy.default_timeout_microseconds == 0
+    assert not policy.allow_timeout_override
+    assert batching.priority_levels == 0
+    assert not batching.priority_queue_policy
