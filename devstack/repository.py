@@ -65,6 +65,18 @@ def set_instance_count(config: str, count: int) -> str:
     return str(text_format.MessageToString(message))
 
 
+def set_batcher(config: str, delay_us: int, queue_policy: str = "") -> str:
+    """The config with the dynamic batcher's delay set and its default queue
+    policy replaced by `queue_policy` (ModelQueuePolicy text; "": none)."""
+    message = parse_config(config)
+    batching = message.dynamic_batching
+    batching.max_queue_delay_microseconds = delay_us
+    batching.ClearField("default_queue_policy")
+    if queue_policy:
+        text_format.Parse(queue_policy, batching.default_queue_policy)
+    return str(text_format.MessageToString(message))
+
+
 def model_module(name: str) -> ModuleType:
     """A module of the Triton model's code (classifier, inference, ...), imported
     from the checkout the way the Python backend imports it."""

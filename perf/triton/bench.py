@@ -12,7 +12,9 @@
 3. tritonserver with `engine: auto` and with the previous default
    (torch-int8), perf_analyzer at concurrency 1/8/16: throughput, p50/p99;
 4. the thread layout (instances x intra-op threads) at concurrency 8;
-5. a report in perf/results/<UTC time>-triton/report.md (raw files in raw/).
+5. the dynamic batcher's delay, and the queue policy that made it stall
+   (model README, "The dynamic batcher's 500 ms wait"), at concurrency 1/8/16;
+6. a report in perf/results/<UTC time>-triton/report.md (raw files in raw/).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from devstack.repository import SOURCE as MODEL_SOURCE
 from devstack.repository import (
     copy_model_definition,
     model_module,
+    set_batcher,
     set_instance_count,
     set_parameter,
 )
@@ -55,6 +58,15 @@ BATCH_SIZES = (1, 8, 32)
 CONCURRENCIES = (1, 8, 16)
 SERVED = ("auto", "torch-int8")  # the engine setting now, and the previous default
 LAYOUTS = ((1, 2), (2, 1))  # (instances, intra-op threads each)
+OLD_QUEUE_POLICY = (  # config.pbtxt's until 2026-12-01
+    "max_queue_size: 128 timeout_action: REJECT "
+    "default_timeout_microseconds: 10000000 allow_timeout_override: true"
+)
+BATCHERS = (  # (label, max_queue_delay_microseconds, default_queue_policy)
+    ("no delay", 0, ""),
+    ("2 ms delay", 2000, ""),
+    ("2 ms delay + queue policy", 2000, OLD_QUEUE_POLICY),
+)
 
 
 def step(message: str) -> None:
@@ -173,6 +185,27 @@ def layouts(
     return rows
 
 
+def batchers(
+    checkpoint: Path, engines: Path, raw: Path, input_data: Path, interval: int
+) -> list[dict[str, Any]]:
+    base = (MODEL_SOURCE / "config.pbtxt").read_text()
+    rows = []
+    for number, (label, delay_us, policy) in enumerate(BATCHERS):
+        step(f"batcher: {label}, engine auto, concurrency {CONCURRENCIES}")
+        config = set_batcher(base, delay_us, policy)
+        server, url, _ = serve(checkpoint, engines, raw, f"batcher-{number}", config)
+        try:
+            for concurrency in CONCURRENCIES:
+                csv_path = raw / f"pa-batcher-{number}-c{concurrency}.csv"
+                measured = analyzer.run(url, input_data, concurrency, csv_path,
+                                        interval_ms=interval)  # fmt: skip
+                rows.append({"batcher": label, "delay_us": delay_us,
+                             "queue_policy": policy, **asdict(measured)})  # fmt: skip
+        finally:
+            server.stop()
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--short", action="store_true", help="shorter windows")
@@ -207,6 +240,7 @@ def main() -> int:
         checkpoint, engines, raw, input_data, interval
     )
     results["layout"] = layouts(checkpoint, engines, raw, input_data, interval)
+    results["batcher"] = batchers(checkpoint, engines, raw, input_data, interval)
     (out / "results.json").write_text(json.dumps(results, indent=2))
     results = json.loads((out / "results.json").read_text())  # the report reads what is saved
     command = "make bench-triton" + (" SHORT=1" if args.short else "")

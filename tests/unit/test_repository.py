@@ -11,6 +11,7 @@ from devstack.repository import (
     copy_model_definition,
     get_parameter,
     parse_config,
+    set_batcher,
     set_instance_count,
     set_parameter,
 )
@@ -38,6 +39,18 @@ def test_set_instance_count() -> None:
     original = parse_config(config)
     updated.instance_group[0].count = 1
     assert updated == original
+
+
+def test_set_batcher() -> None:
+    config = (SOURCE / "config.pbtxt").read_text()
+    policy = "max_queue_size: 128 default_timeout_microseconds: 10000000"
+    batching = parse_config(set_batcher(config, 0, policy)).dynamic_batching
+    assert batching.max_queue_delay_microseconds == 0
+    assert batching.default_queue_policy.max_queue_size == 128
+    assert batching.default_queue_policy.default_timeout_microseconds == 10_000_000
+    cleared = parse_config(set_batcher(set_batcher(config, 0, policy), 500)).dynamic_batching
+    assert cleared.max_queue_delay_microseconds == 500
+    assert not cleared.HasField("default_queue_policy")
 
 
 def test_copy_has_code_and_config_but_no_checkpoint(tmp_path: Path) -> None:
