@@ -101,8 +101,8 @@ class ValidationFailed(ApiError):
 
 class Overloaded(ApiError):
     """Work waited past `ADMISSION_TIMEOUT_SECONDS` or was shed from a full
-    queue, Triton's queue is full, or `MAX_CONNECTIONS` are all busy (with
-    `Retry-After`)."""
+    queue, Triton's queue is full (if its config sets a queue policy), or
+    `MAX_CONNECTIONS` are all busy (with `Retry-After`)."""
 
     status = 429
     error_type = "overloaded"
