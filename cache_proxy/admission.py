@@ -2,10 +2,12 @@
 
 At most `budget` cost units are in flight to the model at once; a chunk that
 does not fit waits in a bounded queue. When budget frees, the next chunk is
-the fairest one: from the client with the least cost in flight, then the
-cheapest of that client's chunks, then the oldest. So a cheap request is never
-queued behind a flood of expensive ones, and where clients can be told apart
-(API key, trusted address) each gets its share.
+the fairest one: from the client with the least cost in flight, then of that
+client's cheapest cost class (costs within 2x of each other are one class),
+then the oldest. So a cheap request is never queued behind a flood of
+expensive ones, chunks of similar cost go in arrival order (none starves
+behind a stream of slightly cheaper ones), and where clients can be told
+apart (API key, trusted address) each gets its share.
 
 A chunk costing more than the whole budget runs when nothing else is in
 flight. With the default budget (one long text's cost), a long text never
@@ -32,10 +34,16 @@ from cache_proxy.errors import Overloaded
 from cache_proxy.metrics import Metrics
 
 
+def cost_class(cost: int) -> int:
+    """Costs within 2x of each other share a class (1, 2-3, 4-7, 8-15, ...)."""
+    return cost.bit_length()
+
+
 @dataclass(order=True)
 class Waiter:
-    cost: int
+    cost_class: int
     seq: int
+    cost: int = field(compare=False)
     client: str = field(compare=False)
     future: asyncio.Future[None] = field(compare=False)
 
@@ -75,7 +83,8 @@ class Admission:
             self._grant(client, cost)
             return
         self._make_room(cost)
-        waiter = Waiter(cost, next(self._seq), client, asyncio.get_running_loop().create_future())
+        future = asyncio.get_running_loop().create_future()
+        waiter = Waiter(cost_class(cost), next(self._seq), cost, client, future)
         heapq.heappush(self.waiting.setdefault(client, []), waiter)
         self._queued(cost)
         self._dispatch()

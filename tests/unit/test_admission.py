@@ -55,6 +55,29 @@ async def test_cheapest_waiter_goes_first_and_a_long_one_runs_alone() -> None:
     assert (gate.inflight, gate.queued) == (0, 0)
 
 
+async def test_similar_costs_go_in_arrival_order() -> None:
+    """Cheapest first only across cost classes: within 2x of each other, the
+    oldest goes first, so a stream of slightly cheaper texts cannot starve one
+    (it waited out the admission timeout: 429s at 32-token texts)."""
+    gate, order, release = admission(budget=100), [], asyncio.Event()
+    first = asyncio.create_task(hold(gate, "a", 100, order, release, "running"))
+    await settle()
+    waiting = [
+        asyncio.create_task(hold(gate, "a", cost, order, asyncio.Event(), name))
+        for cost, name in ((60, "old-60"), (45, "newer-45"), (20, "cheap-20"))
+    ]
+    await settle()
+    release.set()
+    await first
+    await settle()
+    # a class cheaper goes first; then the older of the two similar ones
+    assert order == ["running", "cheap-20", "old-60"]
+    for task in waiting:
+        task.cancel()
+    await asyncio.gather(*waiting, return_exceptions=True)
+    assert (gate.inflight, gate.queued) == (0, 0)
+
+
 async def test_the_client_with_less_in_flight_goes_first() -> None:
     gate, order = admission(budget=100), []
     still, done = asyncio.Event(), asyncio.Event()
