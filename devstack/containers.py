@@ -22,10 +22,10 @@ import re
 import resource
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from devstack.paths import ROOT, RUN
+from devstack.paths import ROOT, RUN, SHARED_SST2_TRAIN
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +133,7 @@ class Build:
     tag: str
     args: dict[str, str]
     volumes: tuple[str, ...] = ()
+    contexts: dict[str, str] = field(default_factory=dict)  # --build-context name=dir
 
 
 def builds(model: str) -> list[Build]:
@@ -141,9 +142,13 @@ def builds(model: str) -> list[Build]:
     # without the local wheel: the Dockerfile's default, the CPU wheel index
     torch = {"TORCH_SOURCE": "--find-links /wheels"} if wheels else {}
     volumes = (f"{wheels}:/wheels:ro",) if wheels else ()
+    # SST-2 train, read in place, calibrates openvino-int8 (Dockerfile.triton)
+    train = Path(os.environ.get("SST2_TRAIN_TSV", SHARED_SST2_TRAIN))
+    sst2 = {"sst2": str(train.parent)} if train.is_file() else {}
+    triton_args = {**base, **torch, "MODEL": model}
     return [
         Build("Dockerfile.proxy", PROXY_IMAGE, base),
-        Build("Dockerfile.triton", TRITON_IMAGE, {**base, **torch, "MODEL": model}, volumes),
+        Build("Dockerfile.triton", TRITON_IMAGE, triton_args, volumes, sst2),
     ]
 
 
@@ -158,6 +163,8 @@ def build(spec: Build) -> None:
         args += ["-v", volume]
     for key, value in spec.args.items():
         args += ["--build-arg", f"{key}={value}"]
+    for name, directory in spec.contexts.items():
+        args += ["--build-context", f"{name}={directory}"]
     podman(*args, str(ROOT))
 
 

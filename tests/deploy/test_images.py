@@ -17,6 +17,7 @@ from collections.abc import Iterator
 import pytest
 
 from devstack import containers, kubeplay
+from devstack.repository import model_module
 from tests.browser import ARTIFACTS
 from tests.deploy.manifests import render
 from tests.http import predict, request
@@ -58,6 +59,22 @@ def test_both_images_build_with_the_model_baked_in(image_sizes: dict[str, float]
     )
     assert run.stdout.strip() == checkpoint  # a file in the image, not a mount
     print({tag: f"{size:.0f} MB" for tag, size in image_sizes.items()})
+
+
+def test_the_triton_image_has_every_engine(image_sizes: dict[str, float]) -> None:
+    """openvino-int8 included: NNCF calibrates on SST-2 train, bind-mounted
+    into the build (the sst2 build context), not copied into the image."""
+    engines = "/models/distilbert_sst2/1/engines"
+    graphs = [f"{engines}/{f}" for f in model_module("engines").GRAPH_FILES.values()]
+    run = containers.podman(
+        "run", "--rm", "--entrypoint", "ls", containers.TRITON_IMAGE, *graphs, capture=True
+    )
+    assert sorted(run.stdout.split()) == sorted(graphs)
+    run = containers.podman(
+        "run", "--rm", "--entrypoint", "ls", containers.TRITON_IMAGE, "/data", capture=True,
+        check=False,
+    )  # fmt: skip
+    assert run.returncode != 0  # nothing of the data in the image
 
 
 def test_the_proxy_image_has_no_torch(image_sizes: dict[str, float]) -> None:
