@@ -141,6 +141,7 @@ class Admission:
             head.future.set_result(None)
 
     def _grant(self, client: str, cost: int) -> None:
+        self.metrics.admitted_cost.inc(cost)
         self.inflight += cost
         self.inflight_by_client[client] += cost
         self.metrics.inflight_cost.set(self.inflight)

@@ -138,6 +138,7 @@ async def model_refresh_ctx(app: web.Application) -> AsyncIterator[None]:
         while True:
             if predictor.tracker.age() >= interval:
                 await predictor.refresh_identity()
+            await predictor.load_tokenizer()  # a new model's, once
             wait = interval - predictor.tracker.age()  # negative if Triton did not answer
             await asyncio.sleep(wait if wait > 0 else interval)
 

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 import aiohttp
 import numpy as np
 from numpy.typing import NDArray
-from tritonclient.http import InferInput, InferRequestedOutput
+from tritonclient.http import InferInput, InferRequestedOutput, InferResult
 from tritonclient.http.aio import InferenceServerClient
 from tritonclient.utils import InferenceServerException
 
@@ -34,6 +34,7 @@ from cache_proxy.metrics import Metrics
 log = logging.getLogger(__name__)
 UNREACHABLE = "the model server is unreachable"
 UNAVAILABLE = "the model is unavailable"
+Outputs = tuple[str, ...]  # the model outputs a call asks for
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,8 @@ class Backend(Protocol):
 
     async def identity(self, time_budget: float) -> ModelIdentity: ...
 
+    async def tokenizer(self, time_budget: float) -> tuple[str, ModelIdentity]: ...
+
     async def model_ready(self, max_wait: float) -> bool: ...
 
 
@@ -122,12 +125,21 @@ class TritonBackend:
     ) -> tuple[NDArray[np.float32], ModelIdentity]:
         """Scores [len(texts), labels] (at most the model's max_batch_size texts) and the
         identity of the model that made them. `fresh`: on a new connection."""
-        return await self._infer(texts, time_budget, fresh=fresh)
+        result = await self._infer(texts, time_budget, ("MODEL_INFO", "PROBABILITIES"), fresh)
+        return result.as_numpy("PROBABILITIES"), identify(result)
 
     async def identity(self, time_budget: float) -> ModelIdentity:
         """Ask the model who it is (a one-row request for MODEL_INFO only)."""
-        _, identity = await self._infer([""], time_budget, want_scores=False)
-        return identity
+        result = await self._infer([""], time_budget, ("MODEL_INFO",))
+        return identify(result)
+
+    async def tokenizer(self, time_budget: float) -> tuple[str, ModelIdentity]:
+        """The served model's tokenizer.json and identity (no forward pass)."""
+        result = await self._infer([""], time_budget, ("MODEL_INFO", "TOKENIZER"))
+        raw = result.as_numpy("TOKENIZER")
+        if raw is None or not raw[0, 0]:
+            raise BackendFailed("the model sent no tokenizer")
+        return bytes(raw[0, 0]).decode("utf-8"), identify(result)
 
     async def model_ready(self, max_wait: float) -> bool:
         """Triton says the model is ready within `max_wait` (a stalled Triton
@@ -139,30 +151,25 @@ class TritonBackend:
             return False
 
     async def _infer(
-        self,
-        texts: Sequence[str],
-        time_budget: float,
-        *,
-        want_scores: bool = True,
-        fresh: bool = False,
-    ) -> tuple[NDArray[np.float32], ModelIdentity]:
+        self, texts: Sequence[str], time_budget: float, outputs: Outputs, fresh: bool = False
+    ) -> InferResult:
         deadline = time.monotonic() + time_budget
         try:
-            return await self._infer_once(texts, time_budget, want_scores, fresh)
+            return await self._infer_once(texts, time_budget, outputs, fresh)
         except ApiError as error:
             left = deadline - time.monotonic()
             if fresh or not retry_elsewhere(error) or left <= 0:
                 raise
             self.metrics.triton_errors.labels("retried_elsewhere").inc()
-            return await self._infer_once(texts, left, want_scores, fresh=True)
+            return await self._infer_once(texts, left, outputs, fresh=True)
 
     async def _infer_once(
-        self, texts: Sequence[str], time_budget: float, want_scores: bool, fresh: bool
-    ) -> tuple[NDArray[np.float32], ModelIdentity]:
+        self, texts: Sequence[str], time_budget: float, outputs: Outputs, fresh: bool
+    ) -> InferResult:
         """One call, on the pool or on a new connection (closed after it)."""
         client = InferenceServerClient(self.url, conn_limit=1) if fresh else self.client
         try:
-            return await self._call(client, texts, time_budget, want_scores)
+            return await self._call(client, texts, time_budget, outputs)
         finally:
             if fresh:
                 await client.close()
@@ -172,19 +179,17 @@ class TritonBackend:
         client: InferenceServerClient,
         texts: Sequence[str],
         time_budget: float,
-        want_scores: bool,
-    ) -> tuple[NDArray[np.float32], ModelIdentity]:
+        outputs: Outputs,
+    ) -> InferResult:
         data = np.array([[t.encode("utf-8")] for t in texts], dtype=np.object_)
         tensor = InferInput("TEXT", list(data.shape), "BYTES")
         tensor.set_data_from_numpy(data)
-        outputs = [InferRequestedOutput("MODEL_INFO", binary_data=True)]
-        if want_scores:
-            outputs.append(InferRequestedOutput("PROBABILITIES", binary_data=True))
+        requested = [InferRequestedOutput(name, binary_data=True) for name in outputs]
         started = time.monotonic()
         try:
             async with asyncio.timeout(time_budget):
-                result = await client.infer(
-                    self.model, [tensor], outputs=outputs, timeout=int(time_budget * 1e6)
+                result: InferResult = await client.infer(
+                    self.model, [tensor], outputs=requested, timeout=int(time_budget * 1e6)
                 )
         except TimeoutError:
             self.metrics.triton_errors.labels("deadline").inc()
@@ -201,13 +206,12 @@ class TritonBackend:
             raise BackendUnavailable(UNREACHABLE) from None
         finally:
             self.metrics.triton_latency.observe(time.monotonic() - started)
-        identity = ModelIdentity.from_json(result.as_numpy("MODEL_INFO")[0, 0])
-        scores = (
-            result.as_numpy("PROBABILITIES")
-            if want_scores
-            else np.zeros((len(texts), 0), dtype=np.float32)
-        )
-        return scores, identity
+        return result
+
+
+def identify(result: InferResult) -> ModelIdentity:
+    """The identity of the model that answered (its MODEL_INFO, first row)."""
+    return ModelIdentity.from_json(result.as_numpy("MODEL_INFO")[0, 0])
 
 
 class ModelTracker:

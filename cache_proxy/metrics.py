@@ -57,6 +57,11 @@ class Metrics:
             "Cost units sent to Triton and not answered yet (budget MAX_INFLIGHT_COST)",
             registry=r,
         )
+        self.admitted_cost = Counter(
+            "proxy_admitted_cost",
+            "Cost units admitted to Triton: tokens, once the model's tokenizer is known",
+            registry=r,
+        )
         self.queued_cost = Gauge(
             "proxy_queued_cost", "Cost units waiting for admission to Triton", registry=r
         )

@@ -19,7 +19,8 @@ from typing import Any
 from cache_proxy.admission import Admission
 from cache_proxy.backend import Backend, ModelIdentity, ModelTracker
 from cache_proxy.cache import PredictionCache, Scores
-from cache_proxy.contract import Prediction, text_cost, to_predictions, unique
+from cache_proxy.contract import Prediction, to_predictions, unique
+from cache_proxy.costs import TextCosts
 from cache_proxy.errors import ApiError, BackendUnavailable
 from cache_proxy.singleflight import SingleFlight
 
@@ -27,6 +28,8 @@ log = logging.getLogger(__name__)
 IDENTITY_TIMEOUT_SECONDS = 2.0
 MODEL_CHANGES_PER_REQUEST = 2  # more within one request: 503, retry
 RETRY_PAUSE_SECONDS = 0.02  # grows linearly between asks that reach a retired model
+TOKENIZER_RETRY_SECONDS = 30.0  # after a failed tokenizer fetch
+CHARACTER_BOUND = TextCosts()  # what texts cost without the served model's tokenizer
 
 
 @dataclass(frozen=True)
@@ -36,7 +39,7 @@ class PredictResult:
     inference_ms: float
     fingerprint: str | None
     merged: int = 0  # texts computed by a concurrent request (single-flight)
-    cost: int = 0  # cost units this request sent to the model (cache_proxy.contract)
+    cost: int = 0  # cost units this request sent to the model (cache_proxy.costs)
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,7 @@ class Outcome:
     scores: Scores
     identity: ModelIdentity
     cached: bool
+    cost: int = 0  # cost units spent computing it (0: cached)
 
 
 def time_left(deadline: float) -> float:
@@ -109,6 +113,8 @@ class Predictor:
         self.max_chunk_rows = max_chunk_rows
         self.tracker = ModelTracker()
         self.flights: SingleFlight[Outcome] = SingleFlight()
+        self.costs = CHARACTER_BOUND  # replaced by the served model's tokenizer (load_tokenizer)
+        self.tokenizer_failed_at = float("-inf")
 
     async def predict(self, texts: Sequence[str], client: str, deadline: float) -> PredictResult:
         """Predictions for `texts` in input order, all from the current model;
@@ -122,9 +128,7 @@ class Predictor:
             outcomes, theirs = await self._serve(todo, client, deadline)
             results.update(outcomes)
             merged.update(t for t in theirs if not outcomes[t].cached)
-            cost += sum(
-                text_cost(t) for t, o in outcomes.items() if not o.cached and t not in theirs
-            )
+            cost += sum(o.cost for t, o in outcomes.items() if t not in theirs)
             # The model changed while serving this request (some results were
             # cached for, or computed by, the old one): those again, from the new one.
             todo = self._outdated(results)
@@ -187,6 +191,36 @@ class Predictor:
             log.debug("model identity not available: %s", exc.message)
         return self.tracker.current
 
+    def text_costs(self) -> TextCosts:
+        """Token counts with the current model's tokenizer, else the character bound."""
+        current = self.tracker.current
+        if current is not None and current.fingerprint == self.costs.fingerprint:
+            return self.costs
+        return CHARACTER_BOUND
+
+    async def load_tokenizer(self) -> None:
+        """Fetch the current model's tokenizer if it is not the one held
+        (called every model_refresh_seconds; after a failure, retried later)."""
+        current = self.tracker.current
+        if current is None or current.fingerprint == self.costs.fingerprint:
+            return
+        if time.monotonic() - self.tokenizer_failed_at < TOKENIZER_RETRY_SECONDS:
+            return
+        try:
+            raw, identity = await self.backend.tokenizer(IDENTITY_TIMEOUT_SECONDS)
+            if identity.fingerprint != current.fingerprint:
+                return  # another replica's model answered: ask again next time
+            self.costs = await asyncio.to_thread(TextCosts.from_json, raw, identity.fingerprint)
+        except (ApiError, ValueError) as exc:
+            self.tokenizer_failed_at = time.monotonic()
+            log.warning(
+                "no tokenizer from model %s (%s): texts cost their character bound",
+                current.fingerprint,
+                exc.message if isinstance(exc, ApiError) else exc,
+            )
+            return
+        log.info("costs: tokens counted with model %s's tokenizer", identity.fingerprint)
+
     async def ready(self, probe_seconds: float) -> dict[str, Any]:
         """Readiness: `ready` when Triton's model is ready; `degraded` when
         Triton does not answer but the identity is known (cached answers are
@@ -236,7 +270,7 @@ class Predictor:
         """Scores for `texts` from Triton, chunk by chunk through admission,
         each written to the cache under the fingerprint of the model that made
         it, then handed to `on_chunk` (waiters need not wait for the rest)."""
-        costs = [text_cost(t) for t in texts]
+        costs = await self.text_costs()(texts)
         chunks = plan_chunks(costs, self.admission.budget, self.max_chunk_rows)
 
         async def run(chunk: range) -> dict[str, Outcome]:
@@ -254,8 +288,8 @@ class Predictor:
                         part, time_left(deadline), fresh=True
                     )
             outcomes = {
-                t: Outcome(row.tolist(), identity, cached=False)
-                for t, row in zip(part, rows, strict=True)
+                texts[i]: Outcome(row.tolist(), identity, cached=False, cost=costs[i])
+                for i, row in zip(chunk, rows, strict=True)
             }
             await self.cache.put_many(
                 identity.fingerprint, {t: o.scores for t, o in outcomes.items()}

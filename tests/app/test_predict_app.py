@@ -20,10 +20,11 @@ from numpy.typing import NDArray
 
 from cache_proxy.app import create_app
 from cache_proxy.backend import Backend, ModelIdentity
-from cache_proxy.errors import ApiError, BackendUnavailable, Overloaded
+from cache_proxy.errors import ApiError, BackendFailed, BackendUnavailable, Overloaded
 from cache_proxy.keys import PREDICTOR
 from cache_proxy.metrics import Metrics
 from cache_proxy.settings import Settings
+from tests.tiny_tokenizer import bert_like_json
 
 AiohttpClient = Any  # pytest-aiohttp's factory fixture
 
@@ -39,6 +40,7 @@ class FakeModel:
         self.rollout: list[str] = []  # fingerprints answering the next calls (replicas)
         self.gate: asyncio.Event | None = None
         self.failure: Exception | None = None
+        self.tokenizer_json: str | None = None  # what tokenizer() sends; None: it fails
 
     def identity_now(self) -> ModelIdentity:
         return ModelIdentity.from_info(
@@ -64,6 +66,11 @@ class FakeModel:
 
     async def identity(self, time_budget: float) -> ModelIdentity:
         return self.identity_now()
+
+    async def tokenizer(self, time_budget: float) -> tuple[str, ModelIdentity]:
+        if self.tokenizer_json is None:
+            raise BackendFailed("the model sent no tokenizer")
+        return self.tokenizer_json, self.identity_now()
 
     async def model_ready(self, max_wait: float) -> bool:
         return self.failure is None
@@ -194,6 +201,25 @@ async def test_work_past_the_budget_waits_then_runs(make_client: Any, model: Fak
     model.gate.set()
     assert [status for status, _, _ in await asyncio.gather(*tasks)] == [200, 200, 200]
     assert len(model.calls) == 3
+
+
+async def test_texts_cost_their_tokens_once_the_model_sent_its_tokenizer(
+    make_client: Any, model: FakeModel
+) -> None:
+    model.tokenizer_json = bert_like_json()
+    client = await make_client(max_inflight_cost=10)
+    predictor = client.app[PREDICTOR]
+    for _ in range(200):  # fetched by the model refresh loop at start
+        if predictor.text_costs().tokenizer is not None:
+            break
+        await asyncio.sleep(0.01)
+    model.gate = asyncio.Event()
+    # 13 and 16 by their characters, 5 tokens each: both fit a budget of 10 at once
+    tasks = [asyncio.create_task(predict(client, [t])) for t in ("you you you", "love love love")]
+    await asyncio.sleep(0.05)
+    assert len(model.calls) == 2
+    model.gate.set()
+    assert [status for status, _, _ in await asyncio.gather(*tasks)] == [200, 200]
 
 
 @pytest.mark.parametrize(

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import re
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+from tokenizers.implementations import BertWordPieceTokenizer
 
+from cache_proxy.contract import text_cost
+from modelctl.standins import bert_uncased_vocab
 from tests.http import predict, request
 from tests.stack import ProxyFactory, Triton, http_scores, stats
 
@@ -34,6 +39,27 @@ def test_contract_matches_the_original_project(proxy_url: str, triton: Triton) -
     direct = http_scores(triton, texts[:2])
     got = np.array([[p["score"] for p in e] for e in predictions[:2]])
     np.testing.assert_allclose(got, direct, atol=1e-6)
+
+
+def admitted_cost(proxy_url: str) -> float:
+    metrics = request("GET", f"{proxy_url}/metrics").body.decode()
+    return float(re.search(r"^proxy_admitted_cost_total (\S+)$", metrics, re.M)[1])
+
+
+def test_a_miss_costs_its_tokens_under_the_models_tokenizer(proxy_url: str) -> None:
+    """The proxy counts tokens with the tokenizer the model sent (standin-tiny:
+    DistilBERT's), not the character bound; it fetches it within a second of start."""
+    distilbert = BertWordPieceTokenizer(str(bert_uncased_vocab()), lowercase=True)
+    deadline = time.monotonic() + 10
+    while True:
+        text = f"I love you! {uuid.uuid4()}"
+        before = admitted_cost(proxy_url)
+        assert predict(proxy_url, [text]).headers["X-Cache"] == "miss"
+        spent = admitted_cost(proxy_url) - before
+        if spent == len(distilbert.encode(text).ids) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert spent == len(distilbert.encode(text).ids) < text_cost(text)
 
 
 def test_json_content_type_is_optional_and_accepted(proxy_url: str) -> None:

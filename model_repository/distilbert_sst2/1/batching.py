@@ -95,7 +95,7 @@ def split_rows(rows: NDArray[np.float32], counts: Iterable[int]) -> list[NDArray
 
 
 def wants_scores(requested: set[str]) -> bool:
-    """Whether a request's outputs need a forward pass (MODEL_INFO alone does not)."""
+    """Whether a request's outputs need a forward pass (MODEL_INFO and TOKENIZER do not)."""
     return "PROBABILITIES" in requested
 
 

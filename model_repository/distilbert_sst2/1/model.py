@@ -94,6 +94,7 @@ class TritonPythonModel:
         }
         self.info = describe(checkpoint, self.classifier.labels, serving, content)
         self.info_bytes = self.info.to_json()
+        self.tokenizer_bytes = self.classifier.tokenizer.backend_tokenizer.to_str().encode()
         self.classifier.predict(WARMUP_TEXTS)  # first real request is then fast
         return_freed_memory()
 
@@ -160,8 +161,13 @@ class TritonPythonModel:
         outputs = []
         if "PROBABILITIES" in wanted:
             outputs.append(pb_utils.Tensor("PROBABILITIES", rows))
+        rows_in = pb_utils.get_input_tensor_by_name(request, "TEXT").as_numpy().shape[0]
         if "MODEL_INFO" in wanted:
-            rows_in = pb_utils.get_input_tensor_by_name(request, "TEXT").as_numpy().shape[0]
             info = np.full((rows_in, 1), self.info_bytes, dtype=np.object_)
             outputs.append(pb_utils.Tensor("MODEL_INFO", info))
+        if "TOKENIZER" in wanted:
+            tokenizer = b"" if wants_scores(wanted) else self.tokenizer_bytes
+            outputs.append(
+                pb_utils.Tensor("TOKENIZER", np.full((rows_in, 1), tokenizer, dtype=np.object_))
+            )
         return pb_utils.InferenceResponse(output_tensors=outputs)

@@ -1,0 +1,71 @@
+"""What texts cost the model: their tokens, counted with the served model's
+own tokenizer when the proxy has it.
+
+The model sends its tokenizer (the `TOKENIZER` output, fetched once per
+model fingerprint). With it, a text shorter than MAX_TOKENS characters costs
+exactly the tokens the model computes for it ([CLS] and [SEP] included);
+longer texts cost MAX_TOKENS, which the character bound already gives without
+tokenizing them. Without it (before the first fetch, or if the fetch fails),
+every text costs the character bound of `contract.text_cost`, which never
+undercounts. A typical English sentence costs about a quarter of its
+characters, so the same admission budget lets about four times more short
+texts share a forward pass, while a 512-token text still fills it alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from tokenizers import Tokenizer
+
+from cache_proxy.contract import MAX_TOKENS, text_cost
+
+INLINE_CHARS = 4096  # tokenized on the event loop up to this much text (~1.5 ms), else in a thread
+
+
+@dataclass(frozen=True)
+class TextCosts:
+    """Cost units of texts: exact token counts under `fingerprint`'s tokenizer,
+    the character bound without one."""
+
+    tokenizer: Tokenizer | None = None
+    fingerprint: str | None = None
+
+    @classmethod
+    def from_json(cls, raw: str, fingerprint: str) -> TextCosts:
+        """From a tokenizer.json document; raises ValueError if it is not one."""
+        try:
+            tokenizer = Tokenizer.from_str(raw)
+        except Exception as exc:  # tokenizers raises a bare Exception on bad JSON
+            raise ValueError(f"not a tokenizer: {exc}") from None
+        tokenizer.no_truncation()
+        tokenizer.no_padding()
+        return cls(tokenizer, fingerprint)
+
+    def bounds(self, texts: Sequence[str]) -> tuple[list[int], list[int]]:
+        """Each text's character bound, and which texts a token count can lower."""
+        costs = [text_cost(t) for t in texts]
+        if self.tokenizer is None:
+            return costs, []
+        return costs, [i for i, cost in enumerate(costs) if cost < MAX_TOKENS]
+
+    def count(self, texts: Sequence[str]) -> list[int]:
+        """Cost of each text (pure; blocks while tokenizing)."""
+        costs, short = self.bounds(texts)
+        if short and self.tokenizer is not None:
+            encoded = self.tokenizer.encode_batch([texts[i] for i in short])
+            for i, encoding in zip(short, encoded, strict=True):
+                costs[i] = min(costs[i], len(encoding.ids))  # the bound holds (tested)
+        return costs
+
+    async def __call__(self, texts: Sequence[str]) -> list[int]:
+        """`count`, in a worker thread when there is much to tokenize (the
+        tokenizer releases the GIL), so a large request never stalls the loop."""
+        costs, short = self.bounds(texts)
+        if not short:
+            return costs
+        if sum(len(texts[i]) for i in short) <= INLINE_CHARS:
+            return self.count(texts)
+        return await asyncio.to_thread(self.count, texts)

@@ -1,0 +1,21 @@
+"""A DistilBERT-shaped tokenizer over a ten-word vocabulary, for tests of
+token-counted costs: "I love you!" is 6 tokens, an unknown word 1."""
+
+from __future__ import annotations
+
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+
+VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "i", "love", "you", "!", "film", "##s"]
+
+
+def bert_like_json(truncate_at: int | None = None) -> str:
+    """A DistilBERT-shaped tokenizer.json over a tiny vocabulary."""
+    tokenizer = Tokenizer(models.WordPiece({t: i for i, t in enumerate(VOCAB)}, unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
+    )
+    if truncate_at is not None:
+        tokenizer.enable_truncation(truncate_at)
+    return tokenizer.to_str()

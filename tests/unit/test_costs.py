@@ -1,0 +1,68 @@
+"""What texts cost with and without the model's tokenizer (cache_proxy.costs)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tokenizers import Tokenizer
+from tokenizers.implementations import BertWordPieceTokenizer
+
+from cache_proxy.contract import text_cost
+from cache_proxy.costs import INLINE_CHARS, TextCosts
+from modelctl.standins import bert_uncased_vocab
+from tests.tiny_tokenizer import bert_like_json
+
+
+@pytest.fixture(scope="module")
+def costs() -> TextCosts:
+    return TextCosts.from_json(bert_like_json(), "model-a")
+
+
+def test_a_short_text_costs_its_tokens(costs: TextCosts) -> None:
+    assert costs.count(["I love you!", "films", ""]) == [6, 4, 2]  # [CLS] ... [SEP]
+    assert text_cost("I love you!") == 13  # the character bound it replaces
+
+
+def test_a_long_text_costs_the_most_without_being_tokenized(costs: TextCosts) -> None:
+    assert costs.count(["love " * 200]) == [512]
+
+
+def test_without_a_tokenizer_texts_cost_their_character_bound() -> None:
+    texts = ["I love you!", "한국어", "a" * 600]
+    assert TextCosts().count(texts) == [text_cost(t) for t in texts]
+
+
+def test_the_documents_truncation_does_not_hide_tokens() -> None:
+    costs = TextCosts.from_json(bert_like_json(truncate_at=4), "model-a")
+    assert costs.count(["i love you i love you"]) == [8]
+
+
+def test_something_else_is_not_a_tokenizer() -> None:
+    with pytest.raises(ValueError, match="not a tokenizer"):
+        TextCosts.from_json('{"fingerprint": "x"}', "model-a")
+
+
+async def test_much_text_is_counted_in_a_thread_alike(costs: TextCosts) -> None:
+    texts = ["i love you " * 40] * (INLINE_CHARS // 400 + 2)
+    assert sum(map(len, texts)) > INLINE_CHARS
+    assert await costs(texts) == costs.count(texts) == [122] * len(texts)
+
+
+@pytest.fixture(scope="module")
+def distilbert() -> Tokenizer:
+    """DistilBERT's own tokenizer (the bert-base-uncased vocabulary)."""
+    return BertWordPieceTokenizer(str(bert_uncased_vocab()), lowercase=True)._tokenizer
+
+
+@settings(max_examples=300, deadline=None)
+@given(texts=st.lists(st.text(max_size=600), max_size=8))
+def test_the_character_bound_never_undercounts_distilberts_tokens(
+    distilbert: Tokenizer, texts: list[str]
+) -> None:
+    tokens = [len(e.ids) for e in distilbert.encode_batch(texts)]
+    assert all(min(n, 512) <= text_cost(t) for n, t in zip(tokens, texts, strict=True))
+
+
+def test_hangul_takes_the_bound_to_its_limit(distilbert: Tokenizer) -> None:
+    assert len(distilbert.encode("한국").ids) == text_cost("한국") == 8  # 3 jamo each
