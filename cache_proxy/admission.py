@@ -5,9 +5,10 @@ does not fit waits in a bounded queue. When budget frees, the next chunk is
 the fairest one: from the client with the least cost in flight, then of that
 client's cheapest cost class (costs within 2x of each other are one class),
 then the oldest. So a cheap request is never queued behind a flood of
-expensive ones, chunks of similar cost go in arrival order (none starves
-behind a stream of slightly cheaper ones), and where clients can be told
-apart (API key, trusted address) each gets its share.
+expensive ones, chunks of similar cost go in arrival order, and where clients
+can be told apart (API key, trusted address) each gets its share. A chunk that
+has waited `max_age` (a tenth of the timeout) goes next whatever its cost or
+client: a stream of cheaper work delays it, never starves it into a 429.
 
 A chunk costing more than the whole budget runs when nothing else is in
 flight. With the default budget (one long text's cost), a long text never
@@ -46,6 +47,7 @@ class Waiter:
     cost: int = field(compare=False)
     client: str = field(compare=False)
     future: asyncio.Future[None] = field(compare=False)
+    since: float = field(compare=False, default=0.0)  # monotonic time it started waiting
 
 
 def granted(waiter: Waiter) -> bool:
@@ -54,15 +56,24 @@ def granted(waiter: Waiter) -> bool:
 
 
 class Admission:
-    def __init__(self, budget: int, max_queued: int, timeout: float, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        budget: int,
+        max_queued: int,
+        timeout: float,
+        metrics: Metrics,
+        max_age: float | None = None,
+    ) -> None:
         self.budget = budget
         self.max_queued = max_queued
         self.timeout = timeout
+        self.max_age = timeout / 10 if max_age is None else max_age
         self.metrics = metrics
         self.inflight = 0
         self.queued = 0
         self.inflight_by_client: Counter[str] = Counter()
-        self.waiting: dict[str, list[Waiter]] = {}  # client -> heap (cost, seq)
+        self.waiting: dict[str, list[Waiter]] = {}  # client -> heap (cost class, seq)
+        self.arrivals: dict[int, Waiter] = {}  # seq -> waiter, oldest first
         self._seq = itertools.count()
 
     @contextlib.asynccontextmanager
@@ -84,11 +95,12 @@ class Admission:
             return
         self._make_room(cost)
         future = asyncio.get_running_loop().create_future()
-        waiter = Waiter(cost_class(cost), next(self._seq), cost, client, future)
+        started = time.monotonic()
+        waiter = Waiter(cost_class(cost), next(self._seq), cost, client, future, started)
         heapq.heappush(self.waiting.setdefault(client, []), waiter)
+        self.arrivals[waiter.seq] = waiter
         self._queued(cost)
         self._dispatch()
-        started = time.monotonic()
         try:
             async with asyncio.timeout(max_wait):
                 await waiter.future
@@ -123,21 +135,28 @@ class Admission:
                 f"{self.queued} cost units already wait for the model; retry shortly",
             )
 
+    def _next(self) -> Waiter:
+        """The oldest waiter once it has waited max_age, else the fairest."""
+        oldest = next(iter(self.arrivals.values()))
+        if time.monotonic() - oldest.since >= self.max_age:
+            return oldest
+        client = min(
+            self.waiting,
+            key=lambda c: (self.inflight_by_client[c], self.waiting[c][0]),
+        )
+        return self.waiting[client][0]
+
     def _dispatch(self) -> None:
-        """Grant waiters, fairest first, while the fairest fits."""
+        """Grant waiters, next first (`_next`), while the next fits."""
         while self.waiting:
-            client = min(
-                self.waiting,
-                key=lambda c: (self.inflight_by_client[c], self.waiting[c][0]),
-            )
-            head = self.waiting[client][0]
+            head = self._next()
             if head.future.done():  # cancelled; its task removes it when it resumes
                 self._remove(head)
                 continue
             if not self.fits(head.cost):
                 return
             self._remove(head)
-            self._grant(client, head.cost)
+            self._grant(head.client, head.cost)
             head.future.set_result(None)
 
     def _grant(self, client: str, cost: int) -> None:
@@ -162,6 +181,7 @@ class Admission:
         heapq.heapify(heap)
         if not heap:
             del self.waiting[waiter.client]
+        del self.arrivals[waiter.seq]
         self._queued(-waiter.cost)
 
     def _shed(self, waiter: Waiter, reason: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -76,6 +77,35 @@ async def test_similar_costs_go_in_arrival_order() -> None:
         task.cancel()
     await asyncio.gather(*waiting, return_exceptions=True)
     assert (gate.inflight, gate.queued) == (0, 0)
+
+
+@pytest.mark.parametrize("max_age", [0.05, 0.0])
+async def test_a_stream_of_cheaper_work_delays_a_waiter_but_never_starves_it(
+    max_age: float,
+) -> None:
+    gate = Admission(10, 1000, 5.0, Metrics(), max_age=max_age)
+    order: list[str] = []
+    releases: dict[str, asyncio.Event] = {}
+
+    def start(name: str, cost: int) -> asyncio.Task[None]:
+        releases[name] = asyncio.Event()
+        return asyncio.create_task(hold(gate, "a", cost, order, releases[name], name))
+
+    tasks = [start("small-0", 2)]
+    await settle()
+    tasks.append(start("big", 9))  # a costlier class than the smalls; never fits beside one
+    started, n = time.monotonic(), 0
+    while "big" not in order and time.monotonic() - started < 1:
+        n += 1
+        tasks.append(start(f"small-{n}", 2))  # always a cheaper one waiting
+        await settle()
+        releases[f"small-{n - 1}"].set()
+        await asyncio.sleep(0.01)
+    assert "big" in order and time.monotonic() - started < max_age + 0.5
+    for event in releases.values():
+        event.set()
+    await asyncio.gather(*tasks)
+    assert (gate.inflight, gate.queued, gate.arrivals) == (0, 0, {})
 
 
 async def test_the_client_with_less_in_flight_goes_first() -> None:
