@@ -150,9 +150,11 @@ def miss_path_targets(results: dict[str, Any]) -> list[str]:
         ours = miss["ours"]
         roof = kernel["sentences_per_second"]["32"]
         vs_original = ours["req_per_s"] / miss["original"]["req_per_s"]
+        each = " and ".join(f"{m['32']:.0f}" for m in kernel.get("measured", []))
         lines.append(
             f"- **cache-miss vs original and the engine's roof** ({kernel['engine']}, kernel "
-            f"batch 32: {roof:.1f}/s): {vs_original:.1f}x the original ({met(vs_original >= 3)}, "
+            f"batch 32: {roof:.1f}/s, the better of {each or 'one measurement'}): "
+            f"{vs_original:.1f}x the original ({met(vs_original >= 3)}, "
             f"target >= 3x); {ours['req_per_s'] / roof:.2f} of the kernel rate "
             f"({met(ours['req_per_s'] >= 0.8 * roof)}, target >= 0.8); p99 / p50 "
             f"{ours['p99_ms'] / ours['p50_ms']:.2f} ({met(ours['p99_ms'] <= 3 * ours['p50_ms'])}, "
@@ -162,10 +164,17 @@ def miss_path_targets(results: dict[str, Any]) -> list[str]:
     if kernel and sweep.get("ours") and sweep["ours"][0]["vus"] == 1:
         single = sweep["ours"][0]["p50_ms"]
         batch1 = 1000 / kernel["sentences_per_second"]["1"]
+        isolated = kernel.get("isolated_ms")
         lines.append(
             f"- **one user's p50** {single:.1f} ms vs the engine's batch-1 kernel time "
             f"{batch1:.1f} ms: {single / batch1:.2f}x ({met(single <= 1.2 * batch1)}, "
-            "target <= 1.2x)."
+            "target <= 1.2x)"
+            + (
+                f"; one text after 15 ms idle, as a lone client's request meets the engine, "
+                f"takes {isolated:.1f} ms ({single / isolated:.2f}x)."
+                if isolated
+                else "."
+            )
         )
     for profile, systems in profiles.items():
         peers = [p for p in PEERS if p in systems]

@@ -38,6 +38,21 @@ def sentences_per_second(
     return _median_rate(share, passes)
 
 
+def isolated_ms(classifier: Any, texts: Sequence[str], gap: float = 0.015) -> float:
+    """Median time of one single-text call after `gap` seconds idle: what a
+    lone client's request meets. Idle engine threads (and, on a VM, idle vCPUs)
+    wake slower than a back-to-back loop suggests."""
+    ids = classifier.token_ids(texts)
+    classifier.score_token_ids(ids[:1])  # warm up
+    times = []
+    for one in ids:
+        time.sleep(gap)
+        started = time.perf_counter()
+        classifier.score_token_ids([one])
+        times.append(time.perf_counter() - started)
+    return statistics.median(times) * 1000
+
+
 def padded_sentences_per_second(
     checkpoint: Path, texts: Sequence[str], batch_size: int, threads: int = 2, repeats: int = 3
 ) -> float:
