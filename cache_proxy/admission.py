@@ -6,9 +6,12 @@ the fairest one: from the client with the least cost in flight, then of that
 client's cheapest cost class (costs within 2x of each other are one class),
 then the oldest. So a cheap request is never queued behind a flood of
 expensive ones, chunks of similar cost go in arrival order, and where clients
-can be told apart (API key, trusted address) each gets its share. A chunk that
-has waited `max_age` (a tenth of the timeout) goes next whatever its cost or
-client: a stream of cheaper work delays it, never starves it into a 429.
+can be told apart (API key, trusted address) each gets its share. Within a
+client, a chunk that has waited `max_age` (a tenth of the timeout) goes before
+its client's cheaper chunks when they cost at least a quarter of it: a stream
+of slightly cheaper work (across a class boundary) delays it but does not
+starve it into a 429, while much cheaper work (a short text beside long ones)
+still always goes first.
 
 A chunk costing more than the whole budget runs when nothing else is in
 flight. With the default budget (one long text's cost), a long text never
@@ -56,6 +59,8 @@ def granted(waiter: Waiter) -> bool:
 
 
 class Admission:
+    AGED_COST_RATIO = 4  # an aged chunk passes its client's cheaper ones within this ratio
+
     def __init__(
         self,
         budget: int,
@@ -73,7 +78,7 @@ class Admission:
         self.queued = 0
         self.inflight_by_client: Counter[str] = Counter()
         self.waiting: dict[str, list[Waiter]] = {}  # client -> heap (cost class, seq)
-        self.arrivals: dict[int, Waiter] = {}  # seq -> waiter, oldest first
+        self.arrivals: dict[str, dict[int, Waiter]] = {}  # client -> seq -> waiter, oldest first
         self._seq = itertools.count()
 
     @contextlib.asynccontextmanager
@@ -98,7 +103,7 @@ class Admission:
         started = time.monotonic()
         waiter = Waiter(cost_class(cost), next(self._seq), cost, client, future, started)
         heapq.heappush(self.waiting.setdefault(client, []), waiter)
-        self.arrivals[waiter.seq] = waiter
+        self.arrivals.setdefault(client, {})[waiter.seq] = waiter
         self._queued(cost)
         self._dispatch()
         try:
@@ -136,15 +141,18 @@ class Admission:
             )
 
     def _next(self) -> Waiter:
-        """The oldest waiter once it has waited max_age, else the fairest."""
-        oldest = next(iter(self.arrivals.values()))
-        if time.monotonic() - oldest.since >= self.max_age:
-            return oldest
+        """The fairest client's cheapest waiter, or that client's oldest once it
+        has waited max_age and costs at most AGED_COST_RATIO times as much."""
         client = min(
             self.waiting,
             key=lambda c: (self.inflight_by_client[c], self.waiting[c][0]),
         )
-        return self.waiting[client][0]
+        cheapest = self.waiting[client][0]
+        oldest = next(iter(self.arrivals[client].values()))
+        aged = time.monotonic() - oldest.since >= self.max_age
+        if aged and oldest.cost <= self.AGED_COST_RATIO * cheapest.cost:
+            return oldest
+        return cheapest
 
     def _dispatch(self) -> None:
         """Grant waiters, next first (`_next`), while the next fits."""
@@ -179,9 +187,10 @@ class Admission:
             return
         heap.remove(waiter)
         heapq.heapify(heap)
+        arrivals = self.arrivals[waiter.client]
+        del arrivals[waiter.seq]
         if not heap:
-            del self.waiting[waiter.client]
-        del self.arrivals[waiter.seq]
+            del self.waiting[waiter.client], self.arrivals[waiter.client]
         self._queued(-waiter.cost)
 
     def _shed(self, waiter: Waiter, reason: str) -> None:

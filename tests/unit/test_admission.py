@@ -79,10 +79,9 @@ async def test_similar_costs_go_in_arrival_order() -> None:
     assert (gate.inflight, gate.queued) == (0, 0)
 
 
-@pytest.mark.parametrize("max_age", [0.05, 0.0])
-async def test_a_stream_of_cheaper_work_delays_a_waiter_but_never_starves_it(
-    max_age: float,
-) -> None:
+async def stream_beside(big_cost: int, max_age: float, seconds: float) -> list[str]:
+    """One chunk costing `big_cost` waits while chunks costing 3 keep coming,
+    each waiting before the one in flight leaves; the order they ran in."""
     gate = Admission(10, 1000, 5.0, Metrics(), max_age=max_age)
     order: list[str] = []
     releases: dict[str, asyncio.Event] = {}
@@ -91,21 +90,35 @@ async def test_a_stream_of_cheaper_work_delays_a_waiter_but_never_starves_it(
         releases[name] = asyncio.Event()
         return asyncio.create_task(hold(gate, "a", cost, order, releases[name], name))
 
-    tasks = [start("small-0", 2)]
+    tasks = [start("small-0", 3)]
     await settle()
-    tasks.append(start("big", 9))  # a costlier class than the smalls; never fits beside one
+    tasks.append(start("big", big_cost))  # a costlier class; never fits beside a small one
     started, n = time.monotonic(), 0
-    while "big" not in order and time.monotonic() - started < 1:
+    while "big" not in order and time.monotonic() - started < seconds:
         n += 1
-        tasks.append(start(f"small-{n}", 2))  # always a cheaper one waiting
+        tasks.append(start(f"small-{n}", 3))
         await settle()
         releases[f"small-{n - 1}"].set()
         await asyncio.sleep(0.01)
-    assert "big" in order and time.monotonic() - started < max_age + 0.5
     for event in releases.values():
         event.set()
     await asyncio.gather(*tasks)
     assert (gate.inflight, gate.queued, gate.arrivals) == (0, 0, {})
+    return order
+
+
+@pytest.mark.parametrize("max_age", [0.05, 0.0])
+async def test_a_stream_of_slightly_cheaper_work_delays_a_waiter_but_never_starves_it(
+    max_age: float,
+) -> None:
+    started = time.monotonic()
+    order = await stream_beside(big_cost=9, max_age=max_age, seconds=2)  # 3x a small one
+    assert order.index("big") < len(order) - 1 and time.monotonic() - started < max_age + 0.5
+
+
+async def test_much_cheaper_work_goes_first_however_long_a_chunk_waited() -> None:
+    order = await stream_beside(big_cost=13, max_age=0.0, seconds=0.3)  # over 4x a small one
+    assert order[-1] == "big"  # admitted only once the stream stopped
 
 
 async def test_the_client_with_less_in_flight_goes_first() -> None:
