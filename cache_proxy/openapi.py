@@ -70,9 +70,15 @@ SCHEMAS: dict[str, Schema] = {
         "type": "object",
         "required": ["status"],
         "properties": {
-            "status": {"type": "string", "enum": ["ready", "not_ready", "draining"]},
+            "status": {"type": "string", "enum": ["ready", "degraded", "not_ready", "draining"]},
             "triton": {"type": "string", "enum": ["ready", "unavailable"]},
             "redis": {"type": "string", "enum": ["ok", "degraded", "disabled"]},
+            "costs": {
+                "type": "string",
+                "enum": ["tokens", "characters"],
+                "description": "What admission and rate limits count: the model's "
+                "tokens once its tokenizer is loaded, else the character bound",
+            },
             "model": {
                 "oneOf": [{"$ref": "#/components/schemas/ModelInfo"}, {"type": "null"}],
             },

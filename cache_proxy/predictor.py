@@ -232,6 +232,7 @@ class Predictor:
             "status": status if identity else "not_ready",
             "triton": "ready" if triton_ready else "unavailable",
             "redis": await self.cache.ping(),
+            "costs": "tokens" if self.text_costs().tokenizer is not None else "characters",
             "model": identity.info if identity else None,
         }
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -14,11 +15,14 @@ from pathlib import Path
 import numpy as np
 import tritonclient.http as httpclient
 from safetensors.numpy import load_file, save_file
+from tokenizers.implementations import BertWordPieceTokenizer
 
 from devstack.launch import start_proxy, start_triton
 from devstack.process import ServerProcess
 from devstack.repository import copy_model_definition
 from modelctl.install import install
+from modelctl.standins import bert_uncased_vocab
+from tests.http import request
 from tritonserve import TritonPorts
 
 MODEL = "distilbert_sst2"
@@ -132,3 +136,18 @@ def swapped_labels_checkpoint(checkpoint: Path, dest: Path) -> Path:
     info = json.loads((dest / "model_info.json").read_text())
     (dest / "model_info.json").write_text(json.dumps({**info, "name": "standin-tiny-swapped"}))
     return dest
+
+
+def distilbert_tokens(text: str) -> int:
+    """Tokens of `text` under DistilBERT's tokenizer (standin-tiny's), [CLS] and
+    [SEP] included: what the proxy charges for it once it has the tokenizer."""
+    return len(BertWordPieceTokenizer(str(bert_uncased_vocab()), lowercase=True).encode(text).ids)
+
+
+def wait_for_token_costs(url: str, timeout: float = 10) -> None:
+    """Until the proxy at `url` counts tokens (it fetches the model's tokenizer
+    just after start; readiness does not wait for it)."""
+    deadline = time.monotonic() + timeout
+    while json.loads(request("GET", f"{url}/health/ready").body).get("costs") != "tokens":
+        assert time.monotonic() < deadline, "the proxy never loaded the model's tokenizer"
+        time.sleep(0.1)

@@ -10,7 +10,7 @@ import pytest
 
 from devstack.process import free_port
 from tests.http import Reply, request
-from tests.stack import ProxyFactory
+from tests.stack import ProxyFactory, distilbert_tokens, wait_for_token_costs
 
 pytestmark = pytest.mark.integration
 
@@ -84,7 +84,9 @@ def test_rate_limit_fails_open_without_redis(start_proxy: ProxyFactory) -> None:
 def test_the_rate_limit_charges_the_cost_of_cache_misses(start_proxy: ProxyFactory) -> None:
     key = f"costly-{uuid.uuid4()}"
     url = start_proxy(api_keys=key, rate_limit_per_second="1", rate_limit_burst="100")
-    texts = [f"a never-seen sentence of some sixty characters {uuid.uuid4()}" for _ in range(3)]
+    wait_for_token_costs(url)
+    texts = [f"{uuid.uuid4()} " + "good " * 90 for _ in range(3)]  # ~110 tokens each
+    debt = 1 + sum(distilbert_tokens(t) for t in texts) - 100
     first = request(
         "POST",
         f"{url}/predict",
@@ -95,16 +97,18 @@ def test_the_rate_limit_charges_the_cost_of_cache_misses(start_proxy: ProxyFacto
     assert first.headers["X-RateLimit-Remaining"] == "0"  # ... into debt
     refused = post(url, key)
     assert refused.status == 429
-    assert int(refused.headers["Retry-After"]) > 100  # the debt of ~250 units at 1 unit/s
+    assert int(refused.headers["Retry-After"]) >= debt > 200  # the debt, at 1 unit/s
 
 
 def test_forwarded_for_is_read_from_the_right(start_proxy: ProxyFactory) -> None:
     # The peer (127.0.0.1) is a trusted proxy; the client is the rightmost
     # untrusted address, whatever the client wrote to the left of it.
-    text = f"xff {uuid.uuid4().hex[:4]}"  # costs 1 + 10 units once, then 1 (cached)
+    text = f"xff {uuid.uuid4().hex[:4]}"  # costs 1 + its tokens once, then 1 (cached)
+    burst = 1 + distilbert_tokens(text) + 2  # three requests, not four
     url = start_proxy(
-        trusted_proxies="127.0.0.1", rate_limit_per_second="0.01", rate_limit_burst="13"
+        trusted_proxies="127.0.0.1", rate_limit_per_second="0.01", rate_limit_burst=str(burst)
     )
+    wait_for_token_costs(url)
 
     def via(spoofed: str, client: str) -> int:
         body = json.dumps({"text": [text]}).encode()

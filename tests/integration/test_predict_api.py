@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import json
 import re
-import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from tokenizers.implementations import BertWordPieceTokenizer
 
 from cache_proxy.contract import text_cost
-from modelctl.standins import bert_uncased_vocab
 from tests.http import predict, request
-from tests.stack import ProxyFactory, Triton, http_scores, stats
+from tests.stack import (
+    ProxyFactory,
+    Triton,
+    distilbert_tokens,
+    http_scores,
+    stats,
+    wait_for_token_costs,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -48,18 +52,13 @@ def admitted_cost(proxy_url: str) -> float:
 
 def test_a_miss_costs_its_tokens_under_the_models_tokenizer(proxy_url: str) -> None:
     """The proxy counts tokens with the tokenizer the model sent (standin-tiny:
-    DistilBERT's), not the character bound; it fetches it within a second of start."""
-    distilbert = BertWordPieceTokenizer(str(bert_uncased_vocab()), lowercase=True)
-    deadline = time.monotonic() + 10
-    while True:
-        text = f"I love you! {uuid.uuid4()}"
-        before = admitted_cost(proxy_url)
-        assert predict(proxy_url, [text]).headers["X-Cache"] == "miss"
-        spent = admitted_cost(proxy_url) - before
-        if spent == len(distilbert.encode(text).ids) or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
-    assert spent == len(distilbert.encode(text).ids) < text_cost(text)
+    DistilBERT's), not the character bound."""
+    wait_for_token_costs(proxy_url)
+    text = f"I love you! {uuid.uuid4()}"
+    before = admitted_cost(proxy_url)
+    assert predict(proxy_url, [text]).headers["X-Cache"] == "miss"
+    spent = admitted_cost(proxy_url) - before
+    assert spent == distilbert_tokens(text) < text_cost(text)
 
 
 def test_json_content_type_is_optional_and_accepted(proxy_url: str) -> None:
