@@ -8,7 +8,8 @@ then the oldest. So a cheap request is never queued behind a flood of
 expensive ones, chunks of similar cost go in arrival order, and where clients
 can be told apart (API key, trusted address) each gets its share. Within a
 client, a chunk that has waited `max_age` (a tenth of the timeout) goes before
-its client's cheaper chunks when they cost at least a quarter of it: a stream
+its client's cheaper chunks unless they are much cheaper (under a quarter of
+its cost): a stream
 of slightly cheaper work (across a class boundary) delays it but does not
 starve it into a 429, while much cheaper work (a short text beside long ones)
 still always goes first.
@@ -19,8 +20,9 @@ shares a forward pass with a short one: the short one waits at most one
 long text's compute.
 
 Shedding (429 `overloaded`, never a 5xx): a chunk waits at most `timeout`;
-when the queue's cost would pass `max_queued`, the most expensive waiter is
-dropped for a cheaper newcomer, or the newcomer if it is the most expensive.
+when the queue's cost would pass `max_queued`, the newest waiter of the
+costliest class is dropped for a much cheaper newcomer (under a quarter of its
+cost); otherwise the newcomer is refused.
 """
 
 from __future__ import annotations
@@ -36,6 +38,12 @@ from dataclasses import dataclass, field
 
 from cache_proxy.errors import Overloaded
 from cache_proxy.metrics import Metrics
+
+MUCH_CHEAPER = 4  # a chunk is much cheaper than another below a quarter of its cost
+
+
+def much_cheaper(cost: int, than: int) -> bool:
+    return cost * MUCH_CHEAPER < than
 
 
 def cost_class(cost: int) -> int:
@@ -59,8 +67,6 @@ def granted(waiter: Waiter) -> bool:
 
 
 class Admission:
-    AGED_COST_RATIO = 4  # an aged chunk passes its client's cheaper ones within this ratio
-
     def __init__(
         self,
         budget: int,
@@ -126,10 +132,13 @@ class Admission:
             self.metrics.admission_wait.observe(time.monotonic() - started)
 
     def _make_room(self, cost: int) -> None:
-        """Keep the queue within max_queued by shedding the most expensive."""
+        """Keep the queue within max_queued by shedding the newest waiter of the
+        costliest class, if the newcomer is much cheaper than it (shedding for a
+        merely somewhat cheaper newcomer lets a flood of similar requests knock
+        out each other's chunks until none completes)."""
         while self.waiting and self.queued + cost > self.max_queued:
             victim = max(itertools.chain.from_iterable(self.waiting.values()))
-            if victim.cost <= cost:
+            if not much_cheaper(cost, victim.cost):
                 break
             self._shed(victim, "queue_full")
             if not victim.future.done():
@@ -142,7 +151,7 @@ class Admission:
 
     def _next(self) -> Waiter:
         """The fairest client's cheapest waiter, or that client's oldest once it
-        has waited max_age and costs at most AGED_COST_RATIO times as much."""
+        has waited max_age, unless the cheapest is much cheaper."""
         client = min(
             self.waiting,
             key=lambda c: (self.inflight_by_client[c], self.waiting[c][0]),
@@ -150,7 +159,7 @@ class Admission:
         cheapest = self.waiting[client][0]
         oldest = next(iter(self.arrivals[client].values()))
         aged = time.monotonic() - oldest.since >= self.max_age
-        if aged and oldest.cost <= self.AGED_COST_RATIO * cheapest.cost:
+        if aged and not much_cheaper(cheapest.cost, oldest.cost):
             return oldest
         return cheapest
 

@@ -65,8 +65,9 @@ class Settings(BaseModel):
     does not fit waits, cheapest first; 512 lets no long text share the model
     with a short one. Raise it on a fast CPU for larger batches."""
     max_queued_cost: int = 65_536
-    """Cost units waiting for admission; past it the most expensive waiter
-    is shed (429 overloaded), or the newcomer if it is the most expensive."""
+    """Cost units waiting for admission; past it the newest waiter of the
+    costliest class is shed (429 overloaded) for a much cheaper newcomer
+    (under a quarter of its cost), else the newcomer is refused."""
     admission_timeout_seconds: float = 5.0
     """Longest a chunk waits for admission; past it 429 overloaded."""
     request_timeout_seconds: float = 10.0

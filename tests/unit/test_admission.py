@@ -186,6 +186,24 @@ async def test_a_full_queue_sheds_the_most_expensive_waiter() -> None:
     assert (gate.inflight, gate.queued) == (0, 0)
 
 
+async def test_a_full_queue_refuses_a_newcomer_not_much_cheaper_than_the_waiters() -> None:
+    """Similar chunks never knock each other out: with a flood of requests
+    whose chunks differ a little in cost, shedding the dearer waiter for the
+    cheaper newcomer would fail every request (each loses some chunk)."""
+    gate, order, release = admission(budget=10, max_queued=20), [], asyncio.Event()
+    hog = asyncio.create_task(hold(gate, "a", 10, order, release))
+    await settle()
+    waiting = [asyncio.create_task(hold(gate, "a", 10, order, release, f"w{n}")) for n in (1, 2)]
+    await settle()
+    for cost in (9, 3):  # cheaper than 10, but not under a quarter of it
+        with pytest.raises(Overloaded):
+            async with gate.slot("a", cost, 1.0):
+                pass
+    release.set()
+    await asyncio.gather(hog, *waiting)
+    assert order == ["a:10", "w1", "w2"]
+
+
 async def test_budget_comes_back_after_an_error_or_a_cancel() -> None:
     gate = admission(budget=10)
     with pytest.raises(RuntimeError):
