@@ -196,8 +196,7 @@ class Admission:
             return
         heap.remove(waiter)
         heapq.heapify(heap)
-        arrivals = self.arrivals[waiter.client]
-        del arrivals[waiter.seq]
+        del self.arrivals[waiter.client][waiter.seq]
         if not heap:
             del self.waiting[waiter.client], self.arrivals[waiter.client]
         self._queued(-waiter.cost)

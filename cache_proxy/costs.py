@@ -53,7 +53,10 @@ class TextCosts:
 
     def count(self, texts: Sequence[str]) -> list[int]:
         """Cost of each text (pure; blocks while tokenizing)."""
-        costs, short = self.bounds(texts)
+        return self._tokenized(texts, *self.bounds(texts))
+
+    def _tokenized(self, texts: Sequence[str], costs: list[int], short: list[int]) -> list[int]:
+        """`costs` with the `short` texts' bounds lowered to their token counts."""
         if short and self.tokenizer is not None:
             encoded = self.tokenizer.encode_batch([texts[i] for i in short])
             for i, encoding in zip(short, encoded, strict=True):
@@ -64,8 +67,6 @@ class TextCosts:
         """`count`, in a worker thread when there is much to tokenize (the
         tokenizer releases the GIL), so a large request never stalls the loop."""
         costs, short = self.bounds(texts)
-        if not short:
-            return costs
         if sum(len(texts[i]) for i in short) <= INLINE_CHARS:
-            return self.count(texts)
-        return await asyncio.to_thread(self.count, texts)
+            return self._tokenized(texts, costs, short)
+        return await asyncio.to_thread(self._tokenized, texts, costs, short)

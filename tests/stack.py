@@ -15,14 +15,13 @@ from pathlib import Path
 import numpy as np
 import tritonclient.http as httpclient
 from safetensors.numpy import load_file, save_file
-from tokenizers.implementations import BertWordPieceTokenizer
 
 from devstack.launch import start_proxy, start_triton
 from devstack.process import ServerProcess
 from devstack.repository import copy_model_definition
 from modelctl.install import install
-from modelctl.standins import bert_uncased_vocab
 from tests.http import request
+from tests.wordpiece import distilbert
 from tritonserve import TritonPorts
 
 MODEL = "distilbert_sst2"
@@ -141,7 +140,7 @@ def swapped_labels_checkpoint(checkpoint: Path, dest: Path) -> Path:
 def distilbert_tokens(text: str) -> int:
     """Tokens of `text` under DistilBERT's tokenizer (standin-tiny's), [CLS] and
     [SEP] included: what the proxy charges for it once it has the tokenizer."""
-    return len(BertWordPieceTokenizer(str(bert_uncased_vocab()), lowercase=True).encode(text).ids)
+    return len(distilbert().encode(text).ids)
 
 
 def wait_for_token_costs(url: str, timeout: float = 10) -> None:

@@ -24,7 +24,7 @@ from cache_proxy.errors import ApiError, BackendFailed, BackendUnavailable, Over
 from cache_proxy.keys import PREDICTOR
 from cache_proxy.metrics import Metrics
 from cache_proxy.settings import Settings
-from tests.tiny_tokenizer import bert_like_json
+from tests.wordpiece import bert_like_json
 
 AiohttpClient = Any  # pytest-aiohttp's factory fixture
 

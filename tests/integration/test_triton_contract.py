@@ -10,11 +10,10 @@ import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tokenizers import Tokenizer
-from tokenizers.implementations import BertWordPieceTokenizer
 from tritonclient.utils import InferenceServerException
 
-from modelctl.standins import bert_uncased_vocab
 from tests.stack import MODEL, Triton, http_client, http_scores, stats, text_input
+from tests.wordpiece import distilbert
 from trainer.data import sst2_sentences as sentences
 
 pytestmark = pytest.mark.integration
@@ -95,9 +94,8 @@ def test_the_tokenizer_is_sent_when_asked_for_without_scores(triton: Triton) -> 
         alone = client.infer(MODEL, [text_input(httpclient, [""])], outputs=asked)
         everything = client.infer(MODEL, [text_input(httpclient, ["x", "y"])])
     served = Tokenizer.from_str(alone.as_numpy("TOKENIZER")[0, 0].decode())
-    distilbert = BertWordPieceTokenizer(str(bert_uncased_vocab()), lowercase=True)
     for text in sentences(20):  # standin-tiny tokenizes like DistilBERT
-        assert served.encode(text).ids == distilbert.encode(text).ids
+        assert served.encode(text).ids == distilbert().encode(text).ids
     assert alone.as_numpy("PROBABILITIES") is None
     assert everything.as_numpy("TOKENIZER").tolist() == [[b""], [b""]]  # not 0.5 MB per row
     assert everything.as_numpy("PROBABILITIES").shape == (2, 2)

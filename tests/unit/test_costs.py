@@ -6,12 +6,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from tokenizers import Tokenizer
-from tokenizers.implementations import BertWordPieceTokenizer
 
 from cache_proxy.contract import text_cost
 from cache_proxy.costs import INLINE_CHARS, TextCosts
-from modelctl.standins import bert_uncased_vocab
-from tests.tiny_tokenizer import bert_like_json
+from tests.wordpiece import bert_like_json, distilbert
 
 
 @pytest.fixture(scope="module")
@@ -49,10 +47,10 @@ async def test_much_text_is_counted_in_a_thread_alike(costs: TextCosts) -> None:
     assert await costs(texts) == costs.count(texts) == [122] * len(texts)
 
 
-@pytest.fixture(scope="module")
-def distilbert() -> Tokenizer:
+@pytest.fixture(scope="module", name="distilbert")
+def distilbert_fixture() -> Tokenizer:
     """DistilBERT's own tokenizer (the bert-base-uncased vocabulary)."""
-    return BertWordPieceTokenizer(str(bert_uncased_vocab()), lowercase=True)._tokenizer
+    return distilbert()
 
 
 @settings(max_examples=300, deadline=None)
