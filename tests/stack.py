@@ -121,6 +121,7 @@ def stats(triton: Triton) -> dict[str, int]:
         "requests": int(model["inference_stats"]["success"]["count"]),
         "executions": int(model["execution_count"]),
         "inferences": int(model["inference_count"]),
+        "queue_ns": int(model["inference_stats"]["queue"]["ns"]),
     }
 
 

@@ -62,10 +62,12 @@ OLD_QUEUE_POLICY = (  # config.pbtxt's until 2026-12-01
     "max_queue_size: 128 timeout_action: REJECT "
     "default_timeout_microseconds: 10000000 allow_timeout_override: true"
 )
-BATCHERS = (  # (label, max_queue_delay_microseconds, default_queue_policy)
-    ("no delay", 0, ""),
-    ("2 ms delay", 2000, ""),
-    ("2 ms delay + queue policy", 2000, OLD_QUEUE_POLICY),
+BATCHERS = (  # (label, max_queue_delay_microseconds, every size preferred, queue policy)
+    ("every size preferred, 2 ms delay (served)", 2000, True, ""),
+    ("every size preferred, no delay", 0, True, ""),
+    ("2 ms delay", 2000, False, ""),
+    ("no delay", 0, False, ""),
+    ("2 ms delay + queue policy", 2000, False, OLD_QUEUE_POLICY),
 )
 
 
@@ -190,9 +192,9 @@ def batchers(
 ) -> list[dict[str, Any]]:
     base = (MODEL_SOURCE / "config.pbtxt").read_text()
     rows = []
-    for number, (label, delay_us, policy) in enumerate(BATCHERS):
+    for number, (label, delay_us, preferred, policy) in enumerate(BATCHERS):
         step(f"batcher: {label}, engine auto, concurrency {CONCURRENCIES}")
-        config = set_batcher(base, delay_us, policy)
+        config = set_batcher(base, delay_us, every_size_preferred=preferred, queue_policy=policy)
         server, url, _ = serve(checkpoint, engines, raw, f"batcher-{number}", config)
         try:
             for concurrency in CONCURRENCIES:
@@ -200,7 +202,8 @@ def batchers(
                 measured = analyzer.run(url, input_data, concurrency, csv_path,
                                         interval_ms=interval)  # fmt: skip
                 rows.append({"batcher": label, "delay_us": delay_us,
-                             "queue_policy": policy, **asdict(measured)})  # fmt: skip
+                             "every_size_preferred": preferred, "queue_policy": policy,
+                             **asdict(measured)})  # fmt: skip
         finally:
             server.stop()
     return rows

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -135,6 +136,22 @@ def test_dynamic_batching_merges_concurrent_requests(triton: Triton) -> None:
     executions = after["executions"] - before["executions"]
     assert requests == 96
     assert executions < requests, f"{executions} executions for {requests} requests"
+
+
+def test_a_lone_request_does_not_wait_out_the_batcher_delay(triton: Triton) -> None:
+    """Every batch size is preferred, so the batcher dispatches a lone request
+    at once; without that, each one queues for the whole delay (2 ms)."""
+    with http_client(triton) as client:
+        delay_us = int(
+            client.get_model_config(MODEL)["dynamic_batching"]["max_queue_delay_microseconds"]
+        )
+    queued_us = []
+    for text in sentences(9, offset=500):
+        before = stats(triton)
+        http_scores(triton, [text])
+        queued_us.append((stats(triton)["queue_ns"] - before["queue_ns"]) / 1000)
+    assert delay_us >= 1000
+    assert statistics.median(queued_us) < delay_us / 2, queued_us
 
 
 def test_batched_scores_equal_one_by_one(triton: Triton) -> None:

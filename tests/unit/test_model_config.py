@@ -17,3 +17,13 @@ def test_dynamic_batcher_keeps_payload_prefetching() -> None:
     assert not policy.allow_timeout_override
     assert batching.priority_levels == 0
     assert not batching.priority_queue_policy
+
+
+def test_dynamic_batcher_dispatches_at_once() -> None:
+    """Every batch size preferred, so a lone request does not wait out the
+    delay, and a delay above 0, so a queued batch keeps growing while the
+    instance computes (model README, "The dynamic batcher: no wait when idle")."""
+    config = parse_config((SOURCE / "config.pbtxt").read_text())
+    batching = config.dynamic_batching
+    assert list(batching.preferred_batch_size) == list(range(1, config.max_batch_size + 1))
+    assert batching.max_queue_delay_microseconds > 0
