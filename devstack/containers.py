@@ -25,7 +25,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from devstack.paths import ROOT, RUN, SHARED_SST2_TRAIN
+from devstack.paths import ROOT, RUN
+from trainer.data import default_train_tsv
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +144,7 @@ def builds(model: str) -> list[Build]:
     torch = {"TORCH_SOURCE": "--find-links /wheels"} if wheels else {}
     volumes = (f"{wheels}:/wheels:ro",) if wheels else ()
     # SST-2 train, read in place, calibrates openvino-int8 (Dockerfile.triton)
-    train = Path(os.environ.get("SST2_TRAIN_TSV", SHARED_SST2_TRAIN))
+    train = default_train_tsv()
     sst2 = {"sst2": str(train.parent)} if train.is_file() else {}
     triton_args = {**base, **torch, "MODEL": model}
     return [
