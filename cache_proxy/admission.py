@@ -58,7 +58,7 @@ class Waiter:
     cost: int = field(compare=False)
     client: str = field(compare=False)
     future: asyncio.Future[None] = field(compare=False)
-    since: float = field(compare=False, default=0.0)  # monotonic time it started waiting
+    since: float = field(compare=False)  # monotonic time it started waiting
 
 
 def granted(waiter: Waiter) -> bool:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tokenizers import Tokenizer
 
 from cache_proxy.contract import text_cost
 from cache_proxy.costs import INLINE_CHARS, TextCosts
@@ -47,20 +46,12 @@ async def test_much_text_is_counted_in_a_thread_alike(costs: TextCosts) -> None:
     assert await costs(texts) == costs.count(texts) == [122] * len(texts)
 
 
-@pytest.fixture(scope="module", name="distilbert")
-def distilbert_fixture() -> Tokenizer:
-    """DistilBERT's own tokenizer (the bert-base-uncased vocabulary)."""
-    return distilbert()
-
-
 @settings(max_examples=300, deadline=None)
 @given(texts=st.lists(st.text(max_size=600), max_size=8))
-def test_the_character_bound_never_undercounts_distilberts_tokens(
-    distilbert: Tokenizer, texts: list[str]
-) -> None:
-    tokens = [len(e.ids) for e in distilbert.encode_batch(texts)]
+def test_the_character_bound_never_undercounts_distilberts_tokens(texts: list[str]) -> None:
+    tokens = [len(e.ids) for e in distilbert().encode_batch(texts)]
     assert all(min(n, 512) <= text_cost(t) for n, t in zip(tokens, texts, strict=True))
 
 
-def test_hangul_takes_the_bound_to_its_limit(distilbert: Tokenizer) -> None:
-    assert len(distilbert.encode("한국").ids) == text_cost("한국") == 8  # 3 jamo each
+def test_hangul_takes_the_bound_to_its_limit() -> None:
+    assert len(distilbert().encode("한국").ids) == text_cost("한국") == 8  # 3 jamo each
