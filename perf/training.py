@@ -34,7 +34,10 @@ from trainer.offline import Recipe, train_offline
 # Candidates measured against the committed recipe (trainer/offline.py).
 NARROW = Recipe(dim=192, hidden_dim=768, batch_size=128, learning_rate=1e-3)
 RECIPES = {
-    "current": Recipe(),  # width 256, feed-forward 512, batches of 64, 3 epochs
+    "current": Recipe(),  # width 256, feed-forward 512, batches of 64, 3 epochs, fused AdamW
+    "unfused-adamw": Recipe(fused_adamw=False),  # the recipe until 2026-12-02
+    "2-layers": Recipe(n_layers=2),
+    "width-192": Recipe(dim=192, hidden_dim=384),
     "ffn-1024": Recipe(hidden_dim=1024),  # the recipe until 2026-12-01
     "2-epochs": Recipe(hidden_dim=1024, epochs=2),
     "narrow-3-epochs-batch-128": NARROW,

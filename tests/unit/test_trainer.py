@@ -63,3 +63,52 @@ def test_content_hash_changes_with_data_and_recipe(tmp_path: Path) -> None:
     assert content_hash(data, Recipe(epochs=5)) != first
     data.write_text("a\t0\n")
     assert content_hash(data, Recipe()) != first
+
+
+class CharTokenizer:
+    """Each character's code point mod 50 (+1; 0 pads): enough to train on."""
+
+    pad_token_id = 0
+
+    def __call__(self, texts: list[str], truncation: bool, max_length: int) -> dict:
+        return {"input_ids": [[ord(c) % 50 + 1 for c in t][:max_length] for t in texts]}
+
+
+def test_fused_adamw_makes_the_same_updates() -> None:
+    torch = pytest.importorskip("torch")
+    from transformers import DistilBertConfig, DistilBertForSequenceClassification
+
+    from trainer.loop import train
+
+    examples = [Example(f"{'good' if i % 2 else 'bad'} film {i}", i % 2) for i in range(64)]
+    weights = []
+    for fused in (False, True):
+        torch.manual_seed(0)
+        config = DistilBertConfig(vocab_size=51, dim=16, n_layers=1, n_heads=2, hidden_dim=32,
+                                  max_position_embeddings=32, dropout=0.0)  # fmt: skip
+        model = DistilBertForSequenceClassification(config)
+        train(model, CharTokenizer(), examples, epochs=2, batch_size=16, learning_rate=1e-2,
+              max_length=32, seed=1, fused_adamw=fused)  # fmt: skip
+        weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    moved = (weights[0] - weights[1]).abs().max().item()
+    assert moved < 1e-4, moved
+
+
+def test_predict_labels_sorts_by_length_but_answers_in_input_order() -> None:
+    torch = pytest.importorskip("torch")
+    from types import SimpleNamespace
+
+    from trainer.loop import predict_labels
+
+    widths: list[int] = []
+
+    def parity_of_length(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> object:
+        """Label 1 for texts of odd token count."""
+        widths.append(input_ids.shape[1])
+        odd = attention_mask.sum(dim=1) % 2
+        return SimpleNamespace(logits=torch.stack([1 - odd, odd], dim=1).float())
+
+    texts = ["x" * n for n in random.Random(3).sample(range(1, 41), 40)]
+    labels = predict_labels(parity_of_length, CharTokenizer(), texts, max_length=64, batch_size=8)
+    assert labels == [len(t) % 2 for t in texts]
+    assert widths == [8, 16, 24, 32, 40]  # sorted: each batch padded only to its own longest
