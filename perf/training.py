@@ -32,14 +32,16 @@ from trainer.data import default_train_tsv
 from trainer.offline import Recipe, train_offline
 
 # Candidates measured against the committed recipe (trainer/offline.py).
-NARROW = Recipe(dim=192, hidden_dim=768, batch_size=128, learning_rate=1e-3)
+NARROW = Recipe(dim=192, hidden_dim=768, batch_size=128, learning_rate=1e-3, dropout=0.1)
+DROPOUT = Recipe(dropout=0.1)  # the recipe until 2026-12-02, but for the fused AdamW
 RECIPES = {
-    "current": Recipe(),  # width 256, feed-forward 512, batches of 64, 3 epochs, fused AdamW
-    "unfused-adamw": Recipe(fused_adamw=False),  # the recipe until 2026-12-02
-    "2-layers": Recipe(n_layers=2),
-    "width-192": Recipe(dim=192, hidden_dim=384),
-    "ffn-1024": Recipe(hidden_dim=1024),  # the recipe until 2026-12-01
-    "2-epochs": Recipe(hidden_dim=1024, epochs=2),
+    "current": Recipe(),  # width 256, feed-forward 512, batches of 64, 3 epochs, no dropout
+    "dropout-0.1": DROPOUT,
+    "unfused-adamw": dataclasses.replace(DROPOUT, fused_adamw=False),  # until 2026-12-02
+    "2-layers": dataclasses.replace(DROPOUT, n_layers=2),
+    "width-192": dataclasses.replace(DROPOUT, dim=192, hidden_dim=384),
+    "ffn-1024": dataclasses.replace(DROPOUT, hidden_dim=1024),  # until 2026-12-01
+    "2-epochs": dataclasses.replace(DROPOUT, hidden_dim=1024, epochs=2),
     "narrow-3-epochs-batch-128": NARROW,
     "narrow-2-epochs-batch-128": dataclasses.replace(NARROW, epochs=2),
 }
@@ -82,12 +84,13 @@ def main(argv: list[str] | None = None) -> int:
         "One after the other, same data and held-out split; minutes include tokenizer "
         f"training and evaluation. Examples: P(POSITIVE) of {LOVE!r}, P(NEGATIVE) of {HATE!r}.",
         "",
-        "| recipe | dim | ffn | layers | epochs | batch | lr | minutes | held-out accuracy "
-        "| F1 | love | hate |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| recipe | dim | ffn | layers | epochs | batch | lr | dropout | AdamW | minutes "
+        "| held-out accuracy | F1 | love | hate |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         *[
             f"| {r['recipe']} | {r['dim']} | {r['hidden_dim']} | {r['n_layers']} | {r['epochs']}"
-            f" | {r['batch_size']} | {r['learning_rate']} | {r['minutes']}"
+            f" | {r['batch_size']} | {r['learning_rate']} | {r['dropout']}"
+            f" | {'fused' if r['fused_adamw'] else 'loop'} | {r['minutes']}"
             f" | {r['heldout_accuracy']:.4f} | {r['heldout_f1']:.4f}"
             f" | {r['love_positive']:.3f} | {r['hate_negative']:.3f} |"
             for r in rows
