@@ -36,6 +36,7 @@ NARROW = Recipe(dim=192, hidden_dim=768, batch_size=128, learning_rate=1e-3, dro
 DROPOUT = Recipe(dropout=0.1)  # the recipe until 2026-12-02, but for the fused AdamW
 RECIPES = {
     "current": Recipe(),  # width 256, feed-forward 512, batches of 64, 3 epochs, no dropout
+    "all-tokens-last-layer": Recipe(cls_only_last_layer=False),  # until 2026-12-02
     "dropout-0.1": DROPOUT,
     "unfused-adamw": dataclasses.replace(DROPOUT, fused_adamw=False),  # until 2026-12-02
     "2-layers": dataclasses.replace(DROPOUT, n_layers=2),
@@ -84,13 +85,15 @@ def main(argv: list[str] | None = None) -> int:
         "One after the other, same data and held-out split; minutes include tokenizer "
         f"training and evaluation. Examples: P(POSITIVE) of {LOVE!r}, P(NEGATIVE) of {HATE!r}.",
         "",
-        "| recipe | dim | ffn | layers | epochs | batch | lr | dropout | AdamW | minutes "
+        "| recipe | dim | ffn | layers | epochs | batch | lr | dropout | AdamW | last layer "
+        "| minutes "
         "| held-out accuracy | F1 | love | hate |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         *[
             f"| {r['recipe']} | {r['dim']} | {r['hidden_dim']} | {r['n_layers']} | {r['epochs']}"
             f" | {r['batch_size']} | {r['learning_rate']} | {r['dropout']}"
-            f" | {'fused' if r['fused_adamw'] else 'loop'} | {r['minutes']}"
+            f" | {'fused' if r['fused_adamw'] else 'loop'}"
+            f" | {'[CLS]' if r['cls_only_last_layer'] else 'all tokens'} | {r['minutes']}"
             f" | {r['heldout_accuracy']:.4f} | {r['heldout_f1']:.4f}"
             f" | {r['love_positive']:.3f} | {r['hate_negative']:.3f} |"
             for r in rows

@@ -7,9 +7,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+from torch.nn import functional
 from transformers import get_linear_schedule_with_warmup
 
 from trainer.data import Example
+from trainer.first_token import classify
 from trainer.progress import Progress
 
 
@@ -50,10 +52,13 @@ def train(
     seed: int,
     warmup_steps: int | None = None,
     fused_adamw: bool = True,
+    cls_only_last_layer: bool = True,
 ) -> None:
     """AdamW with linear warmup (default: 10% of steps) and decay, length-bucketed
     batches, a progress bar. The fused AdamW (one kernel over all parameters) steps
-    in 2.5 ms instead of 20 for the offline recipe: about 5% of a training step."""
+    in 2.5 ms instead of 20 for the offline recipe: about 5% of a training step.
+    With `cls_only_last_layer` the last layer runs for [CLS] alone (`first_token`):
+    the same function, about 17% less time a step."""
     rng = random.Random(seed)
     torch.manual_seed(seed)
     ids = tokenizer([e.text for e in examples], truncation=True, max_length=max_length)["input_ids"]
@@ -70,7 +75,11 @@ def train(
         for epoch in range(epochs):
             for batch in length_bucketed_batches([len(r) for r in ids], batch_size, rng):
                 input_ids, mask = _tensors([ids[i] for i in batch], pad_id)
-                loss = model(input_ids=input_ids, attention_mask=mask, labels=labels[batch]).loss
+                if cls_only_last_layer:
+                    logits = classify(model, input_ids, mask)
+                else:
+                    logits = model(input_ids=input_ids, attention_mask=mask).logits
+                loss = functional.cross_entropy(logits, labels[batch])
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
                 optimizer.step()
@@ -93,7 +102,7 @@ def predict_labels(
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
             input_ids, mask = _tensors([ids[i] for i in rows], pad_id)
-            logits = model(input_ids=input_ids, attention_mask=mask).logits
+            logits = classify(model, input_ids, mask)
             for i, label in zip(rows, logits.argmax(dim=1).tolist(), strict=True):
                 out[i] = label
     return out
