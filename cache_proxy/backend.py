@@ -110,12 +110,38 @@ def retry_elsewhere(error: ApiError) -> bool:
     }
 
 
+class Outage:
+    """Logs when Triton stops answering and when it answers again, not every
+    failed call in between (each is counted in triton_errors_total): while
+    Triton starts or is down, every request and identity poll fails."""
+
+    def __init__(self) -> None:
+        self.failures = 0
+        self.since = 0.0
+
+    def failed(self, exc: BaseException) -> None:
+        if not self.failures:
+            self.since = time.monotonic()
+            log.warning("triton unreachable: %s (logged again once it answers)", exc)
+        self.failures += 1
+
+    def answered(self) -> None:
+        if self.failures:
+            log.warning(
+                "triton answers again, after %.1fs and %d failed calls",
+                time.monotonic() - self.since,
+                self.failures,
+            )
+            self.failures = 0
+
+
 class TritonBackend:
     def __init__(self, url: str, model: str, metrics: Metrics) -> None:
         self.url = url
         self.client = InferenceServerClient(url, conn_limit=200)  # pooled keep-alive
         self.model = model
         self.metrics = metrics
+        self.outage = Outage()
 
     async def close(self) -> None:
         await self.client.close()
@@ -202,10 +228,11 @@ class TritonBackend:
             raise error from None
         except (aiohttp.ClientError, OSError) as exc:
             self.metrics.triton_errors.labels("unreachable").inc()
-            log.warning("triton unreachable: %s", exc)
+            self.outage.failed(exc)
             raise BackendUnavailable(UNREACHABLE) from None
         finally:
             self.metrics.triton_latency.observe(time.monotonic() - started)
+        self.outage.answered()
         return result
 
 

@@ -40,6 +40,7 @@ def test_triton_killed_then_restarted(logs_dir: Path, stack: Stack) -> None:
     assert before.status == 200
 
     stack.triton.kill()
+    log_start = stack.proxy.log_path.stat().st_size
     hit = predict(proxy.url, [cached])
     assert (hit.status, hit.headers["X-Cache"]) == (200, "hit")
     assert hit.json() == before.json()
@@ -51,12 +52,20 @@ def test_triton_killed_then_restarted(logs_dir: Path, stack: Stack) -> None:
     ready = request("GET", f"{proxy.url}/health/ready")
     assert ready.status == 200, "cache hits are still served: stay in the Service"
     assert (ready.json()["status"], ready.json()["triton"]) == ("degraded", "unavailable")
+    for _ in range(3):
+        assert predict(proxy.url, [f"new during the outage {uuid.uuid4()}"]).status == 503
 
     # same ports, no proxy restart
     stack.triton, _ = start_triton(stack.repository, logs_dir, stack.ports)
     after = predict(proxy.url, [f"after the outage {uuid.uuid4()}"])
     assert after.status == 200
     assert request("GET", f"{proxy.url}/health/ready").status == 200
+    # the outage in the log: its start and its end, not each failed call
+    with stack.proxy.log_path.open() as log:
+        log.seek(log_start)
+        lines = log.read().splitlines()
+    assert len([line for line in lines if "triton unreachable" in line]) == 1, lines
+    assert len([line for line in lines if "triton answers again" in line]) == 1, lines
 
 
 def test_a_stalled_triton_does_not_stall_readiness(stack: Stack) -> None:
