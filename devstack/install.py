@@ -62,8 +62,10 @@ def main(args: list[str]) -> int:
     except ImportError:
         print("uv is not installed: installing with pip (slower)", flush=True)
         return subprocess.call([*pip, "install", "--no-compile", *args])
-    listed = subprocess.run([*pip, "config", "list"], capture_output=True, text=True, check=True)
-    settings = effective_settings(listed.stdout)
+    listed = subprocess.run([*pip, "config", "list"], capture_output=True, text=True)
+    if listed.returncode:
+        print(f"pip config list failed, uv uses its defaults: {listed.stderr.strip()}", flush=True)
+    settings = effective_settings(listed.stdout if not listed.returncode else "")
     env = dict(os.environ)
     if "cert" in settings:
         env.setdefault("SSL_CERT_FILE", settings["cert"])
