@@ -19,12 +19,17 @@ from transformers import DistilBertForSequenceClassification
 from transformers.masking_utils import create_bidirectional_mask
 
 
+def full_logits(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """The model's own forward: every layer for every token."""
+    logits: torch.Tensor = model(input_ids=input_ids, attention_mask=attention_mask).logits
+    return logits
+
+
 def classify(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """Logits as `model(input_ids, attention_mask).logits`, computing the last
-    layer for [CLS] only when `model` is a DistilBERT classifier."""
+    """`full_logits`, computing the last layer for [CLS] only when `model` is a
+    DistilBERT classifier."""
     if not isinstance(model, DistilBertForSequenceClassification):
-        logits: torch.Tensor = model(input_ids=input_ids, attention_mask=attention_mask).logits
-        return logits
+        return full_logits(model, input_ids, attention_mask)
     bert = model.distilbert
     hidden = bert.embeddings(input_ids)
     mask = create_bidirectional_mask(
@@ -35,7 +40,7 @@ def classify(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor) 
         hidden = block(hidden, mask)
     pooled = _first_token_block(last, hidden, attention_mask)
     pooled = torch.relu(model.pre_classifier(pooled))
-    logits = model.classifier(model.dropout(pooled))
+    logits: torch.Tensor = model.classifier(model.dropout(pooled))
     return logits
 
 

@@ -11,7 +11,7 @@ from torch.nn import functional
 from transformers import get_linear_schedule_with_warmup
 
 from trainer.data import Example
-from trainer.first_token import classify
+from trainer.first_token import classify, full_logits
 from trainer.progress import Progress
 
 
@@ -70,16 +70,13 @@ def train(
     warmup = steps // 10 if warmup_steps is None else warmup_steps
     schedule = get_linear_schedule_with_warmup(optimizer, warmup, steps)
     pad_id = int(tokenizer.pad_token_id or 0)
+    forward = classify if cls_only_last_layer else full_logits
     model.train()
     with Progress(steps, "training") as bar:
         for epoch in range(epochs):
             for batch in length_bucketed_batches([len(r) for r in ids], batch_size, rng):
                 input_ids, mask = _tensors([ids[i] for i in batch], pad_id)
-                if cls_only_last_layer:
-                    logits = classify(model, input_ids, mask)
-                else:
-                    logits = model(input_ids=input_ids, attention_mask=mask).logits
-                loss = functional.cross_entropy(logits, labels[batch])
+                loss = functional.cross_entropy(forward(model, input_ids, mask), labels[batch])
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
                 optimizer.step()

@@ -74,19 +74,25 @@ class CharTokenizer:
         return {"input_ids": [[ord(c) % 50 + 1 for c in t][:max_length] for t in texts]}
 
 
-def test_fused_adamw_makes_the_same_updates() -> None:
+def tiny_classifier(n_layers: int) -> object:
     torch = pytest.importorskip("torch")
     from transformers import DistilBertConfig, DistilBertForSequenceClassification
 
+    torch.manual_seed(0)
+    config = DistilBertConfig(vocab_size=51, dim=32, n_layers=n_layers, n_heads=4, hidden_dim=64,
+                              max_position_embeddings=32, dropout=0.0, attention_dropout=0.0,
+                              seq_classif_dropout=0.0)  # fmt: skip
+    return DistilBertForSequenceClassification(config)
+
+
+def test_fused_adamw_makes_the_same_updates() -> None:
+    torch = pytest.importorskip("torch")
     from trainer.loop import train
 
     examples = [Example(f"{'good' if i % 2 else 'bad'} film {i}", i % 2) for i in range(64)]
     weights = []
     for fused in (False, True):
-        torch.manual_seed(0)
-        config = DistilBertConfig(vocab_size=51, dim=16, n_layers=1, n_heads=2, hidden_dim=32,
-                                  max_position_embeddings=32, dropout=0.0)  # fmt: skip
-        model = DistilBertForSequenceClassification(config)
+        model = tiny_classifier(n_layers=1)
         train(model, CharTokenizer(), examples, epochs=2, batch_size=16, learning_rate=1e-2,
               max_length=32, seed=1, fused_adamw=fused)  # fmt: skip
         weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
@@ -114,17 +120,6 @@ def test_predict_labels_sorts_by_length_but_answers_in_input_order() -> None:
     assert widths == [8, 16, 24, 32, 40]  # sorted: each batch padded only to its own longest
 
 
-def tiny_classifier(n_layers: int) -> object:
-    torch = pytest.importorskip("torch")
-    from transformers import DistilBertConfig, DistilBertForSequenceClassification
-
-    torch.manual_seed(0)
-    config = DistilBertConfig(vocab_size=51, dim=32, n_layers=n_layers, n_heads=4, hidden_dim=64,
-                              max_position_embeddings=32, dropout=0.0, attention_dropout=0.0,
-                              seq_classif_dropout=0.0)  # fmt: skip
-    return DistilBertForSequenceClassification(config)
-
-
 def padded_batch() -> tuple[object, object]:
     torch = pytest.importorskip("torch")
     lengths = [16, 9, 3, 12]
@@ -137,18 +132,14 @@ def padded_batch() -> tuple[object, object]:
     return input_ids, mask
 
 
-def full_forward(model: object, input_ids: object, mask: object) -> object:
-    return model(input_ids=input_ids, attention_mask=mask).logits  # type: ignore[operator]
-
-
 def test_first_token_classify_gives_the_full_forwards_logits_and_gradients() -> None:
     torch = pytest.importorskip("torch")
-    from trainer.first_token import classify
+    from trainer.first_token import classify, full_logits
 
     model = tiny_classifier(n_layers=2)
     input_ids, mask = padded_batch()
     logits, grads = [], []
-    for forward in (classify, full_forward):
+    for forward in (classify, full_logits):
         model.zero_grad()
         logits.append(forward(model, input_ids, mask))
         (logits[-1] * torch.tensor([1.0, -2.0])).sum().backward()
@@ -163,12 +154,12 @@ def test_first_token_classify_skips_the_last_layers_unread_work() -> None:
     pytest.importorskip("torch")
     from torch.utils.flop_counter import FlopCounterMode
 
-    from trainer.first_token import classify
+    from trainer.first_token import classify, full_logits
 
     model = tiny_classifier(n_layers=3)
     input_ids, mask = padded_batch()
     flops = []
-    for forward in (classify, full_forward):
+    for forward in (classify, full_logits):
         with FlopCounterMode(display=False) as counter:
             forward(model, input_ids, mask)
         flops.append(counter.get_total_flops())
