@@ -8,13 +8,15 @@ Each built engine scores the same probe texts. An engine qualifies when
     by more than AGREEMENT (a proxy for "accuracy within 1 point of fp32";
     `make bench-triton` measures held-out accuracy per engine).
 The fastest qualifying engine wins. The choice is cached per machine (CPU
-model and flags), thread count, checkpoint and engine files, so a restart reuses it.
+model and flags, and any cap on the instruction sets the engines may use),
+thread count, checkpoint and engine files, so a restart reuses it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -26,6 +28,11 @@ from numpy.typing import NDArray
 INVARIANCE = 1e-5
 AGREEMENT = 0.05
 REFERENCE = "torch-fp32"
+# Environment variables that cap the instruction sets oneDNN (torch, OpenVINO),
+# torch's own kernels and MKL use: with one set, the same CPU ranks engines
+# differently. ONNX Runtime has no such cap.
+ISA_CAPS = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY",
+            "MKL_ENABLE_INSTRUCTIONS")  # fmt: skip
 
 # Probe texts: short to review-length, as traffic is. Scores only need to be
 # comparable between engines, so any English text does.
@@ -112,7 +119,8 @@ def best(trials: Sequence[Trial], *, judge_agreement: bool = True) -> Trial:
 
 
 def machine() -> str:
-    """The CPU model name and feature flags (what makes engines fast or slow)."""
+    """The CPU model name and feature flags, and the instruction-set caps set in
+    the environment (what makes engines fast or slow)."""
     fields: dict[str, str] = {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -120,7 +128,8 @@ def machine() -> str:
             fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
-    return f"{fields.get('model name', 'unknown')} | {fields.get('flags', '')}"
+    caps = [f"{name}={os.environ[name]}" for name in ISA_CAPS if os.environ.get(name)]
+    return " | ".join([fields.get("model name", "unknown"), fields.get("flags", ""), *caps])
 
 
 def cache_key(digests: dict[str, str], threads: int) -> str:
