@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+
+from devstack.repository import model_module
 
 # The instruction sets that decide which engine and precision are fast.
 SIMD_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16",
@@ -25,10 +28,14 @@ def cpu_model() -> str:
 
 
 def cpu_summary() -> str:
-    """Model name, cores, and which of SIMD_FLAGS the CPU has."""
+    """Model name, cores, which of SIMD_FLAGS the CPU has, and any instruction-set
+    cap set in the environment (selection.ISA_CAPS, e.g. ONEDNN_MAX_CPU_ISA=AVX2)."""
     out = lscpu()
     flags = set(_field(out, "Flags").split())
     present = [f for f in SIMD_FLAGS if f in flags]
     absent = [f for f in SIMD_FLAGS if f not in flags]
-    return (f"{_field(out, 'Model name')}, {_field(out, 'CPU(s)')} CPUs; "
-            f"has {' '.join(present) or 'none'}; lacks {' '.join(absent) or 'none'}")  # fmt: skip
+    caps = [f"{n}={os.environ[n]}" for n in model_module("selection").ISA_CAPS if os.environ.get(n)]
+    has = f"has {' '.join(present) or 'none'}; lacks {' '.join(absent) or 'none'}"
+    if caps:  # ONNX Runtime (MLAS) and torch's int8 kernels (fbgemm) read the CPU, not these
+        has += f"; kernels capped by {' '.join(caps)}, except ONNX Runtime's and torch-int8's"
+    return f"{_field(out, 'Model name')}, {_field(out, 'CPU(s)')} CPUs; {has}"

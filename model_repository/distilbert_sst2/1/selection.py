@@ -30,7 +30,7 @@ AGREEMENT = 0.05
 REFERENCE = "torch-fp32"
 # Environment variables that cap the instruction sets oneDNN (torch, OpenVINO),
 # torch's own kernels and MKL use: with one set, the same CPU ranks engines
-# differently. ONNX Runtime has no such cap.
+# differently. ONNX Runtime (MLAS) and torch's int8 kernels (fbgemm) ignore them.
 ISA_CAPS = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY",
             "MKL_ENABLE_INSTRUCTIONS")  # fmt: skip
 
