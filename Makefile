@@ -85,8 +85,8 @@ $(VENV)/.perf-installed: requirements/perf.txt $(VENV)/.installed
 	@$(BYTE_COMPILE)
 	@touch $@
 
-bench: install $(VENV)/.perf-installed  ## this stack vs the original design and MLServer, k6 profiles + plots (SHORT=1: ~20 min)
-	$(PY) -m perf.compare $(if $(SHORT),--short,)
+bench: install $(VENV)/.perf-installed  ## this stack vs the original design and MLServer, k6 profiles + plots (SHORT=1: ~20 min; ENGINE=name pins ours' engine)
+	$(PY) -m perf.compare $(if $(SHORT),--short,) $(if $(ENGINE),--engine $(ENGINE),)
 
 bench-triton: install $(VENV)/.perf-installed  ## every engine on this CPU (speed, accuracy, batch drift), then Triton end to end (SHORT=1: shorter)
 	$(PY) -m perf.triton.bench $(if $(SHORT),--short,)

@@ -148,6 +148,11 @@ def main() -> int:
         default=list(STEPS),
         help="which steps to run (default: all)",
     )
+    parser.add_argument(
+        "--engine",
+        default="auto",
+        help="the engine ours serves (config.pbtxt's `engine`; default: auto, as committed)",
+    )
     args = parser.parse_args()
     mode = "short" if args.short else "full"
     steps = set(args.steps)
@@ -162,8 +167,9 @@ def main() -> int:
     sentences = Path(tempfile.mkdtemp(prefix="bench-sst2-")) / "sentences.json"
     sentences.write_text(json.dumps(sst2_sentences(5000, offset=40000)))
 
-    step("starting ours: redis-server, tritonserver (engine auto), cache_proxy, Prometheus")
-    ours = start_ours(checkpoint, raw)
+    step(f"starting ours: redis-server, tritonserver (engine {args.engine}), cache_proxy, "
+         "Prometheus")  # fmt: skip
+    ours = start_ours(checkpoint, raw, args.engine)
     assert ours.metrics_targets is not None
     # not one of ours.servers: its CPU and memory are not the stack's
     prometheus = start_prometheus(raw / "prometheus", raw, *ours.metrics_targets)
@@ -199,11 +205,15 @@ def main() -> int:
         ours.stop()
 
     command = "make bench" + (" SHORT=1" if args.short else "")
+    if args.engine != "auto":
+        command += f" ENGINE={args.engine}"
     if steps != set(STEPS):
         command = "python -m perf.compare" + (" --short" if args.short else "")
         command += " --steps " + " ".join(s for s in STEPS if s in steps)
+        command += "" if args.engine == "auto" else f" --engine {args.engine}"
     meta = {
         "command": command,
+        "engine": args.engine,
         "mode": mode,
         "cpu": cpu_summary(),
         "started": f"{started:%Y-%m-%d %H:%M}",

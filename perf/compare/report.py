@@ -191,6 +191,8 @@ def miss_path_targets(results: dict[str, Any]) -> list[str]:
 
 
 def write_report(out: Path, meta: dict[str, Any], results: dict[str, Any]) -> Path:
+    engine = meta.get("engine", "auto")
+    setting = "engine auto" if engine == "auto" else f"engine pinned to {engine}"
     lines = [
         "# This stack vs the original design, side by side",
         "",
@@ -200,7 +202,7 @@ def write_report(out: Path, meta: dict[str, Any], results: dict[str, Any]) -> Pa
         "everything else. Figures depend on the CPU: compare only rows of one report.",
         "",
         "- **ours**: cache_proxy (per-text Redis cache) → tritonserver, `distilbert_sst2` with "
-        "the committed `config.pbtxt` (engine auto), model `standin-base` (DistilBERT-base "
+        f"the committed `config.pbtxt` ({setting}), model `standin-base` (DistilBERT-base "
         "compute, random weights).",
         "- **original**: the rebuilt original design (`perf/baselines/original_app.py`): "
         "FastAPI + transformers pipeline (fp32) in one uvicorn process, whole-request Redis "

@@ -17,6 +17,7 @@ from checkpoints.cache_dir import default_cache_dir
 from devstack.launch import start_proxy, start_redis
 from devstack.process import ServerProcess, free_port, http_status, python_module
 from devstack.repository import SOURCE as MODEL_SOURCE
+from devstack.repository import set_parameter
 from modelctl.convert import calibration, ensure_engines
 from perf.peers import mlserver
 from perf.procstat import cpu_seconds, resident_mib
@@ -73,14 +74,16 @@ def start_http(
     server.start().wait_until(lambda: http_status(f"{system.url}{health_path}") == 200, timeout)
 
 
-def start_ours(checkpoint: Path, logs: Path) -> System:
+def start_ours(checkpoint: Path, logs: Path, engine: str = "auto") -> System:
+    """`engine`: config.pbtxt's `engine` parameter (the committed config says auto)."""
     redis, redis_port = start_redis(logs)
     system = System("ours", "", redis_port, [redis])
     try:
         engines = ensure_engines(checkpoint, default_cache_dir(), calibration())
-        triton, triton_url, ports = serve_triton(
-            checkpoint, engines, logs, "ours", (MODEL_SOURCE / "config.pbtxt").read_text()
-        )
+        config = (MODEL_SOURCE / "config.pbtxt").read_text()
+        if engine != "auto":
+            config = set_parameter(config, "engine", engine)
+        triton, triton_url, ports = serve_triton(checkpoint, engines, logs, "ours", config)
         system.servers.append(triton)
         redis_url = f"redis://127.0.0.1:{redis_port}/0"
         proxy = start_proxy(logs, triton_url=triton_url, redis_url=redis_url)

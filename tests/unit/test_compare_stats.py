@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from perf.compare.report import write_report
 from perf.compare.stats import Run, Sample, over_time, percentile, read_k6_csv, summarize
+from perf.machine import cpu_summary
 
 HEADER = "metric_name,timestamp,metric_value,name\n"
 
@@ -59,3 +61,19 @@ def test_summary_of_an_empty_run_is_nan_not_an_error() -> None:
     summary = summarize(Run([], 0, 0, 0, 0), seconds=1.0, cpu_seconds=1.0)
     assert summary["predicts"] == 0
     assert all(math.isnan(summary[k]) for k in ("p99_ms", "failed_rate", "hit_ratio"))
+
+
+@pytest.mark.parametrize(
+    ("engine", "says"), [("auto", "engine auto"), ("torch-fp32", "engine pinned to torch-fp32")]
+)
+def test_report_names_the_engine_ours_served(tmp_path: Path, engine: str, says: str) -> None:
+    meta = {"command": "make bench", "mode": "short", "started": "2026-12-02 05:00",
+            "commit": "abc1234", "cpu": "some CPU", "cpus": 2, "engine": engine}  # fmt: skip
+    text = write_report(tmp_path, meta, {}).read_text()
+    assert f"`config.pbtxt` ({says})" in text
+
+
+def test_reports_say_when_kernels_are_capped(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert "capped" not in cpu_summary()
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert "kernels capped by ONEDNN_MAX_CPU_ISA=AVX2" in cpu_summary()
