@@ -35,7 +35,7 @@ from modelctl.convert import calibration, ensure_engines
 from modelctl.resolve import resolve
 from modelctl.spec import ModelSpec
 from perf.compare import under_attack
-from perf.compare.k6run import run_k6
+from perf.compare.k6run import as_unseen, run_k6
 from perf.compare.panels import Panels, plot_panels, record
 from perf.compare.report import plot_latency, plot_lengths, plot_sweep, write_report
 from perf.compare.stats import Sample, read_k6_csv, summarize
@@ -315,7 +315,7 @@ def served_kernel(
     step(f"kernel-only {engine} (the engine ours serves): batch 1 and 32, one text after idle")
     classifier = kernel.load(checkpoint, engine, ensure_engines(checkpoint, default_cache_dir(),
                                                                  calibration()))  # fmt: skip
-    texts = sst2_sentences(768, offset=30000)
+    texts = as_unseen(sst2_sentences(768, offset=30000))  # the cache-miss profile's texts
     rates = {str(b): kernel.sentences_per_second(classifier, texts, b) for b in (1, 32)}
     measured = [*(before or {}).get("measured", []), rates]
     return {

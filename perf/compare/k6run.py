@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,13 @@ class K6Result:
     summary: Path
     seconds: float
     exit_code: int  # 99: a threshold failed (reported, not fatal)
+
+
+def as_unseen(sentences: Sequence[str], vu: int = 1) -> list[str]:
+    """The sentences as perf/k6/lib.js `unseen` sends them: each with a unique
+    marker of about 4 tokens (` #<number>`, one VU's first iterations). The
+    kernel the miss path is measured against must do the same work."""
+    return [f"{sentence} #{(vu * 100000 + i) * 10}" for i, sentence in enumerate(sentences)]
 
 
 def k6_env(url: str, sentences: Path, **env: str) -> dict[str, str]:

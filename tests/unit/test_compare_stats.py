@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from perf.compare.k6run import as_unseen
 from perf.compare.report import write_report
 from perf.compare.stats import Run, Sample, over_time, percentile, read_k6_csv, summarize
 from perf.machine import cpu_summary
@@ -77,3 +78,12 @@ def test_reports_say_when_kernels_are_capped(monkeypatch: pytest.MonkeyPatch) ->
     assert "capped" not in cpu_summary()
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
     assert "kernels capped by ONEDNN_MAX_CPU_ISA=AVX2" in cpu_summary()
+
+
+def test_the_kernel_scores_texts_as_the_cache_miss_profile_sends_them() -> None:
+    # perf/k6/lib.js `unseen`: the text, a space, '#', (VU * 100000 + ITER) * 10 + i
+    lib = (Path(__file__).parents[2] / "perf" / "k6" / "lib.js").read_text()
+    assert "const base = (__VU * 100000 + __ITER) * 10;" in lib
+    assert "texts.push(`${sentence} #${base + i}`);" in lib
+    assert as_unseen(["a fine film", "a dull one"], vu=3) == ["a fine film #3000000",
+                                                              "a dull one #3000010"]  # fmt: skip
