@@ -37,7 +37,8 @@ from modelctl.spec import ModelSpec
 from perf.compare import under_attack
 from perf.compare.k6run import as_unseen, run_k6
 from perf.compare.panels import Panels, plot_panels, record
-from perf.compare.report import plot_latency, plot_lengths, plot_sweep, write_report
+from perf.compare.plots import plot_latency, plot_lengths, plot_sweep
+from perf.compare.report import write_report
 from perf.compare.stats import Sample, read_k6_csv, summarize
 from perf.compare.systems import System, start_mlserver, start_original, start_ours
 from perf.machine import cpu_summary
