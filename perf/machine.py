@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 
 from devstack.repository import model_module
@@ -34,7 +33,7 @@ def cpu_summary() -> str:
     flags = set(_field(out, "Flags").split())
     present = [f for f in SIMD_FLAGS if f in flags]
     absent = [f for f in SIMD_FLAGS if f not in flags]
-    caps = [f"{n}={os.environ[n]}" for n in model_module("selection").ISA_CAPS if os.environ.get(n)]
+    caps = model_module("selection").isa_caps()
     has = f"has {' '.join(present) or 'none'}; lacks {' '.join(absent) or 'none'}"
     if caps:  # ONNX Runtime (MLAS) and torch's int8 kernels (fbgemm) read the CPU, not these
         has += f"; kernels capped by {' '.join(caps)}, except ONNX Runtime's and torch-int8's"

@@ -118,6 +118,11 @@ def best(trials: Sequence[Trial], *, judge_agreement: bool = True) -> Trial:
     return max(qualified or trials, key=lambda t: t.sentences_per_second)
 
 
+def isa_caps() -> list[str]:
+    """The ISA_CAPS set in this environment, as NAME=value."""
+    return [f"{name}={os.environ[name]}" for name in ISA_CAPS if os.environ.get(name)]
+
+
 def machine() -> str:
     """The CPU model name and feature flags, and the instruction-set caps set in
     the environment (what makes engines fast or slow)."""
@@ -128,8 +133,7 @@ def machine() -> str:
             fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
-    caps = [f"{name}={os.environ[name]}" for name in ISA_CAPS if os.environ.get(name)]
-    return " | ".join([fields.get("model name", "unknown"), fields.get("flags", ""), *caps])
+    return " | ".join([fields.get("model name", "unknown"), fields.get("flags", ""), *isa_caps()])
 
 
 def cache_key(digests: dict[str, str], threads: int) -> str:
