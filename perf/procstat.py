@@ -26,11 +26,22 @@ def resident_mib(*roots: int) -> float:
     return total / 2**20
 
 
+def _cpu(process: psutil.Process) -> float:
+    with contextlib.suppress(psutil.NoSuchProcess):
+        times = process.cpu_times()
+        return float(times.user + times.system)
+    return 0.0
+
+
+def cpu_seconds_split(root: int) -> tuple[float, float]:
+    """CPU time used so far by `root` itself and by its live descendants (for
+    tritonserver: the server, and its Python backend stubs)."""
+    processes = list(tree(root))
+    if not processes:
+        return 0.0, 0.0
+    return _cpu(processes[0]), sum(_cpu(p) for p in processes[1:])
+
+
 def cpu_seconds(*roots: int) -> float:
     """User + system CPU time used so far by the live process trees under `roots`."""
-    total = 0.0
-    for process in tree(*roots):
-        with contextlib.suppress(psutil.NoSuchProcess):
-            times = process.cpu_times()
-            total += times.user + times.system
-    return total
+    return sum(_cpu(process) for process in tree(*roots))

@@ -39,7 +39,7 @@ from perf.compare.k6run import as_unseen, run_k6
 from perf.compare.panels import Panels, plot_panels, record
 from perf.compare.plots import plot_latency, plot_lengths, plot_sweep
 from perf.compare.report import write_report
-from perf.compare.stats import Sample, read_k6_csv, summarize
+from perf.compare.stats import Sample, read_k6_csv, summarize, triton_counts
 from perf.compare.systems import System, start_mlserver, start_original, start_ours
 from perf.machine import cpu_summary
 from perf.triton import kernel
@@ -112,21 +112,37 @@ def measure(
 ) -> tuple[dict[str, Any], list[Sample]]:
     system.flush_cache()
     rss_start, cpu_start = system.resident_mib(), system.cpu_seconds()
+    parts_start, batches_start = system.cpu_by_part(), batch_counts(system)
     result = run_k6(script, system.url, {**env, **system.k6_env}, raw, label, sentences)
     cpu = system.cpu_seconds() - cpu_start
+    parts, batches = system.cpu_by_part(), batch_counts(system)
     run = read_k6_csv(result.csv)
     summary: dict[str, Any] = summarize(run, result.seconds, cpu)
     summary |= {
         "rss_start_mib": rss_start,
         "rss_end_mib": system.resident_mib(),
         "thresholds_passed": result.exit_code == 0,
+        "cpu_s_by_part": {p: s - parts_start.get(p, 0.0) for p, s in parts.items()}
+        | {"k6": result.cpu_seconds},
     }
+    if batches and batches_start and batches[1] > batches_start[1]:
+        inferred, executions = batches[0] - batches_start[0], batches[1] - batches_start[1]
+        summary["triton_mean_batch"] = inferred / executions
     step(
         f"  {system.name:8s} {summary['req_per_s']:8.1f} req/s  p50 {summary['p50_ms']:7.1f} ms"
         f"  p99 {summary['p99_ms']:7.1f} ms  failed {summary['failed_rate']:.4f}"
         f"  hits {summary['hit_ratio']:.2f}"
     )
     return summary, run.predicts
+
+
+def batch_counts(system: System) -> tuple[float, float] | None:
+    """Our tritonserver's (requests inferred, executions) so far; None for the others."""
+    if system.metrics_targets is None:
+        return None
+    url = f"http://{system.metrics_targets[1]}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return triton_counts(response.read().decode())
 
 
 def stop_on_sigterm() -> None:
@@ -308,9 +324,10 @@ def served_kernel(
     ours: System, checkpoint: Path, before: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """The engine our Triton chose, measured in process: its rate at batch 1
-    and 32 back to back, and one text's time after an idle gap. `before`: an
-    earlier measurement of the same run; the roof is then the better of the
-    two for each batch size (this machine's speed drifts within a run)."""
+    and 32 back to back, its CPU time per text at batch 32, and one text's
+    time after an idle gap. `before`: an earlier measurement of the same run;
+    the roof is then the better of the two for each figure (this machine's
+    speed drifts within a run)."""
     with urllib.request.urlopen(f"{ours.url}/model", timeout=10) as response:
         engine = json.loads(response.read())["model"]["engine"]
     step(f"kernel-only {engine} (the engine ours serves): batch 1 and 32, one text after idle")
@@ -318,11 +335,13 @@ def served_kernel(
                                                                  calibration()))  # fmt: skip
     texts = as_unseen(sst2_sentences(768, offset=30000))  # the cache-miss profile's texts
     rates = {str(b): kernel.sentences_per_second(classifier, texts, b) for b in (1, 32)}
-    measured = [*(before or {}).get("measured", []), rates]
+    cpu = kernel.cpu_ms_per_sentence(classifier, texts, 32)
+    measured = [*(before or {}).get("measured", []), {**rates, "cpu_ms_32": cpu}]
     return {
         "engine": engine,
         "measured": measured,
         "sentences_per_second": {b: max(m[b] for m in measured) for b in rates},
+        "cpu_ms_per_sentence_32": min(m["cpu_ms_32"] for m in measured),
         "isolated_ms": kernel.isolated_ms(classifier, texts[:100]),
     }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -22,6 +23,7 @@ class K6Result:
     summary: Path
     seconds: float
     exit_code: int  # 99: a threshold failed (reported, not fatal)
+    cpu_seconds: float  # k6's own user + system time: the load generator shares the cores
 
 
 def as_unseen(sentences: Sequence[str], vu: int = 1) -> list[str]:
@@ -53,11 +55,19 @@ def run_k6(
 ) -> K6Result:
     csv, summary = raw / f"{label}.csv.gz", raw / f"{label}-summary.json"
     command = k6_command(script, csv, summary)
-    started = time.monotonic()
+    started, children = time.monotonic(), children_cpu_seconds()
     with (raw / f"{label}-k6.log").open("w") as log:
         done = subprocess.run(
             command, cwd=SCRIPTS, env=k6_env(url, sentences, **env), stdout=log, stderr=log
         )
     if done.returncode not in (0, 99):
         raise RuntimeError(f"k6 {script} failed ({done.returncode}); see {raw / label}-k6.log")
-    return K6Result(csv, summary, time.monotonic() - started, done.returncode)
+    seconds, cpu = time.monotonic() - started, children_cpu_seconds() - children
+    return K6Result(csv, summary, seconds, done.returncode, cpu)
+
+
+def children_cpu_seconds() -> float:
+    """User + system time of this process's children that have exited and been
+    waited for (around one `subprocess.run`: that child's)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime

@@ -125,6 +125,59 @@ def miss_path_targets(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+PARTS = {  # our stack's processes (perf/compare/systems.py System.cpu_by_part), and k6
+    "triton children": "Python backend stub (tokenizing, engine)",
+    "proxy": "cache_proxy",
+    "triton": "tritonserver (HTTP, batcher)",
+    "redis": "Redis",
+    "k6": "k6 (the load generator)",
+}
+
+
+def miss_cpu_section(results: dict[str, Any], cpus: int) -> list[str]:
+    """Where ours spends CPU per cache-miss request, and the miss rate that
+    leaves even at the engine's batch-32 efficiency (its roof target)."""
+    miss = results["profiles"].get("cache-miss", {}).get("ours", {})
+    parts, kernel = miss.get("cpu_s_by_part"), results.get("kernel", {})
+    if not parts or not miss.get("predicts"):
+        return []
+    order = [*(p for p in PARTS if p in parts), *(p for p in parts if p not in PARTS)]
+    per_request = {p: parts[p] / miss["predicts"] * 1000 for p in order}
+    lines = [
+        "### Where the cache-miss path's CPU goes (ours)",
+        "",
+        "CPU time (user + system) per `/predict` over the cache-miss profile, per process.",
+        "",
+        "| process | CPU ms per request |",
+        "|---|---|",
+        *[f"| {PARTS.get(p, p)} | {ms:.2f} |" for p, ms in per_request.items()],
+        f"| all of the above | {sum(per_request.values()):.2f} (the machine: {cpus} cores ÷ "
+        f"{miss['req_per_s']:.1f} req/s = {cpus / miss['req_per_s'] * 1000:.2f}) |",
+        "",
+    ]
+    if "triton_mean_batch" in miss:
+        batch = miss["triton_mean_batch"]
+        lines.append(f"Triton's mean batch over the profile: {batch:.1f} texts.")
+    engine_ms = kernel.get("cpu_ms_per_sentence_32")
+    if engine_ms:
+        outside = sum(ms for p, ms in per_request.items() if p != "triton children")
+        ceiling = cpus / (outside + engine_ms) * 1000
+        share = ceiling / kernel["sentences_per_second"]["32"]
+        lines.append(
+            f"In process, the engine takes {engine_ms:.2f} ms of CPU per text at batch 32. "
+            f"With the {outside:.2f} ms per request spent outside the stub, {cpus} cores serve "
+            f"at most {cpus} ÷ ({outside:.2f} + {engine_ms:.2f}) ms = {ceiling:.0f} req/s, "
+            f"{share:.2f} of the kernel's batch-32 rate, even if every batch ran at batch-32 "
+            "efficiency and the stub cost nothing beyond the engine"
+            + (
+                ": the >= 0.8 target is out of reach while these processes share the cores."
+                if share < 0.8
+                else "."
+            )
+        )
+    return [*lines, ""]
+
+
 def write_report(out: Path, meta: dict[str, Any], results: dict[str, Any]) -> Path:
     engine = meta.get("engine", "auto")
     setting = "engine auto" if engine == "auto" else f"engine pinned to {engine}"
@@ -188,6 +241,7 @@ def profiles_section(meta: dict[str, Any], results: dict[str, Any]) -> list[str]
         "",
         *targets(results),
         "",
+        *miss_cpu_section(results, meta["cpus"]),
         "![latency over time](latency-over-time.png)",
         "",
         "Our stack seen through the Grafana dashboard's main panels (their own queries, "

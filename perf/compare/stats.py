@@ -9,6 +9,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from prometheus_client.parser import text_string_to_metric_families
+
 
 @dataclass(frozen=True)
 class Sample:
@@ -66,6 +68,16 @@ def summarize(run: Run, seconds: float, cpu_seconds: float) -> dict[str, float]:
         "hit_ratio": run.hits / run.cache_checked if run.cache_checked else math.nan,
         "cpu_s_per_1k": cpu_seconds / count * 1000 if count else math.nan,
     }
+
+
+def triton_counts(metrics: str) -> tuple[float, float]:
+    """(requests inferred, model executions) so far, from tritonserver's
+    /metrics text; over an interval, their ratio is the mean batch size."""
+    totals = {"nv_inference_count": 0.0, "nv_inference_exec_count": 0.0}
+    for family in text_string_to_metric_families(metrics):
+        if family.name in totals:
+            totals[family.name] += sum(sample.value for sample in family.samples)
+    return totals["nv_inference_count"], totals["nv_inference_exec_count"]
 
 
 def over_time(

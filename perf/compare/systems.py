@@ -9,6 +9,7 @@ mlserver: the peer a user would pick instead (perf/peers/mlserver.py), no cache.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ from devstack.repository import SOURCE as MODEL_SOURCE
 from devstack.repository import set_parameter
 from modelctl.convert import calibration, ensure_engines
 from perf.peers import mlserver
-from perf.procstat import cpu_seconds, resident_mib
+from perf.procstat import cpu_seconds, cpu_seconds_split, resident_mib
 from perf.triton.bench import serve as serve_triton
 
 
@@ -38,6 +39,20 @@ class System:
 
     def cpu_seconds(self) -> float:
         return cpu_seconds(*self.pids())
+
+    def cpu_by_part(self) -> dict[str, float]:
+        """CPU seconds so far per server (its name without the port), and of
+        each server's child processes (tritonserver's: the Python backend stubs)."""
+        parts: dict[str, float] = {}
+        for server in self.servers:
+            if server.process is None:
+                continue
+            part = re.sub(r"-\d+$", "", server.name)
+            own, children = cpu_seconds_split(server.process.pid)
+            parts[part] = own
+            if children:
+                parts[f"{part} children"] = children
+        return parts
 
     def resident_mib(self) -> float:
         return resident_mib(*self.pids())

@@ -38,6 +38,18 @@ def sentences_per_second(
     return _median_rate(share, passes)
 
 
+def cpu_ms_per_sentence(classifier: Any, texts: Sequence[str], batch_size: int) -> float:
+    """CPU time of this process (every engine thread) per sentence over one
+    pass of `texts` in batches of `batch_size`: what the engine takes of the
+    machine per text, however many threads it spreads that over."""
+    ids = classifier.token_ids(texts)
+    classifier.score_token_ids(ids[:batch_size])  # warm up
+    started = time.process_time()
+    for i in range(0, len(ids), batch_size):
+        classifier.score_token_ids(ids[i : i + batch_size])
+    return (time.process_time() - started) / len(ids) * 1000
+
+
 def isolated_ms(classifier: Any, texts: Sequence[str], gap: float = 0.015) -> float:
     """Median time of one single-text call after `gap` seconds idle: what a
     lone client's request meets. Idle engine threads (and, on a VM, idle vCPUs)

@@ -1,16 +1,33 @@
-"""perf/compare's arithmetic on k6 CSV output (pure functions)."""
+"""perf/compare's arithmetic on k6 CSV output and Triton's metrics (pure
+functions), and the CPU accounting it reports (real child processes)."""
 
 from __future__ import annotations
 
 import gzip
 import math
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from perf.compare.k6run import as_unseen
-from perf.compare.report import write_report
-from perf.compare.stats import Run, Sample, over_time, percentile, read_k6_csv, summarize
+from devstack.process import ServerProcess
+from perf.compare.k6run import as_unseen, children_cpu_seconds
+from perf.compare.report import miss_cpu_section, write_report
+from perf.compare.stats import (
+    Run,
+    Sample,
+    over_time,
+    percentile,
+    read_k6_csv,
+    summarize,
+    triton_counts,
+)
+from perf.compare.systems import System
 from perf.machine import cpu_summary
 
 HEADER = "metric_name,timestamp,metric_value,name\n"
@@ -87,3 +104,81 @@ def test_the_kernel_scores_texts_as_the_cache_miss_profile_sends_them() -> None:
     assert "texts.push(`${sentence} #${base + i}`);" in lib
     assert as_unseen(["a fine film", "a dull one"], vu=3) == ["a fine film #3000000",
                                                               "a dull one #3000010"]  # fmt: skip
+
+
+# tritonserver 2.51's /metrics, trimmed (two models, so counts add up)
+TRITON_METRICS = """\
+# HELP nv_inference_request_success Number of successful inference requests
+# TYPE nv_inference_request_success counter
+nv_inference_request_success{model="distilbert_sst2",version="1"} 23748
+# HELP nv_inference_count Number of inferences performed (does not include cached requests)
+# TYPE nv_inference_count counter
+nv_inference_count{model="distilbert_sst2",version="1"} 23748
+nv_inference_count{model="other",version="1"} 2
+# HELP nv_inference_exec_count Number of model executions performed
+# TYPE nv_inference_exec_count counter
+nv_inference_exec_count{model="distilbert_sst2",version="1"} 5147
+nv_inference_exec_count{model="other",version="1"} 1
+"""
+
+
+def test_triton_counts_reads_inferences_and_executions() -> None:
+    assert triton_counts(TRITON_METRICS) == (23750.0, 5148.0)
+    assert triton_counts("") == (0.0, 0.0)
+
+
+BURN = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass\n"
+
+
+def test_k6_cpu_is_the_finished_child_s() -> None:
+    before = children_cpu_seconds()
+    subprocess.run([sys.executable, "-c", BURN], check=True)
+    assert 0.3 <= children_cpu_seconds() - before < 2
+
+
+def test_cpu_by_part_splits_a_server_from_its_child_processes(tmp_path: Path) -> None:
+    # like tritonserver and its Python backend stub: the child does the work, and lives on
+    child = BURN + "time.sleep(60)\n"
+    parent = f"import subprocess, sys\nsubprocess.run([sys.executable, '-c', {child!r}])\n"
+    server = ServerProcess("stack-4242", [sys.executable, "-c", parent], tmp_path).start()
+    system = System("ours", "", None, [server])
+    try:
+        deadline = time.monotonic() + 30
+        while system.cpu_by_part().get("stack children", 0) < 0.3:
+            assert time.monotonic() < deadline, system.cpu_by_part()
+            time.sleep(0.05)
+        parts = system.cpu_by_part()
+        assert set(parts) == {"stack", "stack children"}
+        assert parts["stack"] < 0.3
+    finally:
+        assert server.process is not None
+        os.killpg(server.process.pid, signal.SIGKILL)
+        server.process.wait()
+
+
+def miss_results(req_per_s: float, engine_ms: float) -> dict[str, Any]:
+    predicts = 1000
+    parts = {"redis": 0.1, "triton": 0.3, "triton children": 8.0, "proxy": 2.0, "k6": 0.6}
+    ours = {"predicts": predicts, "req_per_s": req_per_s, "triton_mean_batch": 4.7,
+            "cpu_s_by_part": {p: ms * predicts / 1000 for p, ms in parts.items()}}  # fmt: skip
+    kernel = {"sentences_per_second": {"1": 175.0, "32": 424.0},
+              "cpu_ms_per_sentence_32": engine_ms}  # fmt: skip
+    return {"profiles": {"cache-miss": {"ours": ours}}, "kernel": kernel}
+
+
+def test_the_miss_path_ceiling_counts_every_process_outside_the_stub() -> None:
+    text = "\n".join(miss_cpu_section(miss_results(160.0, 4.7), cpus=2))
+    assert "| Python backend stub (tokenizing, engine) | 8.00 |" in text
+    assert "| k6 (the load generator) | 0.60 |" in text
+    assert "| all of the above | 11.00 (the machine: 2 cores ÷ 160.0 req/s = 12.50) |" in text
+    assert "Triton's mean batch over the profile: 4.7 texts." in text
+    # outside the stub: 0.1 + 0.3 + 2.0 + 0.6 = 3.0 ms; 2 / (3.0 + 4.7) ms = 260 req/s
+    assert "2 ÷ (3.00 + 4.70) ms = 260 req/s, 0.61 of the kernel's batch-32 rate" in text
+    assert "out of reach" in text
+
+
+def test_the_miss_path_ceiling_claims_nothing_when_the_target_is_reachable() -> None:
+    text = "\n".join(miss_cpu_section(miss_results(160.0, 0.5), cpus=2))
+    assert "2 ÷ (3.00 + 0.50) ms = 571 req/s, 1.35 of" in text
+    assert "out of reach" not in text
+    assert miss_cpu_section({"profiles": {}}, cpus=2) == []
