@@ -9,7 +9,7 @@ with empty caches, then sweeps concurrency and text length on the cache-miss
 path, then runs our stack under each
 attack of perf/attacks.py beside an honest client (60 s each; short: 20), and writes
 perf/results/<UTC time>-compare/{report.md, results.json, *.png} (raw k6
-output and server logs in raw/, not committed). Full: ~40 min; --short: < 12.
+output and server logs in raw/, not committed). Full: ~60 min; --short: ~20.
 """
 
 from __future__ import annotations
@@ -157,7 +157,7 @@ def stop_on_sigterm() -> None:
 def main() -> int:
     stop_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--short", action="store_true", help="shorter profiles (< 10 min)")
+    parser.add_argument("--short", action="store_true", help="shorter windows (~20 min in all)")
     parser.add_argument(
         "--steps",
         nargs="+",
