@@ -39,7 +39,7 @@ from perf.compare.k6run import as_unseen, run_k6
 from perf.compare.panels import Panels, plot_panels, record
 from perf.compare.plots import plot_latency, plot_lengths, plot_sweep
 from perf.compare.report import write_report
-from perf.compare.stats import Sample, read_k6_csv, summarize, triton_counts
+from perf.compare.stats import Sample, read_k6_csv, summarize
 from perf.compare.systems import System, start_mlserver, start_original, start_ours
 from perf.machine import cpu_summary
 from perf.triton import kernel
@@ -112,10 +112,10 @@ def measure(
 ) -> tuple[dict[str, Any], list[Sample]]:
     system.flush_cache()
     rss_start, cpu_start = system.resident_mib(), system.cpu_seconds()
-    parts_start, batches_start = system.cpu_by_part(), batch_counts(system)
+    parts_start, batches_start = system.cpu_by_part(), system.triton_counts()
     result = run_k6(script, system.url, {**env, **system.k6_env}, raw, label, sentences)
     cpu = system.cpu_seconds() - cpu_start
-    parts, batches = system.cpu_by_part(), batch_counts(system)
+    parts, batches = system.cpu_by_part(), system.triton_counts()
     run = read_k6_csv(result.csv)
     summary: dict[str, Any] = summarize(run, result.seconds, cpu)
     summary |= {
@@ -134,15 +134,6 @@ def measure(
         f"  hits {summary['hit_ratio']:.2f}"
     )
     return summary, run.predicts
-
-
-def batch_counts(system: System) -> tuple[float, float] | None:
-    """Our tritonserver's (requests inferred, executions) so far; None for the others."""
-    if system.metrics_targets is None:
-        return None
-    url = f"http://{system.metrics_targets[1]}/metrics"
-    with urllib.request.urlopen(url, timeout=10) as response:
-        return triton_counts(response.read().decode())
 
 
 def stop_on_sigterm() -> None:

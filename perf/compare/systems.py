@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from devstack.process import ServerProcess, free_port, http_status, python_modul
 from devstack.repository import SOURCE as MODEL_SOURCE
 from devstack.repository import set_parameter
 from modelctl.convert import calibration, ensure_engines
+from perf.compare.stats import triton_counts
 from perf.peers import mlserver
 from perf.procstat import cpu_seconds, cpu_seconds_split, resident_mib
 from perf.triton.bench import serve as serve_triton
@@ -53,6 +55,19 @@ class System:
             if children:
                 parts[f"{part} children"] = children
         return parts
+
+    def triton_counts(self) -> tuple[float, float] | None:
+        """Our tritonserver's (requests inferred, executions) so far, from its
+        /metrics; None for the others, and when it does not answer (a run
+        goes on without batch sizes)."""
+        if self.metrics_targets is None:
+            return None
+        url = f"http://{self.metrics_targets[1]}/metrics"
+        try:
+            with urllib.request.urlopen(url, timeout=10) as response:
+                return triton_counts(response.read().decode())
+        except OSError:
+            return None
 
     def resident_mib(self) -> float:
         return resident_mib(*self.pids())

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from devstack.process import ServerProcess
+from devstack.process import ServerProcess, free_port
 from perf.compare.k6run import as_unseen, children_cpu_seconds
 from perf.compare.report import miss_cpu_section, write_report
 from perf.compare.stats import (
@@ -128,6 +128,12 @@ def test_triton_counts_reads_inferences_and_executions() -> None:
 
 
 BURN = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass\n"
+
+
+def test_a_silent_metrics_endpoint_costs_the_batch_sizes_not_the_run() -> None:
+    quiet = System("ours", "", None, metrics_targets=("127.0.0.1:1", f"127.0.0.1:{free_port()}"))
+    assert quiet.triton_counts() is None
+    assert System("original", "", None).triton_counts() is None
 
 
 def test_k6_cpu_is_the_finished_child_s() -> None:
