@@ -183,6 +183,14 @@ def test_the_miss_path_ceiling_counts_every_process_outside_the_stub() -> None:
     assert "out of reach" in text
 
 
+def test_the_miss_path_ceiling_says_when_the_machine_drifted_past_it() -> None:
+    # the kernel was measured while this VM ran slower than during the profile
+    text = "\n".join(miss_cpu_section(miss_results(300.0, 4.7), cpus=2))
+    assert "= 260 req/s" in text
+    assert "out of reach" not in text
+    assert "below the 300 req/s measured" in text
+
+
 def test_the_miss_path_ceiling_claims_nothing_when_the_target_is_reachable() -> None:
     text = "\n".join(miss_cpu_section(miss_results(160.0, 0.5), cpus=2))
     assert "2 ÷ (3.00 + 0.50) ms = 571 req/s, 1.35 of" in text
