@@ -40,8 +40,3 @@ def cpu_seconds_split(root: int) -> tuple[float, float]:
     if not processes:
         return 0.0, 0.0
     return _cpu(processes[0]), sum(_cpu(p) for p in processes[1:])
-
-
-def cpu_seconds(*roots: int) -> float:
-    """User + system CPU time used so far by the live process trees under `roots`."""
-    return sum(_cpu(process) for process in tree(*roots))

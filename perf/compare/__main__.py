@@ -111,19 +111,21 @@ def measure(
     system: System, script: str, env: dict[str, str], raw: Path, label: str, sentences: Path
 ) -> tuple[dict[str, Any], list[Sample]]:
     system.flush_cache()
-    rss_start, cpu_start = system.resident_mib(), system.cpu_seconds()
-    parts_start, batches_start = system.cpu_by_part(), system.triton_counts()
+    rss_start, parts_start, batches_start = (
+        system.resident_mib(),
+        system.cpu_by_part(),
+        system.triton_counts(),
+    )
     result = run_k6(script, system.url, {**env, **system.k6_env}, raw, label, sentences)
-    cpu = system.cpu_seconds() - cpu_start
     parts, batches = system.cpu_by_part(), system.triton_counts()
+    servers_cpu = {p: s - parts_start.get(p, 0.0) for p, s in parts.items()}
     run = read_k6_csv(result.csv)
-    summary: dict[str, Any] = summarize(run, result.seconds, cpu)
+    summary: dict[str, Any] = summarize(run, result.seconds, sum(servers_cpu.values()))
     summary |= {
         "rss_start_mib": rss_start,
         "rss_end_mib": system.resident_mib(),
         "thresholds_passed": result.exit_code == 0,
-        "cpu_s_by_part": {p: s - parts_start.get(p, 0.0) for p, s in parts.items()}
-        | {"k6": result.cpu_seconds},
+        "cpu_s_by_part": servers_cpu | {"k6": result.cpu_seconds},
     }
     if batches and batches_start and batches[1] > batches_start[1]:
         inferred, executions = batches[0] - batches_start[0], batches[1] - batches_start[1]

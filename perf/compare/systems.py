@@ -23,7 +23,7 @@ from devstack.repository import set_parameter
 from modelctl.convert import calibration, ensure_engines
 from perf.compare.stats import triton_counts
 from perf.peers import mlserver
-from perf.procstat import cpu_seconds, cpu_seconds_split, resident_mib
+from perf.procstat import cpu_seconds_split, resident_mib
 from perf.triton.bench import serve as serve_triton
 
 
@@ -39,12 +39,10 @@ class System:
     def pids(self) -> list[int]:
         return [s.process.pid for s in self.servers if s.process is not None]
 
-    def cpu_seconds(self) -> float:
-        return cpu_seconds(*self.pids())
-
     def cpu_by_part(self) -> dict[str, float]:
-        """CPU seconds so far per server (its name without the port), and of
-        each server's child processes (tritonserver's: the Python backend stubs)."""
+        """User + system CPU seconds so far per server (its name without the
+        port), and of each server's child processes (tritonserver's: the Python
+        backend stubs); their sum is the whole system's."""
         parts: dict[str, float] = {}
         for server in self.servers:
             if server.process is None:

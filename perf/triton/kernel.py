@@ -30,12 +30,16 @@ def sentences_per_second(
     share = len(ids) // repeats
 
     def run(part: Sequence[Sequence[int]]) -> Callable[[], object]:
-        return lambda: [classifier.score_token_ids(part[i : i + batch_size])
-                        for i in range(0, len(part), batch_size)]  # fmt: skip
+        return lambda: _score_all(classifier, part, batch_size)
 
     classifier.score_token_ids(ids[:batch_size])  # warm up
     passes = [run(ids[n * share : (n + 1) * share]) for n in range(repeats)]
     return _median_rate(share, passes)
+
+
+def _score_all(classifier: Any, ids: Sequence[Sequence[int]], batch_size: int) -> None:
+    for i in range(0, len(ids), batch_size):
+        classifier.score_token_ids(ids[i : i + batch_size])
 
 
 def cpu_ms_per_sentence(classifier: Any, texts: Sequence[str], batch_size: int) -> float:
@@ -45,8 +49,7 @@ def cpu_ms_per_sentence(classifier: Any, texts: Sequence[str], batch_size: int) 
     ids = classifier.token_ids(texts)
     classifier.score_token_ids(ids[:batch_size])  # warm up
     started = time.process_time()
-    for i in range(0, len(ids), batch_size):
-        classifier.score_token_ids(ids[i : i + batch_size])
+    _score_all(classifier, ids, batch_size)
     return (time.process_time() - started) / len(ids) * 1000
 
 
