@@ -5,7 +5,8 @@
 1. kernel only: each engine (engines.py) on the full-size stand-in
    (standin-base: DistilBERT-base compute, random weights, converted by
    modelctl) at batch 1/8/32 on SST-2 phrases of 8+ words, and transformers'
-   padded forward as the baseline for packing;
+   padded forward as the baseline for packing; OpenVINO's time per call with
+   its inputs padded to other multiples of tokens than the served one;
 2. per engine: batch drift against adversarial batch-mates and distance from
    torch fp32 (selection.measure, what `engine: auto` measures at load), and
    held-out accuracy of the SST-2-trained offline model (when the data is here);
@@ -56,6 +57,8 @@ from trainer.metrics import accuracy_f1
 from tritonserve import TritonPorts
 
 BATCH_SIZES = (1, 8, 32)
+PADDING_BATCHES = (1, 2, 4, 8, 32)
+PADDING_MULTIPLES = (8, 32, 64)  # OpenVINO's token padding, against the served one
 CONCURRENCIES = (1, 8, 16)
 SERVED = ("auto", "torch-int8")  # the engine setting now, and the previous default
 LAYOUTS = ((1, 2), (2, 1))  # (instances, intra-op threads each)
@@ -131,6 +134,24 @@ def kernels(checkpoint: Path, engines: Path, texts: list[str]) -> dict[str, dict
         b: kernel.padded_sentences_per_second(checkpoint, texts, b) for b in BATCH_SIZES
     }
     return rates
+
+
+def paddings(checkpoint: Path, engines: Path, texts: list[str]) -> dict[str, Any]:
+    """Per OpenVINO engine: its time per call with inputs padded to other
+    multiples of tokens, against the served multiple (engines.SHAPE_TOKENS)."""
+    shapes = model_module("engines")
+    served = shapes.SHAPE_TOKENS
+    ratios = {}
+    for name in shapes.available(engines):
+        if name.startswith("openvino-"):
+            step(f"{name}: padding to multiples of {PADDING_MULTIPLES} against {served} tokens")
+            classifier = kernel.load(checkpoint, name, engines)
+            ratios[name] = kernel.padding_ratios(
+                classifier, lambda m: setattr(shapes, "SHAPE_TOKENS", m),
+                texts, PADDING_BATCHES, PADDING_MULTIPLES, served,
+            )  # fmt: skip
+            del classifier
+    return {"served": served, "ratios": ratios}
 
 
 def trials(checkpoint: Path, engines: Path) -> list[dict[str, Any]]:
@@ -240,6 +261,7 @@ def main() -> int:
 
     results: dict[str, Any] = {"cpu": cpu_summary(), "texts": len(texts)}
     results["kernel"] = kernels(checkpoint, engines, texts)
+    results["padding"] = paddings(checkpoint, engines, texts)
     step("engine trials (batch drift, distance from torch fp32) on standin-base")
     results["trials"] = trials(checkpoint, engines)
     if default_train_tsv().is_file():

@@ -68,6 +68,48 @@ def isolated_ms(classifier: Any, texts: Sequence[str], gap: float = 0.015) -> fl
     return statistics.median(times) * 1000
 
 
+MIN_CALLS = 24  # per batch size and multiple, in padding_ratios
+
+
+def padding_ratios(
+    classifier: Any,
+    set_multiple: Callable[[int], None],
+    texts: Sequence[str],
+    batch_sizes: Sequence[int],
+    multiples: Sequence[int],
+    baseline: int,
+    clock: Callable[[], float] = time.perf_counter,
+) -> dict[int, dict[int, float]]:
+    """{multiple: {batch size: median time per call / the baseline's}}: each
+    batch is scored with the engine's inputs padded to each multiple of tokens
+    in turn (`set_multiple`, in alternating order), so the VM's drift cancels,
+    after a pass that shows the engine every shape first. Leaves the
+    baseline's multiple set."""
+    ids = classifier.token_ids(texts)
+    ratios: dict[int, dict[int, float]] = {m: {} for m in multiples}
+    for size in batch_sizes:
+        batches = [ids[i : i + size] for i in range(0, len(ids) - size + 1, size)]
+        for multiple in (*multiples, baseline):  # every shape seen once
+            set_multiple(multiple)
+            _score_all(classifier, [t for batch in batches for t in batch], size)
+        per_call: dict[int, list[float]] = {m: [] for m in multiples}
+        rounds = -(-MIN_CALLS // len(batches))  # large batches: the few batches again
+        for number, batch in enumerate(batches * rounds):
+            took = {}
+            order = (baseline, *multiples) if number % 2 else (*multiples, baseline)
+            for multiple in order:  # alternated: no multiple always runs first
+                set_multiple(multiple)
+                started = clock()
+                classifier.score_token_ids(batch)
+                took[multiple] = clock() - started
+            for multiple in multiples:
+                per_call[multiple].append(took[multiple] / took[baseline])
+        for multiple in multiples:
+            ratios[multiple][size] = statistics.median(per_call[multiple])
+    set_multiple(baseline)
+    return ratios
+
+
 def padded_sentences_per_second(
     checkpoint: Path, texts: Sequence[str], batch_size: int, threads: int = 2, repeats: int = 3
 ) -> float:

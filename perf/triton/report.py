@@ -81,6 +81,7 @@ def write_report(path: Path, results: dict[str, Any], command: str) -> Path:
         "",
         *_kernel_table(kernel),
         "",
+        *padding_section(results.get("padding")),
         "## Accuracy and batch invariance per engine",
         "",
         "Batch drift: the largest change of a probe text's scores between scored alone and",
@@ -170,3 +171,26 @@ def batcher_section(rows: list[dict[str, Any]], served: str) -> list[str]:
             f"{row['p99_ms'] / row['p50_ms']:.2f} | {row['queue_ms']:.1f} |"
         )
     return lines
+
+
+def padding_section(padding: dict[str, Any] | None) -> list[str]:
+    """OpenVINO's token padding (absent from reports before 2026-12-02)."""
+    if not padding or not padding["ratios"]:
+        return []
+    served = padding["served"]
+    first = next(iter(padding["ratios"].values()))
+    sizes = list(next(iter(first.values())))
+    lines = [
+        "OpenVINO prepares each new input shape anew, so its inputs are padded to a multiple",
+        f"of **{served} tokens** (and 8 texts). Time per call padded to another multiple,",
+        f"divided by the time at {served} (the same batch under each in turn, every shape seen",
+        "first; median; under 1 means that multiple would be faster):",
+        "",
+        "| engine | multiple | " + " | ".join(f"batch {b}" for b in sizes) + " |",
+        "|---|---|" + "---|" * len(sizes),
+    ]
+    for engine, by_multiple in padding["ratios"].items():
+        for multiple, ratios in by_multiple.items():
+            cells = " | ".join(f"{ratios[b]:.3f}" for b in sizes)
+            lines.append(f"| {engine} | {multiple} | {cells} |")
+    return [*lines, ""]
