@@ -167,7 +167,7 @@ def miss_cpu_section(results: dict[str, Any], cpus: int) -> list[str]:
             f"In process, the engine takes {engine_ms:.2f} ms of CPU per text at batch 32. "
             f"With the {outside:.2f} ms per request spent outside the stub, {cpus} cores serve "
             f"at most {cpus} ÷ ({outside:.2f} + {engine_ms:.2f}) ms = {ceiling:.0f} req/s, "
-            f"{share:.2f} of the kernel's batch-32 rate, even if every batch ran at batch-32 "
+            f"{share:.3f} of the kernel's batch-32 rate, even if every batch ran at batch-32 "
             "efficiency and the stub cost nothing beyond the engine"
             + (
                 ": the >= 0.8 target is out of reach while these processes share the cores."

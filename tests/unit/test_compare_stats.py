@@ -179,7 +179,14 @@ def test_the_miss_path_ceiling_counts_every_process_outside_the_stub() -> None:
     assert "| all of the above | 11.00 (the machine: 2 cores ÷ 160.0 req/s = 12.50) |" in text
     assert "Triton's mean batch over the profile: 4.7 texts." in text
     # outside the stub: 0.1 + 0.3 + 2.0 + 0.6 = 3.0 ms; 2 / (3.0 + 4.7) ms = 260 req/s
-    assert "2 ÷ (3.00 + 4.70) ms = 260 req/s, 0.61 of the kernel's batch-32 rate" in text
+    assert "2 ÷ (3.00 + 4.70) ms = 260 req/s, 0.613 of the kernel's batch-32 rate" in text
+    assert "out of reach" in text
+
+
+def test_a_ceiling_just_under_the_target_does_not_read_as_reaching_it() -> None:
+    # 2 / (3.00 + 2.92) ms = 338 req/s = 0.797 of 424: two decimals printed 0.80
+    text = "\n".join(miss_cpu_section(miss_results(160.0, 2.92), cpus=2))
+    assert "= 338 req/s, 0.797 of the kernel's batch-32 rate" in text
     assert "out of reach" in text
 
 
@@ -193,6 +200,6 @@ def test_the_miss_path_ceiling_says_when_the_machine_drifted_past_it() -> None:
 
 def test_the_miss_path_ceiling_claims_nothing_when_the_target_is_reachable() -> None:
     text = "\n".join(miss_cpu_section(miss_results(160.0, 0.5), cpus=2))
-    assert "2 ÷ (3.00 + 0.50) ms = 571 req/s, 1.35 of" in text
+    assert "2 ÷ (3.00 + 0.50) ms = 571 req/s, 1.348 of" in text
     assert "out of reach" not in text
     assert miss_cpu_section({"profiles": {}}, cpus=2) == []
