@@ -131,3 +131,19 @@ def test_choice_is_cached_per_machine_model_and_threads(
     # CPU while ONNX Runtime ignores the cap: the uncapped choice must not be reused
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
     assert key != selection.cache_key({"checkpoint": "a", "openvino-fp32": "b"}, threads=2)
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+    assert key == selection.cache_key({"checkpoint": "a", "openvino-fp32": "b"}, threads=2)
+    # new model code (how engines are fed, e.g. OpenVINO's padding) is measured again
+    monkeypatch.setattr(selection, "code_digest", lambda: "another version")
+    assert key != selection.cache_key({"checkpoint": "a", "openvino-fp32": "b"}, threads=2)
+
+
+def test_the_code_digest_covers_the_model_s_python_files(tmp_path: Path) -> None:
+    (tmp_path / "engines.py").write_text("SHAPE_TOKENS = 32\n")
+    (tmp_path / "config.pbtxt").write_text("name: x\n")
+    before = selection.code_digest(tmp_path)
+    (tmp_path / "config.pbtxt").write_text("name: y\n")
+    assert selection.code_digest(tmp_path) == before
+    (tmp_path / "engines.py").write_text("SHAPE_TOKENS = 16\n")
+    assert selection.code_digest(tmp_path) != before
+    assert selection.code_digest() != selection.code_digest(tmp_path)  # the real files

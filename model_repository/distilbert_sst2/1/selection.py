@@ -9,7 +9,9 @@ Each built engine scores the same probe texts. An engine qualifies when
     `make bench-triton` measures held-out accuracy per engine).
 The fastest qualifying engine wins. The choice is cached per machine (CPU
 model and flags, and any cap on the instruction sets the engines may use),
-thread count, checkpoint and engine files, so a restart reuses it.
+thread count, checkpoint, engine files and this model's code (how an engine
+is fed changes its speed, and could change its invariance), so a restart
+reuses it and an update measures again.
 """
 
 from __future__ import annotations
@@ -136,10 +138,20 @@ def machine() -> str:
     return " | ".join([fields.get("model name", "unknown"), fields.get("flags", ""), *isa_caps()])
 
 
+def code_digest(directory: Path = Path(__file__).parent) -> str:
+    """sha256 over the model's Python files (name and content): the code that
+    feeds, runs and measures the engines."""
+    digest = hashlib.sha256()
+    for path in sorted(directory.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def cache_key(digests: dict[str, str], threads: int) -> str:
-    """Per machine, thread count, checkpoint and engine files (name -> digest)."""
-    blob = json.dumps({"machine": machine(), "threads": threads, "digests": digests},
-                      sort_keys=True)  # fmt: skip
+    """Per machine, thread count, checkpoint and engine files (name -> digest)
+    and the model's code."""
+    blob = json.dumps({"machine": machine(), "threads": threads, "digests": digests,
+                       "code": code_digest()}, sort_keys=True)  # fmt: skip
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
