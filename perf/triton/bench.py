@@ -151,7 +151,7 @@ def paddings(checkpoint: Path, engines: Path, texts: list[str]) -> dict[str, Any
                 texts, PADDING_BATCHES, PADDING_MULTIPLES, served,
             )  # fmt: skip
             del classifier
-    return {"served": served, "ratios": ratios}
+    return {"served": served, "texts": shapes.SHAPE_TEXTS, "ratios": ratios}
 
 
 def trials(checkpoint: Path, engines: Path) -> list[dict[str, Any]]:

@@ -180,11 +180,12 @@ def padding_section(padding: dict[str, Any] | None) -> list[str]:
     served = padding["served"]
     first = next(iter(padding["ratios"].values()))
     sizes = list(next(iter(first.values())))
+    texts = padding.get("texts", 8)  # reports of 2026-12-02 09:31 lack it: 8 then
     lines = [
         "OpenVINO prepares each new input shape anew, so its inputs are padded to a multiple",
-        f"of **{served} tokens** (and 8 texts). Time per call padded to another multiple,",
-        f"divided by the time at {served} (the same batch under each in turn, every shape seen",
-        "first; median; under 1 means that multiple would be faster):",
+        f"of **{served} tokens** and {texts} texts. Time per call padded to another multiple",
+        f"of tokens, divided by the time at {served} (the same batch under each in turn, every",
+        "shape seen first; median; under 1 means that multiple would be faster):",
         "",
         "| engine | multiple | " + " | ".join(f"batch {b}" for b in sizes) + " |",
         "|---|---|" + "---|" * len(sizes),

@@ -49,11 +49,12 @@ def test_the_report_shows_padding_ratios_as_saved_and_skips_old_runs() -> None:
         json.dumps(
             {
                 "served": 16,
+                "texts": 4,
                 "ratios": {"openvino-int8": {8: {1: 0.98, 32: 1.0}, 32: {1: 1.13, 32: 1.01}}},
             }
         )
     )
     lines = padding_section(saved)
     assert "| openvino-int8 | 32 | 1.130 | 1.010 |" in lines
-    assert "of **16 tokens** (and 8 texts)" in lines[1]
+    assert "of **16 tokens** and 4 texts." in lines[1]
     assert padding_section(None) == [] and padding_section({"served": 16, "ratios": {}}) == []
