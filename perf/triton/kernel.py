@@ -91,7 +91,7 @@ def padding_ratios(
         batches = [ids[i : i + size] for i in range(0, len(ids) - size + 1, size)]
         for multiple in (*multiples, baseline):  # every shape seen once
             set_multiple(multiple)
-            _score_all(classifier, [t for batch in batches for t in batch], size)
+            _score_all(classifier, ids[: len(batches) * size], size)
         per_call: dict[int, list[float]] = {m: [] for m in multiples}
         rounds = -(-MIN_CALLS // len(batches))  # large batches: the few batches again
         for number, batch in enumerate(batches * rounds):
