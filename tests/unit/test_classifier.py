@@ -16,6 +16,7 @@ from transformers import (
 )
 
 import packed_forward
+from batching import Packed, bucketed, shape_warmup
 from classifier import Classifier
 from trainer.data import sst2_sentences as sentences
 
@@ -102,3 +103,55 @@ def test_unknown_engine_is_refused(tiny_checkpoint: Path) -> None:
 def test_an_engine_that_was_not_built_is_named(tiny_checkpoint: Path, tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="engine openvino-int8 is not built"):
         engines.load("openvino-int8", tiny_checkpoint, tmp_path, threads=1)
+
+
+def test_shape_warmup_plans_every_padded_size_shortest_first() -> None:
+    plan = shape_warmup(512, 16, 512)
+    assert [sum(rows) for rows in plan] == list(range(16, 513, 16))
+    # A size above the text limit takes several rows; a limit off the step rounds up.
+    assert shape_warmup(100, 16, 40)[-1] == [40, 40, 32]
+    assert all(max(rows) <= 40 for rows in shape_warmup(100, 16, 40))
+
+
+class ShapeRecorder:
+    """A fake engine's logits that records the padded shape of every call."""
+
+    def __init__(self, step_seconds: float = 0.0) -> None:
+        self.shapes: list[tuple[int, int]] = []
+        self.now, self.step_seconds = 0.0, step_seconds
+
+    def logits(self, packed: Packed) -> np.ndarray:
+        padded = bucketed(packed, engines.SHAPE_TOKENS, engines.SHAPE_TEXTS)
+        self.shapes.append((padded.token_ids.size, padded.starts.size))
+        self.now += self.step_seconds
+        return np.zeros((packed.starts.size, 2), np.float32)
+
+
+def shape_classifier(checkpoint: Path, recorder: ShapeRecorder, prepares: bool) -> Classifier:
+    engine = engines.Engine("openvino-int8", recorder.logits, "fake", prepares_shapes=prepares)
+    return Classifier(checkpoint, engine, max_length=512, token_budget=512)
+
+
+def test_warm_up_runs_the_shape_of_every_single_text_request(tiny_checkpoint: Path) -> None:
+    recorder = ShapeRecorder()
+    classifier = shape_classifier(tiny_checkpoint, recorder, prepares=True)
+    assert classifier.warm_up_shapes(60.0) == (32, 32)
+    warmed = list(recorder.shapes)
+    assert [tokens for tokens, _ in warmed] == sorted(tokens for tokens, _ in warmed)
+    for length in range(1, 513):
+        classifier.score_token_ids([[0] * length])
+        assert recorder.shapes[-1] in warmed, length
+
+
+def test_warm_up_stops_at_its_time_budget(tiny_checkpoint: Path) -> None:
+    recorder = ShapeRecorder(step_seconds=1.0)
+    classifier = shape_classifier(tiny_checkpoint, recorder, prepares=True)
+    assert classifier.warm_up_shapes(3.0, clock=lambda: recorder.now) == (3, 32)
+    assert [tokens for tokens, _ in recorder.shapes] == [16, 32, 48]
+
+
+def test_an_engine_without_shapes_is_not_warmed(tiny_checkpoint: Path) -> None:
+    recorder = ShapeRecorder()
+    classifier = shape_classifier(tiny_checkpoint, recorder, prepares=False)
+    assert classifier.warm_up_shapes(60.0) == (0, 0)
+    assert recorder.shapes == []

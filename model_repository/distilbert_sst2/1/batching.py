@@ -80,6 +80,15 @@ def bucketed(packed: Packed, tokens: int, texts: int) -> Packed:
     )
 
 
+def shape_warmup(limit: int, step: int, max_length: int) -> list[list[int]]:
+    """Row lengths of one micro-batch per padded size an engine can meet
+    (`step`, 2 x `step`, ... up to `limit` tokens), shortest first. A row
+    holds at most `max_length` tokens, so a size above it takes several rows."""
+    sizes = range(step, -(-limit // step) * step + 1, step)
+    return [[max_length] * (size // max_length) + [size % max_length] * bool(size % max_length)
+            for size in sizes]  # fmt: skip
+
+
 def softmax(logits: NDArray[np.floating[Any]]) -> NDArray[np.float32]:
     """Row-wise softmax in float32; rows sum to 1."""
     shifted = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)

@@ -3,15 +3,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import engines
 import numpy as np
 from engines import Engine
 from numpy.typing import NDArray
 from transformers import AutoConfig, AutoTokenizer
 
-from batching import pack, plan_micro_batches, softmax
+from batching import pack, plan_micro_batches, shape_warmup, softmax
 from packed_forward import require_distilbert
 from tokens import bounded_token_ids
 
@@ -51,3 +53,21 @@ class Classifier:
         for batch in plan:
             probs[batch] = softmax(self.engine.logits(pack([ids[i] for i in batch])))
         return probs
+
+    def warm_up_shapes(
+        self, seconds: float, clock: Callable[[], float] = time.monotonic
+    ) -> tuple[int, int]:
+        """Run each input shape the engine prepares on first use (one per
+        engines.SHAPE_TOKENS of a micro-batch, with one slot of texts),
+        shortest first, until `seconds` have passed, so a fresh server's first
+        requests do not pay for it. Returns (shapes run, shapes in all)."""
+        if not self.engine.prepares_shapes:
+            return 0, 0
+        limit = max(self.token_budget, self.max_length)
+        plan = shape_warmup(limit, engines.SHAPE_TOKENS, self.max_length)
+        started = clock()
+        for done, lengths in enumerate(plan):
+            if clock() - started >= seconds:
+                return done, len(plan)
+            self.score_token_ids([[0] * n for n in lengths])
+        return len(plan), len(plan)

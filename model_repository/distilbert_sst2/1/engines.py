@@ -59,6 +59,9 @@ class Engine:
     name: str
     logits: Logits
     digest: str  # of the files it runs (torch engines: the packed forward's name)
+    # Pads its inputs to SHAPE_TOKENS x SHAPE_TEXTS and prepares each new shape
+    # on its first call (OpenVINO): worth running every shape once at load.
+    prepares_shapes: bool = False
 
     @property
     def precision(self) -> str:
@@ -117,7 +120,7 @@ def load(name: str, checkpoint: Path, engines_dir: Path | None, threads: int) ->
     digest = digest_of(name, engines_dir)
     if name.startswith("onnxruntime-"):
         return Engine(name, _onnxruntime(graph, threads), digest)
-    return Engine(name, _openvino(graph, threads), digest)
+    return Engine(name, _openvino(graph, threads), digest, prepares_shapes=True)
 
 
 def _torch(name: str, checkpoint: Path, threads: int) -> Engine:
