@@ -23,7 +23,7 @@ HERE = Path(__file__).resolve().parent
 VENV = ROOT / ".cache" / "peers" / "mlserver"
 MODEL = "sst2"
 # Adaptive batching (MLServer's name for dynamic batching): up to 32 requests
-# or 5 ms, like ours (Triton: up to 64 rows, 2 ms).
+# or 5 ms (ours, Triton: up to 64 rows, run as soon as the instance is free).
 BATCHING = {"max_batch_size": 32, "max_batch_time": 0.005}
 
 

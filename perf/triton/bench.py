@@ -67,10 +67,10 @@ OLD_QUEUE_POLICY = (  # config.pbtxt's until 2026-12-01
     "default_timeout_microseconds: 10000000 allow_timeout_override: true"
 )
 BATCHERS = (  # (label, max_queue_delay_microseconds, every size preferred, queue policy)
-    ("every size preferred, 2 ms delay (served)", 2000, True, ""),
+    ("no delay (served)", 0, False, ""),
+    ("every size preferred, 2 ms delay (served until 2026-12-02)", 2000, True, ""),
     ("every size preferred, no delay", 0, True, ""),
     ("2 ms delay", 2000, False, ""),
-    ("no delay", 0, False, ""),
     ("2 ms delay + queue policy", 2000, False, OLD_QUEUE_POLICY),
 )
 

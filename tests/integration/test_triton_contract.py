@@ -138,20 +138,15 @@ def test_dynamic_batching_merges_concurrent_requests(triton: Triton) -> None:
     assert executions < requests, f"{executions} executions for {requests} requests"
 
 
-def test_a_lone_request_does_not_wait_out_the_batcher_delay(triton: Triton) -> None:
-    """Every batch size is preferred, so the batcher dispatches a lone request
-    at once; without that, each one queues for the whole delay (2 ms)."""
-    with http_client(triton) as client:
-        delay_us = int(
-            client.get_model_config(MODEL)["dynamic_batching"]["max_queue_delay_microseconds"]
-        )
+def test_a_lone_request_does_not_wait_for_company(triton: Triton) -> None:
+    """The batcher runs a lone request at once: with a delay (and no preferred
+    size it reaches), each would queue for the whole delay."""
     queued_us = []
     for text in sentences(9, offset=500):
         before = stats(triton)
         http_scores(triton, [text])
         queued_us.append((stats(triton)["queue_ns"] - before["queue_ns"]) / 1000)
-    assert delay_us >= 1000
-    assert statistics.median(queued_us) < delay_us / 2, queued_us
+    assert statistics.median(queued_us) < 1000, queued_us
 
 
 def test_batched_scores_equal_one_by_one(triton: Triton) -> None:
