@@ -150,7 +150,8 @@ def test_cpu_by_part_splits_a_server_from_its_child_processes(tmp_path: Path) ->
     system = System("ours", "", None, [server])
     try:
         deadline = time.monotonic() + 30
-        while system.cpu_by_part().get("stack children", 0) < 0.3:
+        # /proc counts whole clock ticks: the child's 0.3 s may read 0.29
+        while system.cpu_by_part().get("stack children", 0) < 0.25:
             assert time.monotonic() < deadline, system.cpu_by_part()
             time.sleep(0.05)
         parts = system.cpu_by_part()
