@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import hashlib
 import logging
 import os
 import re
@@ -26,6 +25,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from checkpoints.hub import file_sha256
 from devstack.paths import ROOT, RUN
 from trainer.data import default_train_tsv
 
@@ -138,11 +138,6 @@ class Build:
     contexts: dict[str, str] = field(default_factory=dict)  # --build-context name=dir
 
 
-def data_digest(path: Path) -> str:
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()[:16]
-
-
 def builds(model: str) -> list[Build]:
     base = {"BASE": BASE_IMAGE}
     wheels = torch_wheel_dir()
@@ -153,7 +148,7 @@ def builds(model: str) -> list[Build]:
     # its digest keys the engines layer, which podman caches by the RUN's text
     train = default_train_tsv()
     sst2 = {"sst2": str(train.parent)} if train.is_file() else {}
-    data = {"SST2_DATA": data_digest(train) if train.is_file() else "none"}
+    data = {"SST2_DATA": file_sha256(train)[:16] if train.is_file() else "none"}
     triton_args = {**base, **torch, **data, "MODEL": model}
     return [
         Build("Dockerfile.proxy", PROXY_IMAGE, base),
