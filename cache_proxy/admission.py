@@ -1,28 +1,37 @@
-"""Cost-weighted, fair admission of work to Triton.
+"""Cost-weighted, fair admission of work to Triton, sized in time.
 
-At most `budget` cost units are in flight to the model at once; a chunk that
-does not fit waits in a bounded queue. When budget frees, the next chunk is
-the fairest one: from the client with the least cost in flight, then of that
-client's cheapest cost class (costs within 2x of each other are one class),
-then the oldest. So a cheap request is never queued behind a flood of
-expensive ones, chunks of similar cost go in arrival order, and where clients
-can be told apart (API key, trusted address) each gets its share. Within a
-client, a chunk that has waited `max_age` (a tenth of the timeout) goes before
-its client's cheaper chunks unless they are much cheaper (under a quarter of
-its cost): a stream
-of slightly cheaper work (across a class boundary) delays it but does not
-starve it into a 429, while much cheaper work (a short text beside long ones)
-still always goes first.
+The budget: at most `budget` cost units are in flight to the model at once.
+It is learned (`Throughput`): the cost units per second the model has been
+answering, times `target_seconds`, kept within [`min_budget`, `max_budget`].
+So the work ahead of an honest short request takes about `target_seconds` on
+any CPU: a slow CPU gets a small budget, a fast one a large budget and larger
+batches. Until the first answers are measured the budget is `min_budget`
+(slow start). With `target_seconds` 0 the budget is fixed at `max_budget`.
+Requests are cut into chunks of half the budget, so two chunks keep the
+model busy while neither holds more than half of it.
+
+A chunk that does not fit waits in a bounded queue. When budget frees, the
+next chunk comes from the client that has been served the least cost
+(start-time fair queueing: a client's tag grows by the cost of each chunk it
+is granted, and a client that comes back from idle starts at the current
+virtual time, so nobody saves up credit), so clients share the model in
+proportion to cost served, whatever each one has queued. Within a client the
+cheapest cost class goes first (costs within 2x are one class, in arrival
+order), until its oldest chunk has waited `max_age` (a tenth of the timeout):
+then that one goes first. No chunk, long or short, starves.
 
 A chunk costing more than the whole budget runs when nothing else is in
-flight. With the default budget (one long text's cost), a long text never
-shares a forward pass with a short one: the short one waits at most one
-long text's compute.
+flight, and the fairest waiter blocks those behind it until it fits: a long
+text waits for the model to drain, never past it. So a short request waits at
+most for one budget of work plus one long text that is already running.
 
-Shedding (429 `overloaded`, never a 5xx): a chunk waits at most `timeout`;
-when the queue's cost would pass `max_queued`, the newest waiter of the
-costliest class is dropped for a much cheaper newcomer (under a quarter of its
-cost); otherwise the newcomer is refused.
+Shedding (429 `overloaded`, never a 5xx): a chunk waits at most `timeout`.
+The queue holds at most what the model can answer within `timeout` at its
+learned rate (and never more than `max_queued`): past it, the newest waiter
+of a client that has been served more than the newcomer's client is shed for
+the newcomer, else the newest waiter of the costliest class if the newcomer
+is much cheaper (under a quarter of its cost); otherwise the newcomer is
+refused.
 """
 
 from __future__ import annotations
@@ -38,8 +47,10 @@ from dataclasses import dataclass, field
 
 from cache_proxy.errors import Overloaded
 from cache_proxy.metrics import Metrics
+from cache_proxy.throughput import Throughput
 
 MUCH_CHEAPER = 4  # a chunk is much cheaper than another below a quarter of its cost
+CHUNKS_PER_BUDGET = 2  # a chunk is at most this fraction of the budget
 
 
 def much_cheaper(cost: int, than: int) -> bool:
@@ -49,6 +60,17 @@ def much_cheaper(cost: int, than: int) -> bool:
 def cost_class(cost: int) -> int:
     """Costs within 2x of each other share a class (1, 2-3, 4-7, 8-15, ...)."""
     return cost.bit_length()
+
+
+def learned_budget(
+    rate: float | None, target_seconds: float, min_budget: int, max_budget: int
+) -> int:
+    """The in-flight budget for a model answering `rate` cost units/s (pure)."""
+    if target_seconds <= 0:
+        return max_budget
+    if rate is None:
+        return min_budget
+    return int(min(max_budget, max(min_budget, rate * target_seconds)))
 
 
 @dataclass(order=True)
@@ -74,8 +96,15 @@ class Admission:
         timeout: float,
         metrics: Metrics,
         max_age: float | None = None,
+        *,
+        target_seconds: float = 0.0,
+        min_budget: int | None = None,
+        throughput: Throughput | None = None,
     ) -> None:
-        self.budget = budget
+        self.max_budget = budget
+        self.min_budget = min(budget, budget if min_budget is None else min_budget)
+        self.target_seconds = target_seconds
+        self.throughput = throughput or Throughput()
         self.max_queued = max_queued
         self.timeout = timeout
         self.max_age = timeout / 10 if max_age is None else max_age
@@ -85,26 +114,51 @@ class Admission:
         self.inflight_by_client: Counter[str] = Counter()
         self.waiting: dict[str, list[Waiter]] = {}  # client -> heap (cost class, seq)
         self.arrivals: dict[str, dict[int, Waiter]] = {}  # client -> seq -> waiter, oldest first
+        self.tags: dict[str, float] = {}  # client -> cost served, in virtual time
+        self.vtime = 0.0  # the start tag of the latest grant
         self._seq = itertools.count()
+        self._observe()
+
+    @property
+    def budget(self) -> int:
+        """Cost units allowed in flight now."""
+        return learned_budget(
+            self.throughput.rate, self.target_seconds, self.min_budget, self.max_budget
+        )
+
+    @property
+    def chunk_cost(self) -> int:
+        """Most cost units one chunk should hold (a dearer text goes alone)."""
+        return max(1, self.budget // CHUNKS_PER_BUDGET)
+
+    @property
+    def queue_limit(self) -> int:
+        """Cost units allowed to wait: what the model answers within the
+        timeout at its learned rate, at most max_queued."""
+        rate = self.throughput.rate
+        if self.target_seconds <= 0 or rate is None:
+            return self.max_queued
+        return int(min(self.max_queued, max(self.budget, rate * self.timeout)))
 
     @contextlib.asynccontextmanager
     async def slot(self, client: str, cost: int, max_wait: float) -> AsyncIterator[None]:
         """Hold `cost` of the budget for the block, waiting at most `max_wait`;
-        raises Overloaded when shed."""
-        await self._acquire(client, cost, max_wait)
+        raises Overloaded when shed. The block's time is the model's answer time."""
+        await self.acquire(client, cost, max_wait)
+        answered = False
         try:
             yield
+            answered = True
         finally:
-            self._release(client, cost)
+            self.release(client, cost, answered=answered)
 
-    def fits(self, cost: int) -> bool:
-        return self.inflight == 0 or self.inflight + cost <= self.budget
-
-    async def _acquire(self, client: str, cost: int, max_wait: float) -> None:
+    async def acquire(self, client: str, cost: int, max_wait: float) -> None:
+        """Wait for `cost` of the budget (at most `max_wait`); raises Overloaded
+        when shed. The caller must `release` it once the model has answered."""
         if not self.waiting and self.fits(cost):
             self._grant(client, cost)
             return
-        self._make_room(cost)
+        self._make_room(client, cost)
         future = asyncio.get_running_loop().create_future()
         started = time.monotonic()
         waiter = Waiter(cost_class(cost), next(self._seq), cost, client, future, started)
@@ -124,44 +178,65 @@ class Admission:
             ) from None
         except BaseException:  # cancelled (client gone, or a sibling chunk failed)
             if granted(waiter):
-                self._release(client, cost)  # granted just as we were cancelled
+                self._free(client, cost)  # granted just as we were cancelled: nothing sent
             else:
                 self._remove(waiter)
             raise
         finally:
             self.metrics.admission_wait.observe(time.monotonic() - started)
 
-    def _make_room(self, cost: int) -> None:
-        """Keep the queue within max_queued by shedding the newest waiter of the
-        costliest class, if the newcomer is much cheaper than it (shedding for a
-        merely somewhat cheaper newcomer lets a flood of similar requests knock
-        out each other's chunks until none completes)."""
-        while self.waiting and self.queued + cost > self.max_queued:
-            victim = max(itertools.chain.from_iterable(self.waiting.values()))
-            if not much_cheaper(cost, victim.cost):
+    def release(self, client: str, cost: int, *, answered: bool) -> None:
+        """Give back a grant; `answered`: the model answered (its time is measured)."""
+        if answered:
+            self.throughput.finished(cost)
+        else:
+            self.throughput.failed()
+        self._observe()
+        self._free(client, cost)
+
+    def fits(self, cost: int) -> bool:
+        return self.inflight == 0 or self.inflight + cost <= self.budget
+
+    def _tag(self, client: str) -> float:
+        """The virtual time `client`'s next chunk would start at."""
+        return max(self.tags.get(client, self.vtime), self.vtime)
+
+    def _make_room(self, client: str, cost: int) -> None:
+        """Keep the queue within its limit: shed the newest waiter of a client
+        served more than `client`, else of the costliest class if `cost` is much
+        cheaper (shedding for merely somewhat cheaper work of the same client
+        lets a flood of similar requests knock out each other's chunks)."""
+        limit = self.queue_limit
+        while self.waiting and self.queued + cost > limit:
+            victim = self._victim(client, cost)
+            if victim is None:
                 break
             self._shed(victim, "queue_full")
             if not victim.future.done():
-                victim.future.set_exception(Overloaded("shed for cheaper work; retry shortly"))
-        if self.waiting and self.queued + cost > self.max_queued:
+                victim.future.set_exception(Overloaded("shed for fairer work; retry shortly"))
+        if self.waiting and self.queued + cost > limit:
             self.metrics.shed(reason="queue_full", cost=cost)
             raise Overloaded(
                 f"{self.queued} cost units already wait for the model; retry shortly",
             )
 
+    def _victim(self, client: str, cost: int) -> Waiter | None:
+        mine = self._tag(client)
+        heavier = [c for c in self.waiting if c != client and self._tag(c) > mine]
+        if heavier:
+            heaviest = max(heavier, key=self._tag)
+            return next(reversed(self.arrivals[heaviest].values()))
+        costliest = max(itertools.chain.from_iterable(self.waiting.values()))
+        return costliest if much_cheaper(cost, costliest.cost) else None
+
     def _next(self) -> Waiter:
-        """The fairest client's cheapest waiter, or that client's oldest once it
-        has waited max_age, unless the cheapest is much cheaper."""
-        client = min(
-            self.waiting,
-            key=lambda c: (self.inflight_by_client[c], self.waiting[c][0]),
-        )
-        cheapest = self.waiting[client][0]
+        """The least-served client's cheapest waiter, or its oldest once that
+        has waited max_age."""
+        client = min(self.waiting, key=lambda c: (self._tag(c), self.waiting[c][0].seq))
         oldest = next(iter(self.arrivals[client].values()))
-        aged = time.monotonic() - oldest.since >= self.max_age
-        if aged and not much_cheaper(cheapest.cost, oldest.cost):
+        if time.monotonic() - oldest.since >= self.max_age:
             return oldest
-        return cheapest
+        return self.waiting[client][0]
 
     def _dispatch(self) -> None:
         """Grant waiters, next first (`_next`), while the next fits."""
@@ -178,17 +253,31 @@ class Admission:
 
     def _grant(self, client: str, cost: int) -> None:
         self.metrics.admitted_cost.inc(cost)
+        self.vtime = start = self._tag(client)
+        self.tags[client] = start + cost
         self.inflight += cost
         self.inflight_by_client[client] += cost
         self.metrics.inflight_cost.set(self.inflight)
+        self.throughput.started()
 
-    def _release(self, client: str, cost: int) -> None:
+    def _free(self, client: str, cost: int) -> None:
         self.inflight -= cost
         self.inflight_by_client[client] -= cost
         if self.inflight_by_client[client] <= 0:
             del self.inflight_by_client[client]
         self.metrics.inflight_cost.set(self.inflight)
+        self._forget_idle_clients()
         self._dispatch()
+
+    def _forget_idle_clients(self) -> None:
+        """Drop the tags of clients with nothing waiting or in flight that would
+        restart at the virtual time anyway (bounds the dict by active clients)."""
+        if len(self.tags) > 2 * (len(self.waiting) + len(self.inflight_by_client)) + 64:
+            self.tags = {
+                c: tag
+                for c, tag in self.tags.items()
+                if tag > self.vtime or c in self.waiting or c in self.inflight_by_client
+            }
 
     def _remove(self, waiter: Waiter) -> None:
         heap = self.waiting.get(waiter.client)
@@ -208,3 +297,7 @@ class Admission:
     def _queued(self, delta: int) -> None:
         self.queued += delta
         self.metrics.queued_cost.set(self.queued)
+
+    def _observe(self) -> None:
+        self.metrics.model_rate.set(self.throughput.rate or 0)
+        self.metrics.inflight_budget.set(self.budget)

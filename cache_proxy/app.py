@@ -118,10 +118,18 @@ async def services_ctx(
         settings.max_queued_cost,
         settings.admission_timeout_seconds,
         metrics,
+        target_seconds=settings.admission_target_seconds,
+        min_budget=settings.min_inflight_cost,
     )
     try:
         async with open_backend(settings, metrics) as backend:
-            app[PREDICTOR] = Predictor(cache, backend, admission, settings.triton_max_batch)
+            app[PREDICTOR] = Predictor(
+                cache,
+                backend,
+                admission,
+                settings.triton_max_batch,
+                request_seconds=settings.request_timeout_seconds,
+            )
             yield
     finally:
         if redis is not None:

@@ -1,6 +1,7 @@
-"""Abuse controls on the model routes: who the client is, API keys, then the
-rate limit's first check (the request's base cost; the route charges its cache
-misses once it knows them)."""
+"""Abuse controls on the model routes: who the client is, API keys (a refused
+key costs its address one unit of the rate limit), then the rate limit's first
+check (the request's base cost; the route reserves its texts' cost once it
+has read them)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
-from cache_proxy.errors import ApiError, RateLimited, Unauthorized
+from cache_proxy.errors import ApiError, Unauthorized
 from cache_proxy.keys import CLIENT, LIMITER, METRICS, RATE_DECISION, SETTINGS
 from cache_proxy.middleware import Handler, error_response, route_name
 from cache_proxy.settings import IPNetwork, api_key_set, trusted_networks
@@ -33,39 +34,75 @@ def key_is_valid(token: str | None, keys: frozenset[str]) -> bool:
     """Constant-time comparison against every configured key."""
     if token is None:
         return False
-    encoded = token.encode()
+    encoded = header_bytes(token)
     return any(hmac.compare_digest(encoded, key.encode()) for key in keys)
 
 
-def is_trusted(address: str, trusted: Sequence[IPNetwork]) -> bool:
+def header_bytes(value: str) -> bytes:
+    """A header value's bytes as sent (aiohttp keeps undecodable bytes as
+    surrogates, which a plain encode() refuses)."""
+    return value.encode("utf-8", "surrogateescape")
+
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def hop_address(hop: str) -> IPAddress | None:
+    """The address of one X-Forwarded-For hop or peer: `ip`, `ip:port`,
+    `[ipv6]` or `[ipv6]:port`; None if it is none of those."""
+    hop = hop.strip().strip('"')
+    if hop.startswith("["):
+        hop = hop[1:].partition("]")[0]
+    elif hop.count(":") == 1:
+        hop = hop.partition(":")[0]
     try:
-        ip = ipaddress.ip_address(address.strip())
+        address = ipaddress.ip_address(hop)
     except ValueError:
-        return False
-    return any(ip in network for network in trusted)
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def address_name(address: IPAddress) -> str:
+    """A client's name for its address: IPv6 clients by their /64, which one
+    subscriber usually holds whole (rotating within it changes nothing)."""
+    if isinstance(address, ipaddress.IPv6Address):
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
+
+
+def is_trusted(address: IPAddress | None, trusted: Sequence[IPNetwork]) -> bool:
+    return address is not None and any(address in network for network in trusted)
 
 
 def client_address(
-    peer: str | None, forwarded_for: str | None, trusted: Sequence[IPNetwork]
+    peer: str | None, forwarded_for: Sequence[str], trusted: Sequence[IPNetwork]
 ) -> str:
     """The peer, or, when the peer is a trusted proxy, the rightmost
-    X-Forwarded-For address that is not trusted: everything left of it was
-    written by the client and proves nothing."""
+    X-Forwarded-For hop that is not trusted, over every X-Forwarded-For
+    header in order: everything left of it was written by the client and
+    proves nothing."""
     if peer is None:
         return "unknown"
-    if not forwarded_for or not is_trusted(peer, trusted):
-        return peer
-    hops = [hop.strip() for hop in forwarded_for.split(",") if hop.strip()]
+    peer_address = hop_address(peer)
+    if peer_address is None:
+        return peer[:64]
+    if not forwarded_for or not is_trusted(peer_address, trusted):
+        return address_name(peer_address)
+    hops = [hop for header in forwarded_for for hop in header.split(",") if hop.strip()]
     for hop in reversed(hops):
-        if not is_trusted(hop, trusted):
-            return hop[:64]
-    return hops[0][:64] if hops else peer
+        address = hop_address(hop)
+        if not is_trusted(address, trusted):
+            return address_name(address) if address is not None else hop.strip()[:64]
+    first = hop_address(hops[0]) if hops else None  # every hop is a trusted proxy
+    return address_name(first or peer_address)
 
 
 def client_identity(token: str | None, address: str) -> str:
     """Bucket and fair-share name: a hash of the API key, else the address."""
     if token is not None:
-        return "key:" + hashlib.sha256(token.encode()).hexdigest()[:16]
+        return "key:" + hashlib.sha256(header_bytes(token)).hexdigest()[:16]
     return f"ip:{address}"
 
 
@@ -77,27 +114,20 @@ async def abuse_controls(request: web.Request, handler: Handler) -> web.StreamRe
     settings = app[SETTINGS]
     token = bearer_token(request.headers.get("Authorization"))
     keys = api_key_set(settings)
+    address = client_address(
+        request.remote, request.headers.getall("X-Forwarded-For", []), trusted_networks(settings)
+    )
     if keys and not key_is_valid(token, keys):
         app[METRICS].shed(reason="unauthorized")
+        await app[LIMITER].reserve(client_identity(None, address), 1)  # guessing keys costs
         reason = "missing" if token is None else "invalid"
         raise Unauthorized(
             f"{reason} API key: send the header Authorization: Bearer <key>", headers=CHALLENGE
         )
-    address = client_address(
-        request.remote, request.headers.get("X-Forwarded-For"), trusted_networks(settings)
-    )
     client = request[CLIENT] = client_identity(token if keys else None, address)
-    decision = await app[LIMITER].check(client, cost=1)
+    decision = await app[LIMITER].reserve(client, 1)
     if decision is not None:
         request[RATE_DECISION] = decision
-    if decision is not None and not decision.allowed:
-        app[METRICS].shed(reason="rate_limit", cost=1)
-        raise RateLimited(
-            f"rate limit of {settings.rate_limit_per_second:g} cost units/s "
-            f"(burst {settings.rate_limit_burst}) exceeded",
-            retry_after=decision.retry_after,
-            headers=decision.headers(),
-        )
     try:
         response = await handler(request)
     except ApiError as exc:  # may be shared with other requests (single-flight): not mutated

@@ -54,7 +54,18 @@ class Metrics:
         )
         self.inflight_cost = Gauge(
             "proxy_inflight_cost",
-            "Cost units sent to Triton and not answered yet (budget MAX_INFLIGHT_COST)",
+            "Cost units sent to Triton and not answered yet (within proxy_inflight_budget_cost)",
+            registry=r,
+        )
+        self.inflight_budget = Gauge(
+            "proxy_inflight_budget_cost",
+            "Cost units allowed in flight now: the learned rate x ADMISSION_TARGET_SECONDS,"
+            " within MIN_INFLIGHT_COST..MAX_INFLIGHT_COST",
+            registry=r,
+        )
+        self.model_rate = Gauge(
+            "proxy_model_rate_cost_per_second",
+            "Cost units per busy second the model answers, learned from its answers (0: not yet)",
             registry=r,
         )
         self.admitted_cost = Counter(

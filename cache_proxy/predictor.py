@@ -5,6 +5,12 @@ model, single-flight and admission. A request's distinct texts are claimed
 (single-flight), looked up in one MGET, and the misses computed by Triton in
 cost-admitted chunks, each written to the cache under the fingerprint of the
 model that computed it. Model-change recomputes take the same path.
+
+Nothing is forgotten: a chunk granted admission was sent to Triton, which
+computes it whatever happens to the request, so it holds its budget until
+Triton answers and its answer is cached, even when its request has already
+failed or its client has left; the request's `Spend` counts it, and the rate
+limit charges it. Only chunks still waiting for admission are withdrawn.
 """
 
 from __future__ import annotations
@@ -12,16 +18,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from cache_proxy.admission import Admission
 from cache_proxy.backend import Backend, ModelIdentity, ModelTracker
 from cache_proxy.cache import PredictionCache, Scores
 from cache_proxy.contract import Prediction, to_predictions, unique
 from cache_proxy.costs import TextCosts
-from cache_proxy.errors import ApiError, BackendUnavailable
+from cache_proxy.errors import ApiError, BackendUnavailable, PayloadTooLarge
 from cache_proxy.singleflight import SingleFlight
 
 log = logging.getLogger(__name__)
@@ -29,7 +35,19 @@ IDENTITY_TIMEOUT_SECONDS = 2.0
 MODEL_CHANGES_PER_REQUEST = 2  # more within one request: 503, retry
 RETRY_PAUSE_SECONDS = 0.02  # grows linearly between asks that reach a retired model
 TOKENIZER_RETRY_SECONDS = 30.0  # after a failed tokenizer fetch
+# Triton computes what it was sent (it cannot cancel), so a granted chunk waits
+# for its answer past its request's deadline; longer than this, Triton is stuck.
+ANSWER_TIMEOUT_SECONDS = 60.0
 CHARACTER_BOUND = TextCosts()  # what texts cost without the served model's tokenizer
+T = TypeVar("T")
+
+
+@dataclass
+class Spend:
+    """Cost units admitted to the model for one request, counted as they are
+    granted: work sent is paid for, whether the request succeeds or not."""
+
+    admitted: int = 0
 
 
 @dataclass(frozen=True)
@@ -39,7 +57,6 @@ class PredictResult:
     inference_ms: float
     fingerprint: str | None
     merged: int = 0  # texts computed by a concurrent request (single-flight)
-    cost: int = 0  # cost units this request sent to the model (cache_proxy.costs)
 
 
 @dataclass(frozen=True)
@@ -50,7 +67,6 @@ class Outcome:
     scores: Scores
     identity: ModelIdentity
     cached: bool
-    cost: int = 0  # cost units spent computing it (0: cached)
 
 
 def time_left(deadline: float) -> float:
@@ -59,6 +75,18 @@ def time_left(deadline: float) -> float:
     if remaining <= 0:
         raise BackendUnavailable("request deadline passed before inference")
     return remaining
+
+
+def too_large(total: int, rate: float | None, seconds: float) -> str | None:
+    """Why `total` cost units cannot be computed within `seconds` at `rate`
+    units/s, or None if they can (or the rate is not known yet)."""
+    if rate is None or total <= rate * seconds:
+        return None
+    return (
+        f"these texts cost {total} units, about {total / rate:.1f}s of model time at "
+        f"its current rate of {rate:.0f} units/s; a request's {seconds:g}s deadline "
+        f"holds at most {int(rate * seconds)} units: send fewer or shorter texts"
+    )
 
 
 def cache_status(distinct: int, misses: int) -> str:
@@ -106,29 +134,34 @@ class Predictor:
         backend: Backend,
         admission: Admission,
         max_chunk_rows: int,
+        request_seconds: float = 10.0,
     ) -> None:
         self.cache = cache
         self.backend = backend
         self.admission = admission
         self.max_chunk_rows = max_chunk_rows
+        self.request_seconds = request_seconds  # a request's deadline
+        self.answering: set[asyncio.Task[Any]] = set()  # granted chunks awaiting Triton
         self.tracker = ModelTracker()
         self.flights: SingleFlight[Outcome] = SingleFlight()
         self.costs = CHARACTER_BOUND  # replaced by the served model's tokenizer (load_tokenizer)
         self.tokenizer_failed_at = float("-inf")
 
-    async def predict(self, texts: Sequence[str], client: str, deadline: float) -> PredictResult:
+    async def predict(
+        self, texts: Sequence[str], client: str, deadline: float, spend: Spend | None = None
+    ) -> PredictResult:
         """Predictions for `texts` in input order, all from the current model;
-        raises ApiError on backend trouble."""
+        raises ApiError on backend trouble. `spend` counts the cost admitted."""
         started = time.monotonic()
+        spend = Spend() if spend is None else spend
         distinct = unique(texts)
         results: dict[str, Outcome] = {}
         merged: set[str] = set()
-        cost, todo = 0, distinct
+        todo = distinct
         for _ in range(MODEL_CHANGES_PER_REQUEST + 1):
-            outcomes, theirs = await self._serve(todo, client, deadline)
+            outcomes, theirs = await self._serve(todo, client, deadline, spend)
             results.update(outcomes)
             merged.update(t for t in theirs if not outcomes[t].cached)
-            cost += sum(o.cost for t, o in outcomes.items() if t not in theirs)
             # The model changed while serving this request (some results were
             # cached for, or computed by, the old one): those again, from the new one.
             todo = self._outdated(results)
@@ -146,7 +179,6 @@ class Predictor:
             inference_ms=(time.monotonic() - started) * 1000 if from_cache < len(distinct) else 0,
             fingerprint=identity.fingerprint if identity else None,
             merged=len(merged),
-            cost=cost,
         )
 
     def _outdated(self, results: dict[str, Outcome]) -> list[str]:
@@ -156,7 +188,7 @@ class Predictor:
         return [t for t, o in results.items() if o.identity.fingerprint != current.fingerprint]
 
     async def _serve(
-        self, texts: Sequence[str], client: str, deadline: float
+        self, texts: Sequence[str], client: str, deadline: float, spend: Spend
     ) -> tuple[dict[str, Outcome], set[str]]:
         """Outcomes of `texts` under the current model: the ones this request
         claims (single-flight) looked up and computed, the others awaited from
@@ -165,7 +197,9 @@ class Predictor:
             return {}, set()
         mine, theirs = self.flights.claim(texts)
         try:
-            hits, computed = await self._serve_claimed(mine, self.tracker.current, client, deadline)
+            hits, computed = await self._serve_claimed(
+                mine, self.tracker.current, client, deadline, spend
+            )
         except BaseException as exc:
             error = (
                 exc
@@ -237,7 +271,12 @@ class Predictor:
         }
 
     async def _serve_claimed(
-        self, mine: Sequence[str], known: ModelIdentity | None, client: str, deadline: float
+        self,
+        mine: Sequence[str],
+        known: ModelIdentity | None,
+        client: str,
+        deadline: float,
+        spend: Spend,
     ) -> tuple[dict[str, Outcome], dict[str, Outcome]]:
         """Look up, then compute, the texts this request owns: (hits, computed).
 
@@ -258,7 +297,9 @@ class Predictor:
             }
         self.flights.resolve(hits)
         todo = [t for t in mine if t not in hits]
-        computed = await self._compute(todo, client, deadline, self.flights.resolve) if todo else {}
+        computed = (
+            await self._compute(todo, client, deadline, spend, self.flights.resolve) if todo else {}
+        )
         return hits, computed
 
     async def _compute(
@@ -266,44 +307,83 @@ class Predictor:
         texts: Sequence[str],
         client: str,
         deadline: float,
+        spend: Spend,
         on_chunk: Callable[[dict[str, Outcome]], None] = lambda outcomes: None,
     ) -> dict[str, Outcome]:
         """Scores for `texts` from Triton, chunk by chunk through admission,
         each written to the cache under the fingerprint of the model that made
-        it, then handed to `on_chunk` (waiters need not wait for the rest)."""
+        it, then handed to `on_chunk` (waiters need not wait for the rest).
+        Raises PayloadTooLarge, before any work, if they cannot be computed
+        within a request's deadline at the model's learned rate."""
         costs = await self.text_costs()(texts)
-        chunks = plan_chunks(costs, self.admission.budget, self.max_chunk_rows)
+        reason = too_large(sum(costs), self.admission.throughput.rate, self.request_seconds)
+        if reason is not None:
+            raise PayloadTooLarge(reason)
+        chunks = plan_chunks(costs, self.admission.chunk_cost, self.max_chunk_rows)
 
         async def run(chunk: range) -> dict[str, Outcome]:
             part = [texts[i] for i in chunk]
-            wait = min(self.admission.timeout, time_left(deadline))
-            async with self.admission.slot(client, sum(costs[i] for i in chunk), wait):
-                rows, identity = await self.backend.classify(part, time_left(deadline))
-                retries = 0
-                while not self.tracker.observe(identity):
-                    # A replica still serving a retired model (rolling update):
-                    # ask again on a new connection, which may reach a new replica.
-                    retries += 1
-                    await asyncio.sleep(min(RETRY_PAUSE_SECONDS * retries, time_left(deadline)))
-                    rows, identity = await self.backend.classify(
-                        part, time_left(deadline), fresh=True
-                    )
-            outcomes = {
-                texts[i]: Outcome(row.tolist(), identity, cached=False, cost=costs[i])
-                for i, row in zip(chunk, rows, strict=True)
-            }
-            await self.cache.put_many(
-                identity.fingerprint, {t: o.scores for t, o in outcomes.items()}
+            cost = sum(costs[i] for i in chunk)
+            await self.admission.acquire(
+                client, cost, min(self.admission.timeout, time_left(deadline))
             )
-            on_chunk(outcomes)
-            return outcomes
+            spend.admitted += cost
+            # Sent, so paid for: the answer is awaited and cached even if this request fails.
+            answer = self._detach(self._answer(part, [costs[i] for i in chunk], client, on_chunk))
+            return await asyncio.shield(answer)
 
         tasks = [asyncio.ensure_future(run(chunk)) for chunk in chunks]
         try:
-            parts = await asyncio.gather(*tasks)
-        except BaseException:
-            for task in tasks:  # one chunk failed: the request fails, free the others' budget
+            async with asyncio.timeout(time_left(deadline)):
+                parts = await asyncio.gather(*tasks)
+        except BaseException as exc:
+            for task in tasks:  # the request fails: withdraw the chunks still waiting
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            if isinstance(exc, TimeoutError):
+                raise BackendUnavailable("deadline passed waiting for inference") from None
             raise
         return {t: o for part in parts for t, o in part.items()}
+
+    async def _answer(
+        self,
+        texts: Sequence[str],
+        costs: Sequence[int],
+        client: str,
+        on_chunk: Callable[[dict[str, Outcome]], None],
+    ) -> dict[str, Outcome]:
+        """One granted chunk: Triton's answer (holding the chunk's budget until
+        it arrives), cached, then handed to `on_chunk`."""
+        deadline = time.monotonic() + ANSWER_TIMEOUT_SECONDS
+        answered = False
+        try:
+            rows, identity = await self.backend.classify(texts, time_left(deadline))
+            retries = 0
+            while not self.tracker.observe(identity):
+                # A replica still serving a retired model (rolling update):
+                # ask again on a new connection, which may reach a new replica.
+                retries += 1
+                await asyncio.sleep(min(RETRY_PAUSE_SECONDS * retries, time_left(deadline)))
+                rows, identity = await self.backend.classify(texts, time_left(deadline), fresh=True)
+            answered = True
+        finally:
+            self.admission.release(client, sum(costs), answered=answered)
+        outcomes = {
+            text: Outcome(row.tolist(), identity, cached=False)
+            for text, row in zip(texts, rows, strict=True)
+        }
+        await self.cache.put_many(identity.fingerprint, {t: o.scores for t, o in outcomes.items()})
+        on_chunk(outcomes)
+        return outcomes
+
+    def _detach(self, work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        """Run `work` to its end whatever happens to the request that started it."""
+        task = asyncio.create_task(work)
+        self.answering.add(task)
+        task.add_done_callback(self._answered)
+        return task
+
+    def _answered(self, task: asyncio.Task[Any]) -> None:
+        self.answering.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: its request, if still there, got it too

@@ -1,9 +1,14 @@
 """Per-client token bucket of cost units in Redis, shared by every replica.
 
-A request is checked for its base cost (1) before anything runs, then charged
-the cost of its cache misses once it knows them; that charge is never refused
-but may leave the bucket in debt, which later requests wait out. So a client's
-long-run rate is bounded in model work, not in requests.
+A request takes its base cost (1) before its body is read, then reserves the
+estimated cost of all its texts before any work starts, so concurrent
+requests cannot run ahead of the bucket: each one has paid before it runs.
+When it ends, the reservation is settled against the cost it had admitted to
+the model (a failed request pays for work already sent): what cache hits and
+concurrent requests saved is refunded, never past a full bucket. A request
+costing more than the bucket holds passes only when the bucket is full, and
+leaves it in debt that later requests wait out. So a client's long-run rate
+is bounded in model work, not in requests.
 
 One Lua script per call (one round trip, atomic, Redis's own clock), so
 replicas never disagree about a bucket. Redis trouble never fails a request:
@@ -19,12 +24,13 @@ from redis.asyncio import Redis, RedisCluster
 
 from cache_proxy.breaker import REDIS_ERRORS, RedisBreaker
 from cache_proxy.cache import KEY_PREFIX
+from cache_proxy.errors import RateLimited
 from cache_proxy.metrics import Metrics
 
-# KEYS[1] bucket; ARGV rate (units/s), burst (capacity), cost, force (1: charge
-# even into debt). Returns {allowed 0|1, tokens left, seconds until `cost`
-# tokens are available} as strings (Lua numbers returned to Redis are
-# truncated to integers).
+# KEYS[1] bucket; ARGV rate (units/s), burst (capacity), cost (negative: a
+# refund), force (1: charge even into debt). A cost over the burst needs a full
+# bucket. Returns {allowed 0|1, tokens left, seconds until `cost` tokens are
+# available} as strings (Lua numbers returned to Redis are truncated to integers).
 TOKEN_BUCKET = """
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
@@ -36,15 +42,16 @@ local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
 local tokens = tonumber(state[1]) or burst
 local at = tonumber(state[2]) or now
 tokens = math.min(burst, tokens + math.max(0, now - at) * rate)
+local need = math.min(cost, burst)
 local allowed = 0
-if force == 1 or tokens >= cost then
-  tokens = tokens - cost
+if force == 1 or tokens >= need then
+  tokens = math.min(burst, tokens - cost)
   allowed = 1
 end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
 redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) / rate * 1000) + 1000)
 local wait = 0
-if allowed == 0 then wait = (cost - tokens) / rate end
+if allowed == 0 then wait = (need - tokens) / rate end
 return {allowed, tostring(tokens), tostring(wait)}
 """
 
@@ -93,13 +100,32 @@ class RateLimiter:
         self.metrics = metrics
         self._script = redis.register_script(TOKEN_BUCKET) if redis is not None else None
 
+    @property
+    def enforced(self) -> bool:
+        return self._script is not None and self.rate > 0
+
     async def check(self, client: str, cost: int = 1) -> Decision | None:
         """Take `cost` if the bucket holds it; None when not enforced."""
         return await self._run(client, cost, force=False)
 
-    async def charge(self, client: str, cost: int) -> Decision | None:
-        """Take `cost` even into debt (work already admitted); None when not enforced."""
-        return await self._run(client, cost, force=True) if cost > 0 else None
+    async def reserve(self, client: str, cost: int) -> Decision | None:
+        """Take `cost` or raise RateLimited (429 with Retry-After and X-RateLimit-*);
+        None when not enforced."""
+        decision = await self.check(client, cost)
+        if decision is not None and not decision.allowed:
+            self.metrics.shed(reason="rate_limit", cost=cost)
+            raise RateLimited(
+                f"rate limit of {self.rate:g} cost units/s (burst {self.burst}) exceeded: "
+                f"this request costs up to {cost} units",
+                retry_after=decision.retry_after,
+                headers=decision.headers(),
+            )
+        return decision
+
+    async def settle(self, client: str, reserved: int, spent: int) -> Decision | None:
+        """Charge `spent` against a reservation of `reserved`: refund the rest,
+        or take the excess even into debt; None when nothing changes."""
+        return await self._run(client, spent - reserved, force=True) if spent != reserved else None
 
     async def _run(self, client: str, cost: int, *, force: bool) -> Decision | None:
         if self._script is None or self.rate <= 0:

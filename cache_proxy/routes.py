@@ -11,9 +11,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from swagger_ui import api_doc
 
 from cache_proxy.body import read_body
-from cache_proxy.contract import parse_texts
+from cache_proxy.contract import parse_texts, unique
 from cache_proxy.keys import CLIENT, DRAIN, LIMITER, METRICS, PREDICTOR, RATE_DECISION, SETTINGS
 from cache_proxy.openapi import openapi_spec
+from cache_proxy.predictor import Spend
 
 
 async def predict(request: web.Request) -> web.Response:
@@ -23,13 +24,21 @@ async def predict(request: web.Request) -> web.Response:
     body = await read_body(request, settings.max_body_bytes, settings.body_timeout_seconds)
     texts = parse_texts(body, settings.max_texts, settings.max_text_chars)
     app[METRICS].texts_per_request.observe(len(texts))
-    client = request[CLIENT]
-    result = await app[PREDICTOR].predict(
-        texts, client, deadline=started + settings.request_timeout_seconds
-    )
+    client, predictor, limiter = request[CLIENT], app[PREDICTOR], app[LIMITER]
+    # Reserve what every text could cost before any work; settle against the
+    # cost admitted to the model, paid even if the request fails.
+    estimate = sum(await predictor.text_costs()(unique(texts))) if limiter.enforced else 0
+    if reserved := await limiter.reserve(client, estimate):
+        request[RATE_DECISION] = reserved
+    spend = Spend()
+    try:
+        result = await predictor.predict(
+            texts, client, deadline=started + settings.request_timeout_seconds, spend=spend
+        )
+    finally:
+        if settled := await limiter.settle(client, reserved=estimate, spent=spend.admitted):
+            request[RATE_DECISION] = settled
     app[METRICS].singleflight_merged.inc(result.merged)
-    if charged := await app[LIMITER].charge(client, result.cost):
-        request[RATE_DECISION] = charged
     headers = {
         "X-Cache": result.cache_status,
         "X-Inference-Time": f"{result.inference_ms:.2f}",

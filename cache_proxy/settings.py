@@ -7,7 +7,7 @@ import ipaddress
 import os
 from collections.abc import Mapping
 from typing import Annotated
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
@@ -60,14 +60,24 @@ class Settings(BaseModel):
     max_text_chars: int = 20_000
     """Longest accepted text, in characters; longer gets 413. The model reads
     a text's first 512 tokens (about 2,500 characters of English) exactly."""
-    max_inflight_cost: int = 512
-    """Cost units (see "Cost model") in flight to Triton at once. A chunk that
-    does not fit waits, cheapest first; 512 lets no long text share the model
-    with a short one. Raise it on a fast CPU for larger batches."""
+    admission_target_seconds: float = 0.25
+    """Work in flight to Triton is sized to take about this long: the budget is
+    the model's learned rate (cost units per second, measured from its own
+    answers) times this, so a short request waits about this long plus at most
+    one 512-token forward already running, on any CPU. 0: a fixed budget of
+    MAX_INFLIGHT_COST."""
+    min_inflight_cost: int = 64
+    """Smallest in-flight budget in cost units, and the budget until the rate
+    is learned. A text dearer than the budget runs alone."""
+    max_inflight_cost: int = 8192
+    """Largest in-flight budget in cost units (the fixed budget when
+    ADMISSION_TARGET_SECONDS is 0). Chunks hold at most half the budget."""
     max_queued_cost: int = 65_536
-    """Cost units waiting for admission; past it the newest waiter of the
-    costliest class is shed (429 overloaded) for a much cheaper newcomer
-    (under a quarter of its cost), else the newcomer is refused."""
+    """Most cost units waiting for admission; the queue also holds no more than
+    the model answers within ADMISSION_TIMEOUT_SECONDS at its learned rate.
+    Past that the newest waiter of a client served more than the newcomer's is
+    shed (429 overloaded), else of the costliest class for a much cheaper
+    newcomer (under a quarter of its cost), else the newcomer is refused."""
     admission_timeout_seconds: float = 5.0
     """Longest a chunk waits for admission; past it 429 overloaded."""
     request_timeout_seconds: float = 10.0
@@ -132,13 +142,21 @@ def trusted_networks(settings: Settings) -> tuple[IPNetwork, ...]:
     )
 
 
+SECRET_PARAMETERS = frozenset({"password", "pass", "pwd", "token", "secret"})
+
+
 def redacted(url: str) -> str:
-    """`url` with any password replaced by ***, for logs."""
+    """`url` with any password (in the address or as a query parameter, as
+    redis-py accepts `?password=`) replaced by ***, for logs."""
     parts = urlsplit(url)
-    if not parts.password:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+        parts = parts._replace(netloc=netloc)
+    query = [
+        (name, "***" if name.lower() in SECRET_PARAMETERS else value)
+        for name, value in parse_qsl(parts.query, keep_blank_values=True)
+    ]
+    return urlunsplit(parts._replace(query=urlencode(query, safe="*/")))
 
 
 @functools.cache  # Settings is frozen: parsed once, not on every request

@@ -41,6 +41,8 @@ class FakeModel:
         self.gate: asyncio.Event | None = None
         self.failure: Exception | None = None
         self.tokenizer_json: str | None = None  # what tokenizer() sends; None: it fails
+        self.seconds_per_unit = 0.0  # compute time per cost unit (len + 2 of each text)
+        self.busy = asyncio.Lock()  # one instance: calls compute one after another
 
     def identity_now(self) -> ModelIdentity:
         return ModelIdentity.from_info(
@@ -58,7 +60,14 @@ class FakeModel:
         if self.rollout:
             self.fingerprint = self.rollout.pop(0)
         if self.gate is not None:
-            await self.gate.wait()
+            try:  # like the real backend, the call gives up after its time budget
+                async with asyncio.timeout(time_budget):
+                    await self.gate.wait()
+            except TimeoutError:
+                raise BackendUnavailable("no answer within the time budget") from None
+        if self.seconds_per_unit:
+            async with self.busy:
+                await asyncio.sleep(self.seconds_per_unit * sum(len(t) + 2 for t in texts))
         if self.failure is not None:
             raise self.failure
         positive = np.array([self.score(t) for t in texts], dtype=np.float32)
@@ -270,3 +279,113 @@ async def test_an_unknown_route_lists_the_real_ones(make_client: Any) -> None:
     assert (response.status, body["error_type"]) == (404, "not_found")
     for route in ("POST /predict", "GET /model", "GET /health/ready", "GET /openapi.json"):
         assert route in body["error"]
+
+
+async def until(condition: Any, seconds: float = 5.0) -> None:
+    async with asyncio.timeout(seconds):
+        while not condition():  # noqa: ASYNC110 (polls state the app changes, no event to wait on)
+            await asyncio.sleep(0.005)
+
+
+@pytest.mark.parametrize(
+    ("seconds_per_unit", "low", "high"),
+    [(1e-3, 150, 400), (1e-5, 4096, 8192)],  # 1,000 units/s: a budget of 250; fast: large
+)
+async def test_the_budget_is_learned_from_the_model_s_speed(
+    make_client: Any, model: FakeModel, seconds_per_unit: float, low: int, high: int
+) -> None:
+    client = await make_client(admission_target_seconds=0.25)
+    model.seconds_per_unit = seconds_per_unit
+    requests = [predict(client, [f"r{r}-text-{i}" for i in range(8)]) for r in range(6)]
+    assert {status for status, _, _ in await asyncio.gather(*requests)} == {200}
+    admission = client.app[PREDICTOR].admission
+    assert low <= admission.budget <= high
+    async with client.get("/metrics") as response:
+        exported = await response.text()
+    assert f"proxy_inflight_budget_cost {float(admission.budget)}" in exported
+    assert "proxy_model_rate_cost_per_second 0.0" not in exported
+
+
+@pytest.mark.parametrize("failure", ["deadline", "queue_full"])
+async def test_work_sent_before_its_request_failed_holds_its_budget_and_is_cached(
+    make_client: Any, model: FakeModel, failure: str
+) -> None:
+    """Triton computes what it was sent whatever becomes of the request: the
+    chunk keeps its budget until the answer arrives, which is then cached."""
+    if failure == "deadline":
+        client = await make_client(request_timeout_seconds=0.2)
+        texts, expected, sent = ["sent-1", "sent-2"], 503, 16
+    else:  # the first chunk is sent, the second refused at once: 429
+        client = await make_client(
+            admission_target_seconds=0, max_inflight_cost=16, max_queued_cost=1
+        )
+        texts, expected, sent = ["sent-1", "refused"], 429, 8
+    admission = client.app[PREDICTOR].admission
+    model.gate = asyncio.Event()
+    status, _, _ = await predict(client, texts)
+    assert status == expected
+    assert admission.inflight == sent  # still computing
+    model.gate.set()
+    await until(lambda: admission.inflight == 0)
+    calls = len(model.calls)
+    status, headers, _ = await predict(client, ["sent-1"])
+    assert (status, headers["X-Cache"], len(model.calls)) == (200, "hit", calls)
+
+
+async def test_a_request_too_large_for_its_deadline_is_refused_before_any_work(
+    make_client: Any, model: FakeModel
+) -> None:
+    client = await make_client(request_timeout_seconds=1.0, admission_target_seconds=0.25)
+    model.seconds_per_unit = 1e-3  # 1,000 units/s: a deadline holds about 1,000
+    status, _, _ = await predict(client, [f"learn the rate {i}" for i in range(24)])
+    assert status == 200
+    calls = len(model.calls)
+    status, headers, body = await predict(client, [f"{i} " + "x" * 200 for i in range(20)])
+    assert (status, body["error_type"]) == (413, "payload_too_large")
+    assert "holds at most" in body["error"] and "Retry-After" not in headers
+    assert len(model.calls) == calls  # nothing was sent
+
+
+async def test_concurrent_requests_reserve_their_cost_before_running(
+    make_client: Any, model: FakeModel
+) -> None:
+    """A burst of concurrent requests cannot run ahead of the bucket: each
+    reserves its texts' cost (here 1 + 3 x 12) before any work starts."""
+    client = await make_client(
+        rate_limit_per_second=0.01, rate_limit_burst=120, admission_target_seconds=0
+    )
+    model.gate = asyncio.Event()
+    requests = [
+        asyncio.ensure_future(predict(client, [f"req{r}-t{i}-xx" for i in range(3)]))
+        for r in range(8)
+    ]
+    await until(lambda: sum(len(c) for c in model.calls) >= 9)
+    model.gate.set()
+    statuses = [status for status, _, _ in await asyncio.gather(*requests)]
+    assert statuses.count(200) == 3 and statuses.count(429) == 5  # 3 x 37 fit in 120
+    assert sum(len(call) for call in model.calls) == 9
+
+
+async def test_cache_hits_are_refunded_and_failed_work_is_charged(
+    make_client: Any, model: FakeModel
+) -> None:
+    client = await make_client(
+        rate_limit_per_second=0.01, rate_limit_burst=1000, request_timeout_seconds=0.2
+    )
+    status, headers, _ = await predict(client, ["paid-xxxxx"])  # 1 + 12
+    assert (status, headers["X-RateLimit-Remaining"]) == (200, "987")
+    status, headers, _ = await predict(client, ["paid-xxxxx"])  # a hit: 1
+    assert (status, headers["X-RateLimit-Remaining"]) == (200, "986")
+    model.gate = asyncio.Event()
+    status, _, _ = await predict(client, ["unpaid-xxx"])  # sent, then past the deadline
+    assert status == 503
+    model.gate.set()
+    status, headers, _ = await predict(client, ["paid-xxxxx"])
+    assert headers["X-RateLimit-Remaining"] == "972"  # 986 - (1 + 12) - 1
+
+
+async def test_refused_api_keys_count_against_the_address(make_client: Any) -> None:
+    client = await make_client(api_keys="right", rate_limit_per_second=0.01, rate_limit_burst=3)
+    wrong = {"Authorization": "Bearer wrong"}
+    statuses = [(await predict(client, ["x"], headers=wrong))[0] for _ in range(5)]
+    assert statuses == [401, 401, 401, 429, 429]

@@ -7,10 +7,11 @@ import time
 
 import pytest
 
-from cache_proxy.admission import Admission
+from cache_proxy.admission import Admission, learned_budget
 from cache_proxy.errors import Overloaded
 from cache_proxy.metrics import Metrics
 from cache_proxy.predictor import plan_chunks
+from cache_proxy.throughput import Throughput
 
 
 def admission(budget: int = 100, max_queued: int = 1000, timeout: float = 5.0) -> Admission:
@@ -107,18 +108,16 @@ async def stream_beside(big_cost: int, max_age: float, seconds: float) -> list[s
     return order
 
 
+@pytest.mark.parametrize("big_cost", [9, 13, 40])  # 3x a small one; over 4x; over the budget
 @pytest.mark.parametrize("max_age", [0.05, 0.0])
-async def test_a_stream_of_slightly_cheaper_work_delays_a_waiter_but_never_starves_it(
-    max_age: float,
+async def test_a_stream_of_cheaper_work_delays_a_waiter_but_never_starves_it(
+    max_age: float, big_cost: int
 ) -> None:
+    """However much cheaper the stream is: a long text behind a client's own
+    short ones goes once it has waited max_age, not when its 429 comes."""
     started = time.monotonic()
-    order = await stream_beside(big_cost=9, max_age=max_age, seconds=2)  # 3x a small one
+    order = await stream_beside(big_cost=big_cost, max_age=max_age, seconds=2)
     assert order.index("big") < len(order) - 1 and time.monotonic() - started < max_age + 0.5
-
-
-async def test_much_cheaper_work_goes_first_however_long_a_chunk_waited() -> None:
-    order = await stream_beside(big_cost=13, max_age=0.0, seconds=0.3)  # over 4x a small one
-    assert order[-1] == "big"  # admitted only once the stream stopped
 
 
 async def test_the_client_with_less_in_flight_goes_first() -> None:
@@ -234,3 +233,113 @@ def test_plan_chunks(
     costs: list[int], max_cost: int, max_rows: int, chunks: list[list[int]]
 ) -> None:
     assert [list(c) for c in plan_chunks(costs, max_cost, max_rows)] == chunks
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_rate_is_cost_answered_over_busy_time_not_idle_time() -> None:
+    clock = Clock()
+    rate = Throughput(half_life=1.0, clock=clock)
+    assert rate.rate is None
+    rate.started()
+    rate.started()  # two chunks in flight share the busy time
+    clock.now += 0.5
+    rate.finished(100)
+    clock.now += 0.5
+    rate.finished(100)
+    assert rate.rate == pytest.approx(200)
+    clock.now += 60  # idle: no answers, no busy time
+    rate.started()
+    clock.now += 0.1
+    rate.finished(20)
+    assert rate.rate == pytest.approx(200)
+    rate.started()
+    clock.now += 5  # a call that fails measures nothing
+    rate.failed()
+    assert rate.rate == pytest.approx(200)
+
+
+async def test_the_learned_budget_shrinks_on_a_slowed_model_and_grows_on_a_fast_one() -> None:
+    clock = Clock()
+    gate = Admission(
+        8192,
+        65_536,
+        5.0,
+        Metrics(),
+        target_seconds=0.25,
+        min_budget=64,
+        throughput=Throughput(half_life=1.0, clock=clock),
+    )
+    assert (gate.budget, gate.chunk_cost, gate.queue_limit) == (64, 32, 65_536)  # slow start
+
+    async def answer_at(rate: float, seconds: float) -> None:
+        for _ in range(int(seconds * rate / 50)):
+            await gate.acquire("a", 50, 1.0)
+            clock.now += 50 / rate
+            gate.release("a", 50, answered=True)
+
+    await answer_at(10_000, 5)  # a fast CPU: 2,500 units a quarter second
+    assert gate.budget == pytest.approx(2500, rel=0.02)
+    assert gate.chunk_cost == gate.budget // 2
+    assert gate.queue_limit == pytest.approx(50_000, rel=0.02)  # the timeout's worth
+    await answer_at(2500, 8)  # slowed 4x: followed within 8 half-lives of busy time
+    assert gate.budget == pytest.approx(625, rel=0.05)
+    assert gate.queue_limit == pytest.approx(12_500, rel=0.05)
+    await answer_at(100_000, 5)
+    assert gate.budget == 8192  # the ceiling
+    await answer_at(50, 20)
+    assert gate.budget == 64  # the floor
+    metrics = gate.metrics
+    assert metrics.inflight_budget._value.get() == 64
+    assert metrics.model_rate._value.get() == pytest.approx(50, rel=0.05)
+
+
+def test_a_fixed_budget_ignores_the_rate() -> None:
+    assert learned_budget(10_000.0, 0.0, 64, 512) == 512
+    assert learned_budget(None, 0.25, 64, 512) == 64
+    assert learned_budget(1000.0, 0.25, 64, 512) == 250
+
+
+async def test_the_client_served_less_goes_first_whatever_is_in_flight_now() -> None:
+    """Fair by cost served: a client that has had the model for 500 units
+    waits behind one that has had little, though neither holds any now."""
+    gate, order, release = admission(budget=100), [], asyncio.Event()
+    release.set()
+    for _ in range(5):
+        await hold(gate, "heavy", 100, order, release)
+    await hold(gate, "light", 10, order, release)
+    blocked = asyncio.Event()
+    hog = asyncio.create_task(hold(gate, "third", 100, order, blocked, "hog"))
+    await settle()
+    tasks = [
+        asyncio.create_task(hold(gate, "heavy", 10, order, release, "heavy-next")),
+        asyncio.create_task(hold(gate, "light", 10, order, release, "light-next")),
+    ]
+    await settle()
+    blocked.set()
+    await asyncio.gather(hog, *tasks)
+    assert order[-2:] == ["light-next", "heavy-next"]
+
+
+async def test_a_full_queue_sheds_the_client_served_more_for_one_served_less() -> None:
+    """Similar costs, two clients: the newcomer of the client that was served
+    less is queued, and the heavier client's newest waiter is shed for it."""
+    gate, order, release = admission(budget=10, max_queued=20), [], asyncio.Event()
+    hog = asyncio.create_task(hold(gate, "heavy", 10, order, release))
+    await settle()
+    waiting = [
+        asyncio.create_task(hold(gate, "heavy", 10, order, release, f"heavy-{n}")) for n in (1, 2)
+    ]
+    await settle()
+    light = asyncio.create_task(hold(gate, "light", 10, order, release, "light"))
+    await settle()
+    release.set()
+    results = await asyncio.gather(hog, *waiting, light, return_exceptions=True)
+    assert isinstance(results[2], Overloaded)  # heavy-2, the heavy client's newest
+    assert order == ["heavy:10", "light", "heavy-1"]

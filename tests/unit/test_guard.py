@@ -34,6 +34,13 @@ def test_key_validity() -> None:
     assert not key_is_valid("k1", frozenset())
 
 
+def test_a_key_that_is_not_utf8_is_invalid_not_an_error() -> None:
+    """aiohttp keeps an undecodable header byte as a surrogate: `Bearer \\xff`."""
+    keys = api_key_set(Settings(api_keys="k1"))
+    assert not key_is_valid("\udcff", keys)
+    assert client_identity("\udcff", "10.0.0.1").startswith("key:")
+
+
 def test_client_identity_prefers_the_key() -> None:
     by_key = client_identity("secret", "10.0.0.1")
     assert by_key.startswith("key:")
@@ -58,14 +65,31 @@ TRUSTED = trusted_networks(Settings(trusted_proxies="10.0.0.0/8, 192.168.1.7"))
         ("10.0.0.1", " , ", "10.0.0.1"),
         ("10.0.0.1", "garbage, 1.2.3.4", "1.2.3.4"),
         (None, "1.2.3.4", "unknown"),
+        # a port is not a new client
+        ("10.0.0.1", "1.2.3.4:5678", "1.2.3.4"),
+        ("10.0.0.1", "6.6.6.6, 1.2.3.4:5678, 10.0.0.9:80", "1.2.3.4"),
+        ("10.0.0.1", '"[2001:db8::1]:443"', "2001:db8::/64"),
+        # IPv6 clients by /64: rotating within it is one client
+        ("10.0.0.1", "2001:db8:0:0:aaaa::1", "2001:db8::/64"),
+        ("10.0.0.1", "2001:db8::ffff:2", "2001:db8::/64"),
+        ("2001:db8:1:2::7", None, "2001:db8:1:2::/64"),
+        ("::ffff:203.0.113.9", None, "203.0.113.9"),
     ],
 )
 def test_client_address(peer: str | None, forwarded: str | None, client: str) -> None:
-    assert client_address(peer, forwarded, TRUSTED) == client
+    assert client_address(peer, [forwarded] if forwarded else [], TRUSTED) == client
+
+
+def test_every_forwarded_for_header_is_read_in_order() -> None:
+    """Two headers are one list (RFC 9110): a client-written first header plus
+    the one the ingress appended must not let the client pick its identity."""
+    headers = ["6.6.6.6", "1.2.3.4, 10.0.0.9"]
+    assert client_address("10.0.0.1", headers, TRUSTED) == "1.2.3.4"
+    assert client_address("10.0.0.1", ["1.2.3.4", "6.6.6.6"], TRUSTED) == "6.6.6.6"
 
 
 def test_forwarded_for_is_ignored_without_trusted_proxies() -> None:
-    assert client_address("10.0.0.1", "1.2.3.4", trusted_networks(Settings())) == "10.0.0.1"
+    assert client_address("10.0.0.1", ["1.2.3.4"], trusted_networks(Settings())) == "10.0.0.1"
 
 
 def test_bad_trusted_proxy_is_an_error() -> None:
@@ -77,6 +101,12 @@ def test_passwords_never_reach_the_log() -> None:
     assert redacted("rediss://:s3cret@redis:6380/0") == "rediss://:***@redis:6380/0"
     assert redacted("redis://user:s3cret@redis/0") == "redis://user:***@redis/0"
     assert redacted("redis://redis:6379/0") == "redis://redis:6379/0"
+    assert redacted("redis://redis:6379/0?password=s3cret&db=1") == (
+        "redis://redis:6379/0?password=***&db=1"
+    )
+    assert (
+        redacted("rediss://redis/0?ssl_ca_certs=/ca.crt") == "rediss://redis/0?ssl_ca_certs=/ca.crt"
+    )
 
 
 def test_decision_headers() -> None:

@@ -1,0 +1,57 @@
+"""What the model delivers: cost units per second while it is busy, learned
+from its own answers.
+
+Every admitted chunk is timed from its grant to its answer. While at least
+one chunk is in flight the model is busy; the rate is the cost answered over
+the busy time, both decayed with a half-life of `half_life` busy seconds, so
+it follows a model that slows down (a noisy neighbour, a slower replica) or
+speeds up (larger batches) within seconds of work, and does not drift while
+the service is idle. Failed calls end their busy interval without counting
+it: a Triton that fails fast must not look fast.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+MIN_BUSY_SECONDS = 0.001  # less measured than this: no rate yet
+
+
+class Throughput:
+    def __init__(self, half_life: float = 2.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.half_life = half_life
+        self.clock = clock
+        self.calls = 0  # chunks in flight
+        self.mark = 0.0  # start of the busy interval not yet accounted
+        self.units = 0.0  # decayed cost answered
+        self.seconds = 0.0  # decayed busy time
+
+    def started(self) -> None:
+        if self.calls == 0:
+            self.mark = self.clock()
+        self.calls += 1
+
+    def finished(self, cost: int) -> None:
+        """A chunk of `cost` units was answered."""
+        interval = self._close()
+        decay = 0.5 ** (interval / self.half_life)
+        self.units = self.units * decay + cost
+        self.seconds = self.seconds * decay + interval
+
+    def failed(self) -> None:
+        """A chunk ended without an answer: its interval counts for nothing."""
+        self._close()
+
+    def _close(self) -> float:
+        now = self.clock()
+        interval, self.mark = max(0.0, now - self.mark), now
+        self.calls = max(0, self.calls - 1)
+        return interval
+
+    @property
+    def rate(self) -> float | None:
+        """Cost units per busy second, or None before enough was measured."""
+        if self.seconds < MIN_BUSY_SECONDS or self.units <= 0:
+            return None
+        return self.units / self.seconds
