@@ -1,7 +1,7 @@
 """Abuse controls on the model routes: who the client is, API keys (a refused
-key costs its address one unit of the rate limit), then the rate limit's first
-check (the request's base cost; the route reserves its texts' cost once it
-has read them)."""
+key costs its address one unit of the rate limit), and the rate limit of the
+routes that cost one unit (/predict reserves its texts' cost once it has read
+them, in one take with its base unit)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from cache_proxy.middleware import Handler, error_response, route_name
 from cache_proxy.settings import IPNetwork, api_key_set, trusted_networks
 
 GUARDED_ROUTES = frozenset({"/predict", "/model"})
+BASE_COST_ROUTES = frozenset({"/model"})  # /predict reserves its whole cost itself
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="sst2"'}
 
 
@@ -125,9 +126,9 @@ async def abuse_controls(request: web.Request, handler: Handler) -> web.StreamRe
             f"{reason} API key: send the header Authorization: Bearer <key>", headers=CHALLENGE
         )
     client = request[CLIENT] = client_identity(token if keys else None, address)
-    decision = await app[LIMITER].reserve(client, 1)
-    if decision is not None:
-        request[RATE_DECISION] = decision
+    if route_name(request) in BASE_COST_ROUTES:
+        if decision := await app[LIMITER].reserve(client, 1):
+            request[RATE_DECISION] = decision
     try:
         response = await handler(request)
     except ApiError as exc:  # may be shared with other requests (single-flight): not mutated

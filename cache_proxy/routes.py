@@ -25,9 +25,9 @@ async def predict(request: web.Request) -> web.Response:
     texts = parse_texts(body, settings.max_texts, settings.max_text_chars)
     app[METRICS].texts_per_request.observe(len(texts))
     client, predictor, limiter = request[CLIENT], app[PREDICTOR], app[LIMITER]
-    # Reserve what every text could cost before any work; settle against the
-    # cost admitted to the model, paid even if the request fails.
-    estimate = sum(await predictor.text_costs()(unique(texts))) if limiter.enforced else 0
+    # Reserve the base unit and what every text could cost before any work;
+    # settle against the cost admitted to the model, paid even if the request fails.
+    estimate = 1 + sum(await predictor.text_costs()(unique(texts))) if limiter.enforced else 1
     if reserved := await limiter.reserve(client, estimate):
         request[RATE_DECISION] = reserved
     spend = Spend()
@@ -36,7 +36,7 @@ async def predict(request: web.Request) -> web.Response:
             texts, client, deadline=started + settings.request_timeout_seconds, spend=spend
         )
     finally:
-        if settled := await limiter.settle(client, reserved=estimate, spent=spend.admitted):
+        if settled := await limiter.settle(client, reserved=estimate, spent=1 + spend.admitted):
             request[RATE_DECISION] = settled
     app[METRICS].singleflight_merged.inc(result.merged)
     headers = {

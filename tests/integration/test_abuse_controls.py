@@ -41,24 +41,32 @@ def test_api_keys_guard_the_model_routes_only(start_proxy: ProxyFactory) -> None
 
 def test_token_bucket_is_shared_by_replicas_and_refills(start_proxy: ProxyFactory) -> None:
     alice, bob = f"alice-{uuid.uuid4()}", f"bob-{uuid.uuid4()}"  # fresh buckets
+    text = f"shared bucket {uuid.uuid4().hex[:4]}"
+    tokens = distilbert_tokens(text)
+    # A request reserves 1 + tokens before it runs: the first (a miss) pays
+    # both, the next (hits) 1 each once refunded. Three fit, not four.
+    burst = 3 + 2 * tokens
     settings = {
         "api_keys": f"{alice},{bob}",
         "rate_limit_per_second": "2",
-        "rate_limit_burst": "3",
+        "rate_limit_burst": str(burst),
     }
     first, second = start_proxy(**settings), start_proxy(**settings)
-    replies = [post(url, alice) for url in (first, second, first)]
+    wait_for_token_costs(first)
+    wait_for_token_costs(second)
+    replies = [post(url, alice, text) for url in (first, second, first)]
     assert [r.status for r in replies] == [200, 200, 200]
-    assert [r.headers["X-RateLimit-Remaining"] for r in replies] == ["2", "1", "0"]
-    assert all(r.headers["X-RateLimit-Limit"] == "3" for r in replies)
-    refused = post(second, alice)  # the other replica sees the same bucket
+    remaining = [int(r.headers["X-RateLimit-Remaining"]) for r in replies]
+    assert remaining == [tokens + 2, tokens + 1, tokens]
+    assert all(r.headers["X-RateLimit-Limit"] == str(burst) for r in replies)
+    refused = post(second, alice, text)  # the other replica sees the same bucket
     assert refused.status == 429
     assert refused.json()["error_type"] == "rate_limited"
-    assert refused.headers["Retry-After"] == "1"
-    assert refused.headers["X-RateLimit-Remaining"] == "0"
-    assert post(second, bob).status == 200  # every key has its own bucket
+    assert refused.headers["Retry-After"] == "1"  # one unit short, at 2 units/s
+    assert refused.headers["X-RateLimit-Remaining"] == str(tokens)
+    assert post(second, bob, text).status == 200  # every key has its own bucket
     time.sleep(0.6)  # 2 tokens/s: one token back
-    assert post(first, alice).status == 200
+    assert post(first, alice, text).status == 200
 
 
 def test_anonymous_clients_are_limited_by_address(start_proxy: ProxyFactory) -> None:
@@ -104,7 +112,8 @@ def test_forwarded_for_is_read_from_the_right(start_proxy: ProxyFactory) -> None
     # The peer (127.0.0.1) is a trusted proxy; the client is the rightmost
     # untrusted address, whatever the client wrote to the left of it.
     text = f"xff {uuid.uuid4().hex[:4]}"  # costs 1 + its tokens once, then 1 (cached)
-    burst = 1 + distilbert_tokens(text) + 2  # three requests, not four
+    # each reserves 1 + its tokens before running, refunded to 1 once cached
+    burst = 3 + 2 * distilbert_tokens(text)  # three requests, not four
     url = start_proxy(
         trusted_proxies="127.0.0.1", rate_limit_per_second="0.01", rate_limit_burst=str(burst)
     )
