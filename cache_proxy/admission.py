@@ -11,14 +11,17 @@ Requests are cut into chunks of half the budget, so two chunks keep the
 model busy while neither holds more than half of it.
 
 A chunk that does not fit waits in a bounded queue. When budget frees, the
-next chunk comes from the client that has been served the least cost
-(start-time fair queueing: a client's tag grows by the cost of each chunk it
-is granted, and a client that comes back from idle starts at the current
-virtual time, so nobody saves up credit), so clients share the model in
-proportion to cost served, whatever each one has queued. Within a client the
-cheapest cost class goes first (costs within 2x are one class, in arrival
-order), until its oldest chunk has waited `max_age` (a tenth of the timeout):
-then that one goes first. No chunk, long or short, starves.
+next chunk is chosen by fair queueing on two levels, clients and then each
+client's requests (flows), by virtual finish time (self-clocked fair
+queueing): a flow's next chunk finishes at max(the flow's last finish, the
+virtual time) plus its cost, rounded up to a power of two so that costs
+within 2x go in arrival order, and the virtual time is the finish tag of the
+latest grant. So clients share the model in proportion to the cost each has
+been served, whatever each has queued or in flight; within a client, a new
+request's cheap chunk goes before a long text queued earlier, while the long
+text's finish tag stays put as newcomers' tags grow, so it goes soon: no
+chunk, long or short, starves. Tests and benches whose honest client and
+attacker share one address rely on the second level.
 
 A chunk costing more than the whole budget runs when nothing else is in
 flight, and the fairest waiter blocks those behind it until it fits: a long
@@ -28,21 +31,20 @@ most for one budget of work plus one long text that is already running.
 Shedding (429 `overloaded`, never a 5xx): a chunk waits at most `timeout`.
 The queue holds at most what the model can answer within `timeout` at its
 learned rate (and never more than `max_queued`): past it, the newest waiter
-of a client that has been served more than the newcomer's client is shed for
-the newcomer, else the newest waiter of the costliest class if the newcomer
-is much cheaper (under a quarter of its cost); otherwise the newcomer is
-refused.
+of the client with the most queued cost is shed for the newcomer if that is
+another client with more queued than the newcomer's client would have, else
+the costliest waiter if the newcomer is much cheaper (under a quarter of its
+cost); otherwise the newcomer is refused.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import heapq
 import itertools
 import time
-from collections import Counter
-from collections.abc import AsyncIterator
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Callable, Hashable
 from dataclasses import dataclass, field
 
 from cache_proxy.errors import Overloaded
@@ -57,9 +59,10 @@ def much_cheaper(cost: int, than: int) -> bool:
     return cost * MUCH_CHEAPER < than
 
 
-def cost_class(cost: int) -> int:
-    """Costs within 2x of each other share a class (1, 2-3, 4-7, 8-15, ...)."""
-    return cost.bit_length()
+def rounded(cost: int) -> int:
+    """`cost` up to a power of two: chunks within 2x of each other tie, and go
+    in arrival order."""
+    return 1 << max(0, cost - 1).bit_length()
 
 
 def learned_budget(
@@ -73,19 +76,57 @@ def learned_budget(
     return int(min(max_budget, max(min_budget, rate * target_seconds)))
 
 
-@dataclass(order=True)
+@dataclass(eq=False)
 class Waiter:
-    cost_class: int
     seq: int
-    cost: int = field(compare=False)
-    client: str = field(compare=False)
-    future: asyncio.Future[None] = field(compare=False)
-    since: float = field(compare=False)  # monotonic time it started waiting
+    cost: int
+    client: str
+    flow: Hashable
+    future: asyncio.Future[None] = field(repr=False)
 
 
 def granted(waiter: Waiter) -> bool:
     future = waiter.future
     return future.done() and not future.cancelled() and future.exception() is None
+
+
+class FairTags:
+    """Virtual-time tags of one level of fair queueing. A key (client or
+    flow) that becomes backlogged starts at max(its last finish, the virtual
+    time), fixed while it waits; each grant moves it on by the chunk's
+    rounded cost. Keys are served by start tag (start-time fair queueing: a
+    key that has had less goes first), or by finish tag (self-clocked fair
+    queueing: also cheaper first, and the virtual time follows the finish
+    tags, so a long chunk's fixed tag is soon passed by newcomers')."""
+
+    def __init__(self, by_finish: bool) -> None:
+        self.by_finish = by_finish
+        self.last: dict[Hashable, float] = {}  # finish tag of each key's latest grant
+        self.start: dict[Hashable, float] = {}  # start tag of each backlogged key
+        self.vtime = 0.0
+
+    def arrive(self, key: Hashable) -> None:
+        if key not in self.start:
+            self.start[key] = max(self.last.get(key, 0.0), self.vtime)
+
+    def order(self, key: Hashable, cost: int) -> float:
+        start = self.start.get(key, max(self.last.get(key, 0.0), self.vtime))
+        return start + rounded(cost) if self.by_finish else start
+
+    def grant(self, key: Hashable, cost: int) -> None:
+        start = self.start.get(key, max(self.last.get(key, 0.0), self.vtime))
+        finish = self.last[key] = start + rounded(cost)
+        self.vtime = max(self.vtime, finish if self.by_finish else start)
+        if key in self.start:
+            self.start[key] = finish  # its next chunk, if it has one
+
+    def leave(self, key: Hashable) -> None:
+        """`key` has nothing waiting any more."""
+        self.start.pop(key, None)
+
+    def forget(self, keep: Callable[[Hashable], bool]) -> None:
+        """Drop the history of keys that would restart at the virtual time anyway."""
+        self.last = {k: t for k, t in self.last.items() if t > self.vtime or keep(k)}
 
 
 class Admission:
@@ -95,7 +136,6 @@ class Admission:
         max_queued: int,
         timeout: float,
         metrics: Metrics,
-        max_age: float | None = None,
         *,
         target_seconds: float = 0.0,
         min_budget: int | None = None,
@@ -107,15 +147,14 @@ class Admission:
         self.throughput = throughput or Throughput()
         self.max_queued = max_queued
         self.timeout = timeout
-        self.max_age = timeout / 10 if max_age is None else max_age
         self.metrics = metrics
         self.inflight = 0
         self.queued = 0
         self.inflight_by_client: Counter[str] = Counter()
-        self.waiting: dict[str, list[Waiter]] = {}  # client -> heap (cost class, seq)
-        self.arrivals: dict[str, dict[int, Waiter]] = {}  # client -> seq -> waiter, oldest first
-        self.tags: dict[str, float] = {}  # client -> cost served, in virtual time
-        self.vtime = 0.0  # the start tag of the latest grant
+        self.queued_by_client: Counter[str] = Counter()
+        self.waiting: dict[str, dict[Hashable, deque[Waiter]]] = {}  # client -> flow -> FIFO
+        self.clients = FairTags(by_finish=False)
+        self.flows: dict[str, FairTags] = {}  # client -> its flows' tags
         self._seq = itertools.count()
         self._observe()
 
@@ -141,10 +180,12 @@ class Admission:
         return int(min(self.max_queued, max(self.budget, rate * self.timeout)))
 
     @contextlib.asynccontextmanager
-    async def slot(self, client: str, cost: int, max_wait: float) -> AsyncIterator[None]:
+    async def slot(
+        self, client: str, cost: int, max_wait: float, flow: Hashable = None
+    ) -> AsyncIterator[None]:
         """Hold `cost` of the budget for the block, waiting at most `max_wait`;
         raises Overloaded when shed. The block's time is the model's answer time."""
-        await self.acquire(client, cost, max_wait)
+        await self.acquire(client, cost, max_wait, flow)
         answered = False
         try:
             yield
@@ -152,19 +193,22 @@ class Admission:
         finally:
             self.release(client, cost, answered=answered)
 
-    async def acquire(self, client: str, cost: int, max_wait: float) -> None:
+    async def acquire(self, client: str, cost: int, max_wait: float, flow: Hashable = None) -> None:
         """Wait for `cost` of the budget (at most `max_wait`); raises Overloaded
-        when shed. The caller must `release` it once the model has answered."""
+        when shed. The caller must `release` it once the model has answered.
+        `flow`: the request the chunk belongs to (None: a flow of its own)."""
+        flow = object() if flow is None else flow
         if not self.waiting and self.fits(cost):
-            self._grant(client, cost)
+            self._grant(client, flow, cost)
             return
         self._make_room(client, cost)
         future = asyncio.get_running_loop().create_future()
         started = time.monotonic()
-        waiter = Waiter(cost_class(cost), next(self._seq), cost, client, future, started)
-        heapq.heappush(self.waiting.setdefault(client, []), waiter)
-        self.arrivals.setdefault(client, {})[waiter.seq] = waiter
-        self._queued(cost)
+        waiter = Waiter(next(self._seq), cost, client, flow, future)
+        self.waiting.setdefault(client, {}).setdefault(flow, deque()).append(waiter)
+        self.clients.arrive(client)
+        self._flow_tags(client).arrive(flow)
+        self._queued(waiter, cost)
         self._dispatch()
         try:
             async with asyncio.timeout(max_wait):
@@ -197,15 +241,12 @@ class Admission:
     def fits(self, cost: int) -> bool:
         return self.inflight == 0 or self.inflight + cost <= self.budget
 
-    def _tag(self, client: str) -> float:
-        """The virtual time `client`'s next chunk would start at."""
-        return max(self.tags.get(client, self.vtime), self.vtime)
-
     def _make_room(self, client: str, cost: int) -> None:
-        """Keep the queue within its limit: shed the newest waiter of a client
-        served more than `client`, else of the costliest class if `cost` is much
-        cheaper (shedding for merely somewhat cheaper work of the same client
-        lets a flood of similar requests knock out each other's chunks)."""
+        """Keep the queue within its limit: shed the newest waiter of the client
+        with the most queued, if another client's queue is longer than this
+        one's would be, else the costliest waiter for much cheaper work
+        (shedding for merely somewhat cheaper work of the same client lets a
+        flood of similar requests knock out each other's chunks)."""
         limit = self.queue_limit
         while self.waiting and self.queued + cost > limit:
             victim = self._victim(client, cost)
@@ -221,22 +262,29 @@ class Admission:
             )
 
     def _victim(self, client: str, cost: int) -> Waiter | None:
-        mine = self._tag(client)
-        heavier = [c for c in self.waiting if c != client and self._tag(c) > mine]
-        if heavier:
-            heaviest = max(heavier, key=self._tag)
-            return next(reversed(self.arrivals[heaviest].values()))
-        costliest = max(itertools.chain.from_iterable(self.waiting.values()))
+        waiters = [w for flows in self.waiting.values() for q in flows.values() for w in q]
+        longest = max(self.waiting, key=lambda c: self.queued_by_client[c])
+        if longest != client and self.queued_by_client[longest] > (
+            self.queued_by_client[client] + cost
+        ):
+            return max((w for w in waiters if w.client == longest), key=lambda w: w.seq)
+        costliest = max(waiters, key=lambda w: (w.cost, w.seq))
         return costliest if much_cheaper(cost, costliest.cost) else None
 
     def _next(self) -> Waiter:
-        """The least-served client's cheapest waiter, or its oldest once that
-        has waited max_age."""
-        client = min(self.waiting, key=lambda c: (self._tag(c), self.waiting[c][0].seq))
-        oldest = next(iter(self.arrivals[client].values()))
-        if time.monotonic() - oldest.since >= self.max_age:
-            return oldest
-        return self.waiting[client][0]
+        """The head of the flow that finishes first in virtual time, within the
+        client that finishes first."""
+        heads = {c: self._next_of(c) for c in self.waiting}
+        client = min(heads, key=lambda c: (self.clients.order(c, heads[c].cost), heads[c].seq))
+        return heads[client]
+
+    def _next_of(self, client: str) -> Waiter:
+        tags = self._flow_tags(client)
+        heads = [queue[0] for queue in self.waiting[client].values()]
+        return min(heads, key=lambda w: (tags.order(w.flow, w.cost), w.seq))
+
+    def _flow_tags(self, client: str) -> FairTags:
+        return self.flows.setdefault(client, FairTags(by_finish=True))
 
     def _dispatch(self) -> None:
         """Grant waiters, next first (`_next`), while the next fits."""
@@ -247,14 +295,14 @@ class Admission:
                 continue
             if not self.fits(head.cost):
                 return
+            self._grant(head.client, head.flow, head.cost)  # tags first: it still waits
             self._remove(head)
-            self._grant(head.client, head.cost)
             head.future.set_result(None)
 
-    def _grant(self, client: str, cost: int) -> None:
+    def _grant(self, client: str, flow: Hashable, cost: int) -> None:
         self.metrics.admitted_cost.inc(cost)
-        self.vtime = start = self._tag(client)
-        self.tags[client] = start + cost
+        self.clients.grant(client, cost)
+        self._flow_tags(client).grant(flow, cost)
         self.inflight += cost
         self.inflight_by_client[client] += cost
         self.metrics.inflight_cost.set(self.inflight)
@@ -265,37 +313,44 @@ class Admission:
         self.inflight_by_client[client] -= cost
         if self.inflight_by_client[client] <= 0:
             del self.inflight_by_client[client]
+            if client not in self.waiting:
+                self.flows.pop(client, None)  # its requests are done or gone
         self.metrics.inflight_cost.set(self.inflight)
         self._forget_idle_clients()
         self._dispatch()
 
     def _forget_idle_clients(self) -> None:
-        """Drop the tags of clients with nothing waiting or in flight that would
-        restart at the virtual time anyway (bounds the dict by active clients)."""
-        if len(self.tags) > 2 * (len(self.waiting) + len(self.inflight_by_client)) + 64:
-            self.tags = {
-                c: tag
-                for c, tag in self.tags.items()
-                if tag > self.vtime or c in self.waiting or c in self.inflight_by_client
-            }
+        """Bound the tags by the active clients and flows."""
+        active = len(self.waiting) + len(self.inflight_by_client)
+        if len(self.clients.last) > 2 * active + 64:
+            self.clients.forget(lambda c: c in self.waiting or c in self.inflight_by_client)
+        for client, tags in self.flows.items():
+            if len(tags.last) > 64:
+                tags.forget(self.waiting.get(client, {}).__contains__)
 
     def _remove(self, waiter: Waiter) -> None:
-        heap = self.waiting.get(waiter.client)
-        if heap is None or waiter not in heap:
+        flows = self.waiting.get(waiter.client, {})
+        queue = flows.get(waiter.flow)
+        if queue is None or waiter not in queue:
             return
-        heap.remove(waiter)
-        heapq.heapify(heap)
-        del self.arrivals[waiter.client][waiter.seq]
-        if not heap:
-            del self.waiting[waiter.client], self.arrivals[waiter.client]
-        self._queued(-waiter.cost)
+        queue.remove(waiter)
+        if not queue:
+            del flows[waiter.flow]
+            self._flow_tags(waiter.client).leave(waiter.flow)
+        if not flows:
+            del self.waiting[waiter.client]
+            self.clients.leave(waiter.client)
+        self._queued(waiter, -waiter.cost)
 
     def _shed(self, waiter: Waiter, reason: str) -> None:
         self._remove(waiter)
         self.metrics.shed(reason=reason, cost=waiter.cost)
 
-    def _queued(self, delta: int) -> None:
+    def _queued(self, waiter: Waiter, delta: int) -> None:
         self.queued += delta
+        self.queued_by_client[waiter.client] += delta
+        if self.queued_by_client[waiter.client] <= 0:
+            del self.queued_by_client[waiter.client]
         self.metrics.queued_cost.set(self.queued)
 
     def _observe(self) -> None:

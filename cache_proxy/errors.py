@@ -78,7 +78,9 @@ class RequestTimeout(ApiError):
 
 class PayloadTooLarge(ApiError):
     """Body over `MAX_BODY_BYTES` (as sent or decoded), more than `MAX_TEXTS`
-    texts, or a text over `MAX_TEXT_CHARS` characters."""
+    texts, a text over `MAX_TEXT_CHARS` characters, or cache misses costing
+    more than the model computes within `REQUEST_TIMEOUT_SECONDS` at its
+    learned rate (refused before any work; the message names the limit)."""
 
     status = 413
     error_type = "payload_too_large"

@@ -126,9 +126,9 @@ async def abuse_controls(request: web.Request, handler: Handler) -> web.StreamRe
             f"{reason} API key: send the header Authorization: Bearer <key>", headers=CHALLENGE
         )
     client = request[CLIENT] = client_identity(token if keys else None, address)
-    if route_name(request) in BASE_COST_ROUTES:
-        if decision := await app[LIMITER].reserve(client, 1):
-            request[RATE_DECISION] = decision
+    base_cost = route_name(request) in BASE_COST_ROUTES
+    if base_cost and (decision := await app[LIMITER].reserve(client, 1)):
+        request[RATE_DECISION] = decision
     try:
         response = await handler(request)
     except ApiError as exc:  # may be shared with other requests (single-flight): not mutated

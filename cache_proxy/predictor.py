@@ -320,12 +320,13 @@ class Predictor:
         if reason is not None:
             raise PayloadTooLarge(reason)
         chunks = plan_chunks(costs, self.admission.chunk_cost, self.max_chunk_rows)
+        flow = object()  # this request's chunks: one flow of the client's fair share
 
         async def run(chunk: range) -> dict[str, Outcome]:
             part = [texts[i] for i in chunk]
             cost = sum(costs[i] for i in chunk)
             await self.admission.acquire(
-                client, cost, min(self.admission.timeout, time_left(deadline))
+                client, cost, min(self.admission.timeout, time_left(deadline)), flow
             )
             spend.admitted += cost
             # Sent, so paid for: the answer is awaited and cached even if this request fails.

@@ -96,16 +96,19 @@ class Settings(BaseModel):
     """Comma-separated API keys; when set, /predict and /model need
     `Authorization: Bearer <key>` (401 otherwise). Empty: no authentication."""
     rate_limit_per_second: float = 0.0
-    """Per-client token bucket refill rate in cost units/s (a request costs 1
-    plus the cost of its cache misses), kept in Redis so all replicas share it
-    (429 past it). 0: no rate limit."""
+    """Per-client token bucket refill rate in cost units/s, kept in Redis so
+    all replicas share it (429 past it). A request reserves 1 plus its texts'
+    cost before it runs and pays 1 plus the cost it sent to the model (cache
+    hits refunded; work sent for a request that then failed is paid); a
+    refused API key costs its address 1. 0: no rate limit."""
     rate_limit_burst: int = 2048
-    """Token bucket size in cost units; a request costing more than the bucket
-    holds passes only when it is full, and leaves it in debt."""
+    """Token bucket size in cost units; a request that may cost more than the
+    bucket holds passes only when it is full, and may leave it in debt."""
     trusted_proxies: str = ""
     """Comma-separated addresses or CIDRs of proxies in front of this one. When
     the peer is one of them, the client is the rightmost X-Forwarded-For
-    address that is not; otherwise X-Forwarded-For is ignored."""
+    address that is not (over every X-Forwarded-For header; ip:port hops read
+    as ip; IPv6 clients grouped by /64); otherwise X-Forwarded-For is ignored."""
     body_timeout_seconds: float = 10.0
     """Longest a request body may take to arrive; past it 408."""
     keepalive_timeout_seconds: float = 15.0

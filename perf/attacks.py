@@ -208,6 +208,45 @@ def slow_connections(target: Target, stop: threading.Event, tally: Tally) -> Non
             sock.close()
 
 
+def long_text(words: int = 600) -> str:
+    """A never-seen text of more than 512 tokens."""
+    return f"{uuid.uuid4()} " + " ".join(WORDS[i % len(WORDS)] for i in range(words))
+
+
+def abandon_flood(target: Target, stop: threading.Event, tally: Tally) -> None:
+    """Requests of 130 distinct texts past 512 tokens each: more than a
+    request's deadline can compute on a slow CPU, so they fail at once (413)
+    or part way; the work they had sent must still be counted and finished."""
+    while not stop.is_set():
+        tally.add(post(target, json.dumps({"text": [long_text() for _ in range(130)]}).encode()))
+
+
+def hang_up_flood(target: Target, stop: threading.Event, tally: Tally) -> None:
+    """Requests of 64 never-seen sentences whose clients leave after 0.3 s."""
+    while not stop.is_set():
+        texts = [f"{SENTENCES[i % len(SENTENCES)]} {uuid.uuid4().hex[:8]}" for i in range(64)]
+        conn = target.connection(timeout=0.3)
+        try:
+            conn.request("POST", "/predict", json.dumps({"text": texts}).encode())
+            response = conn.getresponse()
+            response.read()
+            tally.add(response.status)
+        except (OSError, http.client.HTTPException):
+            tally.add(0)  # we hung up
+        finally:
+            conn.close()
+
+
+def memory_flood(target: Target, stop: threading.Event, tally: Tally) -> None:
+    """The same body, ~2 KB gzip-compressed, of ~1 MB of emoji texts (4 bytes
+    each as UTF-8 and as a Python string) from each of 40 clients at once."""
+    texts = ["\U0001f600" * 4000] * 60
+    body = gzip.compress(json.dumps({"text": texts}, ensure_ascii=False).encode(), 9)
+    headers = {"Content-Encoding": "gzip"}
+    while not stop.is_set():
+        tally.add(post(target, body, headers))
+
+
 Attack = Callable[[Target, threading.Event, Tally], None]
 ATTACKS: dict[str, tuple[Attack, int]] = {  # name -> (attack, threads)
     "malformed": (malformed, 2),
@@ -215,6 +254,9 @@ ATTACKS: dict[str, tuple[Attack, int]] = {  # name -> (attack, threads)
     "long-texts": (long_texts, 4),
     "cache-busting": (cache_busting, 4),
     "slow-connections": (slow_connections, 1),
+    "abandon-flood": (abandon_flood, 4),
+    "hang-up-flood": (hang_up_flood, 8),
+    "memory-flood": (memory_flood, 40),
 }
 
 

@@ -34,7 +34,8 @@ def test_sigterm_fails_readiness_then_drains_in_flight_requests(
         redis_url=f"redis://127.0.0.1:{redis_server}/0",
         shutdown_delay_seconds="1.5",
         shutdown_timeout_seconds="20",
-        max_inflight_cost="10000000",  # all of it in flight at once, as the test needs
+        admission_target_seconds="0",  # a fixed budget: all of it in flight at once,
+        max_inflight_cost="10000000",  # as the test needs
         request_timeout_seconds="60",  # about draining, not speed: a busy CI machine is slow
     )
     try:
