@@ -1,8 +1,9 @@
 """Cost-weighted, fair admission of work to Triton, sized in time.
 
 The budget: at most `budget` cost units are in flight to the model at once.
-It is learned (`Throughput`): the cost units per second the model has been
-answering, times `target_seconds`, kept within [`min_budget`, `max_budget`].
+It is learned (`Throughput`): the cost units per second the model answers
+while kept busy (its capacity; until that is known, the rate it has been
+answering at), times `target_seconds`, within [`min_budget`, `max_budget`].
 So the work ahead of an honest short request takes about `target_seconds` on
 any CPU: a slow CPU gets a small budget, a fast one a large budget and larger
 batches. Until the first answers are measured the budget is `min_budget`
@@ -162,7 +163,7 @@ class Admission:
     def budget(self) -> int:
         """Cost units allowed in flight now."""
         return learned_budget(
-            self.throughput.rate, self.target_seconds, self.min_budget, self.max_budget
+            self.throughput.best, self.target_seconds, self.min_budget, self.max_budget
         )
 
     @property
@@ -174,7 +175,7 @@ class Admission:
     def queue_limit(self) -> int:
         """Cost units allowed to wait: what the model answers within the
         timeout at its learned rate, at most max_queued."""
-        rate = self.throughput.rate
+        rate = self.throughput.best
         if self.target_seconds <= 0 or rate is None:
             return self.max_queued
         return int(min(self.max_queued, max(self.budget, rate * self.timeout)))
@@ -355,4 +356,5 @@ class Admission:
 
     def _observe(self) -> None:
         self.metrics.model_rate.set(self.throughput.rate or 0)
+        self.metrics.model_capacity.set(self.throughput.capacity or 0)
         self.metrics.inflight_budget.set(self.budget)

@@ -144,9 +144,12 @@ async def model_refresh_ctx(app: web.Application) -> AsyncIterator[None]:
         # Every inference response refreshes the identity too, so under traffic
         # this loop sends nothing; when idle it polls once per interval.
         while True:
-            if predictor.tracker.age() >= interval:
-                await predictor.refresh_identity()
-            await predictor.load_tokenizer()  # a new model's, once
+            try:
+                if predictor.tracker.age() >= interval:
+                    await predictor.refresh_identity()
+                await predictor.load_tokenizer()  # a new model's, once
+            except Exception:  # a bug must not end the loop: it would go stale silently
+                log.exception("model refresh failed; trying again in %gs", interval)
             wait = interval - predictor.tracker.age()  # negative if Triton did not answer
             await asyncio.sleep(wait if wait > 0 else interval)
 

@@ -63,6 +63,12 @@ class Metrics:
             " within MIN_INFLIGHT_COST..MAX_INFLIGHT_COST",
             registry=r,
         )
+        self.model_capacity = Gauge(
+            "proxy_model_capacity_cost_per_second",
+            "Cost units per second the model answers while kept busy (more than one chunk"
+            " in flight), learned from its answers (0: not yet)",
+            registry=r,
+        )
         self.model_rate = Gauge(
             "proxy_model_rate_cost_per_second",
             "Cost units per busy second the model answers, learned from its answers (0: not yet)",

@@ -314,9 +314,9 @@ class Predictor:
         each written to the cache under the fingerprint of the model that made
         it, then handed to `on_chunk` (waiters need not wait for the rest).
         Raises PayloadTooLarge, before any work, if they cannot be computed
-        within a request's deadline at the model's learned rate."""
+        within a request's deadline at the model's learned capacity."""
         costs = await self.text_costs()(texts)
-        reason = too_large(sum(costs), self.admission.throughput.rate, self.request_seconds)
+        reason = too_large(sum(costs), self.admission.throughput.capacity, self.request_seconds)
         if reason is not None:
             raise PayloadTooLarge(reason)
         chunks = plan_chunks(costs, self.admission.chunk_cost, self.max_chunk_rows)

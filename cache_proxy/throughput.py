@@ -8,6 +8,11 @@ it follows a model that slows down (a noisy neighbour, a slower replica) or
 speeds up (larger batches) within seconds of work, and does not drift while
 the service is idle. Failed calls end their busy interval without counting
 it: a Triton that fails fast must not look fast.
+
+The capacity is the same rate measured only over the intervals that ended
+with more than one chunk in flight: the model was kept busy, so it is what
+the model can do, not what a trickle of lone short texts (each mostly call
+overhead) happened to ask of it.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ class Throughput:
         self.mark = 0.0  # start of the busy interval not yet accounted
         self.units = 0.0  # decayed cost answered
         self.seconds = 0.0  # decayed busy time
+        self.saturated_units = 0.0  # the same, over intervals with more than one chunk in flight
+        self.saturated_seconds = 0.0
 
     def started(self) -> None:
         if self.calls == 0:
@@ -34,10 +41,14 @@ class Throughput:
 
     def finished(self, cost: int) -> None:
         """A chunk of `cost` units was answered."""
+        saturated = self.calls > 1
         interval = self._close()
         decay = 0.5 ** (interval / self.half_life)
         self.units = self.units * decay + cost
         self.seconds = self.seconds * decay + interval
+        if saturated:
+            self.saturated_units = self.saturated_units * decay + cost
+            self.saturated_seconds = self.saturated_seconds * decay + interval
 
     def failed(self) -> None:
         """A chunk ended without an answer: its interval counts for nothing."""
@@ -52,6 +63,19 @@ class Throughput:
     @property
     def rate(self) -> float | None:
         """Cost units per busy second, or None before enough was measured."""
-        if self.seconds < MIN_BUSY_SECONDS or self.units <= 0:
-            return None
-        return self.units / self.seconds
+        return ratio(self.units, self.seconds)
+
+    @property
+    def capacity(self) -> float | None:
+        """Cost units per second while the model was kept busy, or None before
+        it ever was."""
+        return ratio(self.saturated_units, self.saturated_seconds)
+
+    @property
+    def best(self) -> float | None:
+        """The capacity once known, else the rate."""
+        return self.capacity or self.rate
+
+
+def ratio(units: float, seconds: float) -> float | None:
+    return units / seconds if seconds >= MIN_BUSY_SECONDS and units > 0 else None

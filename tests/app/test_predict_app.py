@@ -43,6 +43,7 @@ class FakeModel:
         self.tokenizer_json: str | None = None  # what tokenizer() sends; None: it fails
         self.seconds_per_unit = 0.0  # compute time per cost unit (len + 2 of each text)
         self.busy = asyncio.Lock()  # one instance: calls compute one after another
+        self.identity_failures = 0  # identity() raises a plain bug this many times
 
     def identity_now(self) -> ModelIdentity:
         return ModelIdentity.from_info(
@@ -74,6 +75,9 @@ class FakeModel:
         return np.stack([1 - positive, positive], axis=1), self.identity_now()
 
     async def identity(self, time_budget: float) -> ModelIdentity:
+        if self.identity_failures:
+            self.identity_failures -= 1
+            raise RuntimeError("a bug, not an ApiError")
         return self.identity_now()
 
     async def tokenizer(self, time_budget: float) -> tuple[str, ModelIdentity]:
@@ -99,7 +103,7 @@ def make_client(aiohttp_client: AiohttpClient, model: FakeModel) -> Any:
 
         redis = FakeAsyncRedis()
         app = create_app(
-            Settings(model_refresh_seconds=3600, **settings), open_backend, lambda s: redis
+            Settings(**{"model_refresh_seconds": 3600, **settings}), open_backend, lambda s: redis
         )
         client: TestClient = await aiohttp_client(app)
         return client
@@ -389,3 +393,13 @@ async def test_refused_api_keys_count_against_the_address(make_client: Any) -> N
     wrong = {"Authorization": "Bearer wrong"}
     statuses = [(await predict(client, ["x"], headers=wrong))[0] for _ in range(5)]
     assert statuses == [401, 401, 401, 429, 429]
+
+
+async def test_the_model_refresh_loop_outlives_an_unexpected_error(
+    make_client: Any, model: FakeModel
+) -> None:
+    model.identity_failures = 2
+    client = await make_client(model_refresh_seconds=0.02)
+    predictor = client.app[PREDICTOR]
+    await until(lambda: predictor.tracker.current is not None)  # learned after the errors
+    assert model.identity_failures == 0

@@ -359,3 +359,22 @@ async def test_one_client_s_short_request_goes_before_its_queued_long_ones() -> 
     release.set()
     await asyncio.gather(running, *queued, short)
     assert order[:2] == ["running", "short"]
+
+
+def test_capacity_is_measured_only_while_the_model_is_kept_busy() -> None:
+    """Lone short calls are mostly overhead: they set the rate, not the
+    capacity, which a request too large for its deadline is judged by."""
+    clock = Clock()
+    rate = Throughput(half_life=1.0, clock=clock)
+    for _ in range(10):  # lone calls: 10 units in 10 ms
+        rate.started()
+        clock.now += 0.01
+        rate.finished(10)
+    assert (rate.rate, rate.capacity, rate.best) == (pytest.approx(1000), None, rate.rate)
+    rate.started()
+    for _ in range(20):  # pipelined: one always waiting behind the one computing
+        rate.started()
+        clock.now += 0.02
+        rate.finished(200)
+    assert rate.capacity == pytest.approx(10_000)
+    assert rate.best == rate.capacity
