@@ -222,8 +222,8 @@ class Admission:
                 f"waited {max_wait:.1f}s for the model; retry shortly",
             ) from None
         except BaseException:  # cancelled (client gone, or a sibling chunk failed)
-            if granted(waiter):
-                self._free(client, cost)  # granted just as we were cancelled: nothing sent
+            if granted(waiter):  # granted just as we were cancelled: nothing was sent
+                self.release(client, cost, answered=False)
             else:
                 self._remove(waiter)
             raise

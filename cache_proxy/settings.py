@@ -44,6 +44,9 @@ class Settings(BaseModel):
     redis_url: str = "redis://127.0.0.1:6379/0"
     """Cache location: redis://[:password@]host:port/db, or rediss:// for TLS
     (CA via ?ssl_ca_certs=/path/ca.crt); empty disables the cache."""
+    redis_password: str = ""
+    """Password for REDIS_URL's server when the URL holds none (Kubernetes:
+    from a Secret, beside a URL in a ConfigMap); never logged."""
     redis_cluster: Flag = False
     """REDIS_URL names one node of a Redis Cluster; keys spread over all shards."""
     redis_timeout_seconds: float = 0.25

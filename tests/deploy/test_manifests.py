@@ -94,6 +94,8 @@ def test_selectors_and_port_names_line_up(overlay: str) -> None:
         assert selected, policy["metadata"]["name"]
         for rule in policy["spec"]["ingress"]:
             for peer in rule.get("from", []):
+                if "namespaceSelector" in peer:
+                    continue  # another namespace's pods (the ingress controller, Prometheus)
                 assert templates_selected(objects, peer["podSelector"]["matchLabels"])
             for port in rule.get("ports", []):
                 assert all(port["port"] in port_names(t) for t in selected)
@@ -171,3 +173,60 @@ def test_overlays_hold_only_patches(overlay: str) -> None:
 def test_labels_not_common_labels() -> None:
     for path in K8S.rglob("kustomization.yaml"):
         assert not re.search(r"^commonLabels:", path.read_text(), re.M), path
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_public_surface_is_the_api_over_tls(overlay: str) -> None:
+    """Bearer keys never travel in clear, and /metrics, /health/* are not public."""
+    (ingress,) = of_kind(render(overlay), "Ingress")
+    spec = ingress["spec"]
+    hosts = {rule["host"] for rule in spec["rules"]}
+    assert hosts and hosts <= {h for tls in spec["tls"] for h in tls["hosts"]}
+    assert all(tls["secretName"] for tls in spec["tls"])
+    exposed = {p["path"]: p["pathType"] for r in spec["rules"] for p in r["http"]["paths"]}
+    assert exposed == {
+        "/predict": "Exact",
+        "/model": "Exact",
+        "/openapi.json": "Exact",
+        "/docs": "Prefix",
+    }
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_only_the_ingress_controller_and_prometheus_reach_the_proxy(overlay: str) -> None:
+    """Any other pod could write X-Forwarded-For, which TRUSTED_PROXIES trusts
+    from the pod network: the NetworkPolicy must name its peers."""
+    objects = render(overlay)
+    (policy,) = [
+        p for p in of_kind(objects, "NetworkPolicy") if p["metadata"]["name"] == "sst2-proxy"
+    ]
+    peers = [peer for rule in policy["spec"]["ingress"] for peer in rule["from"]]
+    namespaces = {
+        p["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] for p in peers
+    }
+    assert namespaces == {"ingress-nginx", "monitoring"}
+    assert all(p["podSelector"]["matchLabels"] for p in peers)  # not every pod there
+    (config,) = [
+        c
+        for c in of_kind(objects, "ConfigMap")
+        if c["metadata"]["name"].startswith("sst2-proxy-config")
+    ]
+    assert config["data"]["TRUSTED_PROXIES"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_redis_requires_a_password_from_a_secret_the_proxy_also_reads(overlay: str) -> None:
+    objects = render(overlay)
+    conf = (K8S / "base" / "redis.conf").read_text()
+    assert re.search(r"^protected-mode yes$", conf, re.M)
+    refs = {}
+    for name, template in pod_templates(objects):
+        for container in containers(template):
+            for entry in container.get("env", []):
+                if entry["name"] == "REDIS_PASSWORD":
+                    ref = entry["valueFrom"]["secretKeyRef"]
+                    assert not ref.get("optional"), name
+                    refs[name] = ref["name"]
+    assert set(refs) == {"sst2-redis", "sst2-proxy"} and len(set(refs.values())) == 1
+    (redis,) = [t for n, t in pod_templates(objects) if n == "sst2-redis"]
+    assert '--requirepass "$REDIS_PASSWORD"' in redis["spec"]["containers"][0]["args"][0]

@@ -81,6 +81,20 @@ def test_rediss_url_with_password(
     assert (first.headers["X-Cache"], then.headers["X-Cache"]) == ("miss", second)
 
 
+def test_the_password_can_come_from_its_own_setting(
+    start_proxy: ProxyFactory, tls_redis: tuple[int, Path]
+) -> None:
+    """REDIS_PASSWORD, as the manifests pass Redis's Secret beside a URL in a ConfigMap."""
+    port, ca = tls_redis
+    url = start_proxy(
+        redis_url=f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={ca}", redis_password=PASSWORD
+    )
+    assert request("GET", f"{url}/health/ready").json()["redis"] == "ok"
+    texts = fresh(2)
+    assert predict(url, texts).headers["X-Cache"] == "miss"
+    assert predict(url, texts).headers["X-Cache"] == "hit"
+
+
 @pytest.fixture
 def redis_cluster(logs_dir: Path, tmp_path: Path) -> Iterator[list[ServerProcess]]:
     """Three masters, no replicas: `redis-cli --cluster create`."""

@@ -378,3 +378,20 @@ def test_capacity_is_measured_only_while_the_model_is_kept_busy() -> None:
         rate.finished(200)
     assert rate.capacity == pytest.approx(10_000)
     assert rate.best == rate.capacity
+
+
+async def test_a_grant_cancelled_before_it_was_sent_leaves_the_model_idle() -> None:
+    """The grant and the cancel cross: nothing was sent, so nothing is in
+    flight, and the idle time that follows is not measured as busy (it would
+    drag the learned rate, and so the budget, down to the floor)."""
+    clock = Clock()
+    gate = Admission(
+        10, 100, 5.0, Metrics(), target_seconds=0.25, throughput=Throughput(clock=clock)
+    )
+    await gate.acquire("a", 10, 1.0)
+    waiter = asyncio.create_task(gate.acquire("b", 5, 1.0))
+    await settle()
+    gate.release("a", 10, answered=True)  # grants the waiter, which has not resumed yet
+    waiter.cancel()
+    await asyncio.gather(waiter, return_exceptions=True)
+    assert (gate.inflight, gate.throughput.calls) == (0, 0)
