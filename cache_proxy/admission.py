@@ -307,10 +307,12 @@ class Admission:
         self.inflight += cost
         self.inflight_by_client[client] += cost
         self.metrics.inflight_cost.set(self.inflight)
+        self.metrics.inflight_chunks.inc()
         self.throughput.started()
 
     def _free(self, client: str, cost: int) -> None:
         self.inflight -= cost
+        self.metrics.inflight_chunks.dec()
         self.inflight_by_client[client] -= cost
         if self.inflight_by_client[client] <= 0:
             del self.inflight_by_client[client]

@@ -50,7 +50,7 @@ def connect_redis(settings: Settings) -> Redis | RedisCluster | None:
         return None
     timeout = settings.redis_timeout_seconds
     # a password in the URL wins (redis-py applies the URL's options last)
-    auth = {"password": settings.redis_password} if settings.redis_password else {}
+    password = settings.redis_password or None
     if settings.redis_cluster:
         # One quick retry: a failed shard must not hold requests for seconds;
         # the cache is bypassed (REDIS_RETRY_SECONDS) and tried again later.
@@ -59,14 +59,14 @@ def connect_redis(settings: Settings) -> Redis | RedisCluster | None:
             retry=Retry(NoBackoff(), retries=1),
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
-            **auth,
+            password=password,
         )
     return Redis.from_url(
         settings.redis_url,
         health_check_interval=30,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
-        **auth,
+        password=password,
     )
 
 

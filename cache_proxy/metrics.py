@@ -57,6 +57,11 @@ class Metrics:
             "Cost units sent to Triton and not answered yet (within proxy_inflight_budget_cost)",
             registry=r,
         )
+        self.inflight_chunks = Gauge(
+            "proxy_inflight_chunks",
+            "Chunks (Triton requests) sent to Triton and not answered yet",
+            registry=r,
+        )
         self.inflight_budget = Gauge(
             "proxy_inflight_budget_cost",
             "Cost units allowed in flight now: the learned rate x ADMISSION_TARGET_SECONDS,"
