@@ -31,11 +31,12 @@ most for one budget of work plus one long text that is already running.
 
 Shedding (429 `overloaded`, never a 5xx): a chunk waits at most `timeout`.
 The queue holds at most what the model can answer within `timeout` at its
-learned rate (and never more than `max_queued`): past it, the newest waiter
-of the client with the most queued cost is shed for the newcomer if that is
-another client with more queued than the newcomer's client would have, else
-the costliest waiter if the newcomer is much cheaper (under a quarter of its
-cost); otherwise the newcomer is refused.
+learned rate (and never more than `max_queued`): past it, the newest chunk of
+the client with the most queued is shed for the newcomer, if that is another
+client whose queue is longer than the newcomer's would be; else, within the
+newcomer's client, the newest chunk of the request with the most queued, if
+the newcomer's request is much cheaper (under a quarter of it); otherwise the
+newcomer is refused.
 """
 
 from __future__ import annotations
@@ -202,7 +203,7 @@ class Admission:
         if not self.waiting and self.fits(cost):
             self._grant(client, flow, cost)
             return
-        self._make_room(client, cost)
+        self._make_room(client, flow, cost)
         future = asyncio.get_running_loop().create_future()
         started = time.monotonic()
         waiter = Waiter(next(self._seq), cost, client, flow, future)
@@ -242,15 +243,16 @@ class Admission:
     def fits(self, cost: int) -> bool:
         return self.inflight == 0 or self.inflight + cost <= self.budget
 
-    def _make_room(self, client: str, cost: int) -> None:
+    def _make_room(self, client: str, flow: Hashable, cost: int) -> None:
         """Keep the queue within its limit: shed the newest waiter of the client
-        with the most queued, if another client's queue is longer than this
-        one's would be, else the costliest waiter for much cheaper work
-        (shedding for merely somewhat cheaper work of the same client lets a
+        with the most queued, if that is another client whose queue is longer
+        than this one's would be; else, within this client, the newest waiter of
+        the request (flow) with the most queued, if this request's queued cost
+        would be much cheaper (shedding for merely somewhat cheaper work lets a
         flood of similar requests knock out each other's chunks)."""
         limit = self.queue_limit
         while self.waiting and self.queued + cost > limit:
-            victim = self._victim(client, cost)
+            victim = self._victim(client, flow, cost)
             if victim is None:
                 break
             self._shed(victim, "queue_full")
@@ -262,15 +264,21 @@ class Admission:
                 f"{self.queued} cost units already wait for the model; retry shortly",
             )
 
-    def _victim(self, client: str, cost: int) -> Waiter | None:
-        waiters = [w for flows in self.waiting.values() for q in flows.values() for w in q]
+    def _victim(self, client: str, flow: Hashable, cost: int) -> Waiter | None:
         longest = max(self.waiting, key=lambda c: self.queued_by_client[c])
         if longest != client and self.queued_by_client[longest] > (
             self.queued_by_client[client] + cost
         ):
-            return max((w for w in waiters if w.client == longest), key=lambda w: w.seq)
-        costliest = max(waiters, key=lambda w: (w.cost, w.seq))
-        return costliest if much_cheaper(cost, costliest.cost) else None
+            return max(
+                (q[-1] for q in self.waiting[longest].values()), key=lambda w: w.seq
+            )  # its newest
+        flows = self.waiting.get(client, {})
+        queued = {f: sum(w.cost for w in q) for f, q in flows.items() if f != flow}
+        if not queued:
+            return None
+        heaviest = max(queued, key=queued.__getitem__)
+        mine = sum(w.cost for w in flows.get(flow, ())) + cost
+        return flows[heaviest][-1] if much_cheaper(mine, queued[heaviest]) else None
 
     def _next(self) -> Waiter:
         """The head of the flow that finishes first in virtual time, within the

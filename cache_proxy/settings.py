@@ -63,7 +63,7 @@ class Settings(BaseModel):
     max_text_chars: int = 20_000
     """Longest accepted text, in characters; longer gets 413. The model reads
     a text's first 512 tokens (about 2,500 characters of English) exactly."""
-    admission_target_seconds: float = 0.25
+    admission_target_seconds: float = 0.1
     """Work in flight to Triton is sized to take about this long: the budget is
     the model's learned rate (cost units per second, measured from its own
     answers) times this, so a short request waits about this long plus at most

@@ -395,3 +395,23 @@ async def test_a_grant_cancelled_before_it_was_sent_leaves_the_model_idle() -> N
     waiter.cancel()
     await asyncio.gather(waiter, return_exceptions=True)
     assert (gate.inflight, gate.throughput.calls) == (0, 0)
+
+
+async def test_a_full_queue_sheds_a_long_request_for_a_short_one_of_the_same_client() -> None:
+    """One address, the queue full of one long request's small chunks: a
+    short request is much cheaper than that request (not than its chunks),
+    so the long request's newest chunk is shed for it."""
+    gate, order, release = admission(budget=30, max_queued=100), [], asyncio.Event()
+    long_request = object()
+    await gate.acquire("a", 30, 5.0, long_request)  # in flight
+    chunks = [asyncio.create_task(gate.acquire("a", 20, 5.0, long_request)) for _ in range(5)]
+    await settle()
+    short = asyncio.create_task(hold(gate, "a", 15, order, release, "short"))
+    await settle()
+    assert isinstance(chunks[-1].exception(), Overloaded)  # the newest of the long one
+    assert not short.done() and gate.queued == 4 * 20 + 15
+    for task in (short, *chunks[:-1]):
+        task.cancel()
+    await asyncio.gather(short, *chunks, return_exceptions=True)
+    gate.release("a", 30, answered=True)
+    assert (gate.inflight, gate.queued, gate.waiting) == (0, 0, {})
