@@ -16,11 +16,12 @@ from redis.retry import Retry
 from cache_proxy import routes
 from cache_proxy.admission import Admission
 from cache_proxy.backend import Backend, TritonBackend
+from cache_proxy.bodies import BodyBudget
 from cache_proxy.breaker import RedisBreaker
 from cache_proxy.cache import PredictionCache
 from cache_proxy.drain import Drain
 from cache_proxy.guard import abuse_controls
-from cache_proxy.keys import DRAIN, LIMITER, METRICS, PREDICTOR, SETTINGS
+from cache_proxy.keys import BODIES, DRAIN, LIMITER, METRICS, PREDICTOR, SETTINGS
 from cache_proxy.metrics import Metrics
 from cache_proxy.middleware import errors_and_metrics, in_flight
 from cache_proxy.predictor import Predictor
@@ -85,6 +86,9 @@ def create_app(
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
     app[DRAIN] = Drain()
+    app[BODIES] = BodyBudget(
+        settings.max_body_bytes_in_flight, settings.max_body_bytes, app[METRICS]
+    )
     app.cleanup_ctx.extend(
         [lambda app: services_ctx(app, open_backend, connect), model_refresh_ctx]
     )

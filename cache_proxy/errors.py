@@ -103,7 +103,8 @@ class ValidationFailed(ApiError):
 
 class Overloaded(ApiError):
     """Work waited past `ADMISSION_TIMEOUT_SECONDS` or was shed from a full
-    queue, Triton's queue is full (if its config sets a queue policy), or
+    queue, Triton's queue is full (if its config sets a queue policy),
+    `MAX_BODY_BYTES_IN_FLIGHT` of request bodies are held, or
     `MAX_CONNECTIONS` are all busy (with `Retry-After`)."""
 
     status = 429

@@ -2,6 +2,7 @@
 
 from aiohttp import web
 
+from cache_proxy.bodies import BodyBudget
 from cache_proxy.drain import Drain
 from cache_proxy.metrics import Metrics
 from cache_proxy.predictor import Predictor
@@ -13,6 +14,7 @@ METRICS = web.AppKey("metrics", Metrics)
 DRAIN = web.AppKey("drain", Drain)
 PREDICTOR = web.AppKey("predictor", Predictor)
 LIMITER = web.AppKey("limiter", RateLimiter)
+BODIES = web.AppKey("bodies", BodyBudget)
 
 CLIENT = web.RequestKey("client", str)  # fair-share and rate-limit identity
 RATE_DECISION = web.RequestKey("rate_decision", Decision)  # the latest, for X-RateLimit-*

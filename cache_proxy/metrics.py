@@ -105,6 +105,11 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.body_bytes_held = Gauge(
+            "proxy_body_bytes_held",
+            "Request body bytes held now (MAX_BODY_BYTES_IN_FLIGHT bounds them)",
+            registry=r,
+        )
         self.ratelimit_skipped = Counter(
             "proxy_ratelimit_skipped",
             "Requests let through unchecked because Redis was unavailable (fail open)",
@@ -124,6 +129,7 @@ class Metrics:
         "connection_cap",
         "idle_connection_closed",
         "unauthorized",
+        "body_budget",
     )
 
     def shed(self, reason: str, cost: int = 0) -> None:

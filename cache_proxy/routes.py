@@ -10,19 +10,38 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from swagger_ui import api_doc
 
+from cache_proxy.bodies import body_bound
 from cache_proxy.body import read_body
 from cache_proxy.contract import parse_texts, unique
-from cache_proxy.keys import CLIENT, DRAIN, LIMITER, METRICS, PREDICTOR, RATE_DECISION, SETTINGS
+from cache_proxy.keys import (
+    BODIES,
+    CLIENT,
+    DRAIN,
+    LIMITER,
+    METRICS,
+    PREDICTOR,
+    RATE_DECISION,
+    SETTINGS,
+)
 from cache_proxy.openapi import openapi_spec
 from cache_proxy.predictor import Spend
 
 
 async def predict(request: web.Request) -> web.Response:
+    """Holds the body's bytes from before it is read until the answer (bodies.py)."""
     started = time.monotonic()
+    settings = request.app[SETTINGS]
+    with request.app[BODIES].hold(body_bound(request, settings.max_body_bytes)) as held:
+        body = await read_body(request, settings.max_body_bytes, settings.body_timeout_seconds)
+        held.resize(len(body))
+        texts = parse_texts(body, settings.max_texts, settings.max_text_chars)
+        del body
+        return await answer(request, texts, started)
+
+
+async def answer(request: web.Request, texts: list[str], started: float) -> web.Response:
     app = request.app
     settings = app[SETTINGS]
-    body = await read_body(request, settings.max_body_bytes, settings.body_timeout_seconds)
-    texts = parse_texts(body, settings.max_texts, settings.max_text_chars)
     app[METRICS].texts_per_request.observe(len(texts))
     client, predictor, limiter = request[CLIENT], app[PREDICTOR], app[LIMITER]
     # Reserve the base unit and what every text could cost before any work;

@@ -58,6 +58,12 @@ class Settings(BaseModel):
     max_body_bytes: int = 1024 * 1024
     """Largest accepted request body, before and after decompression; larger
     gets 413."""
+    max_body_bytes_in_flight: int = 16 * 1024 * 1024
+    """Request body bytes this replica holds at once (a body counts its
+    Content-Length, or MAX_BODY_BYTES when compressed or chunked, until
+    decoded), from before it is read until its answer is sent; past it 429
+    overloaded. A body byte can cost about 6 bytes of memory (raw, decoded,
+    parsed strings): 16 MiB keeps requests near 100 MiB of a 256 MiB pod."""
     max_texts: int = 256
     """Most texts in one request; more gets 413."""
     max_text_chars: int = 20_000

@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 from cache_proxy.app import create_app
 from cache_proxy.backend import Backend, ModelIdentity
 from cache_proxy.errors import ApiError, BackendFailed, BackendUnavailable, Overloaded
-from cache_proxy.keys import PREDICTOR
+from cache_proxy.keys import BODIES, PREDICTOR
 from cache_proxy.metrics import Metrics
 from cache_proxy.settings import Settings
 from tests.wordpiece import bert_like_json
@@ -403,3 +403,25 @@ async def test_the_model_refresh_loop_outlives_an_unexpected_error(
     predictor = client.app[PREDICTOR]
     await until(lambda: predictor.tracker.current is not None)  # learned after the errors
     assert model.identity_failures == 0
+
+
+async def test_request_bodies_held_at_once_are_bounded(make_client: Any, model: FakeModel) -> None:
+    """Two bodies of ~4,000 decoded bytes held (their requests wait on the
+    model) fill the budget for large bodies: a third is refused before it is
+    read, while a small request still passes; all of it is given back."""
+    client = await make_client(max_body_bytes=4096, max_body_bytes_in_flight=10_000)
+    model.gate = asyncio.Event()
+    big = [gzip.compress(json.dumps({"text": [f"{n} " + "x" * 3900]}).encode()) for n in range(3)]
+    gzipped = {"Content-Encoding": "gzip"}
+    held = [asyncio.ensure_future(predict(client, [], data=b, headers=gzipped)) for b in big[:2]]
+    bodies = client.app[BODIES]
+    await until(lambda: bodies.held > 7800)
+    status, _, body = await predict(client, [], data=big[2], headers=gzipped)
+    assert (status, body["error_type"]) == (429, "overloaded")
+    assert "request bodies" in body["error"]
+    small_done = asyncio.ensure_future(predict(client, ["small"]))
+    await asyncio.sleep(0.05)
+    assert not small_done.done()  # admitted past the body budget: waits for the model
+    model.gate.set()
+    assert [status for status, _, _ in await asyncio.gather(*held, small_done)] == [200] * 3
+    assert bodies.held == 0
