@@ -113,9 +113,15 @@ class PredictionCache:
             self.breaker.trip(exc)
 
     async def ping(self) -> str:
-        """Check Redis now (for readiness); returns the resulting state."""
+        """Check Redis now (for readiness); returns the resulting state. A PING
+        that answers never closes an open breaker: Redis may answer PING and
+        still fail the calls that tripped it, and readiness probes must not
+        send every request back to a failing Redis; the breaker's own timer
+        and the next real call decide."""
         if self.redis is None:
             return "disabled"
+        if self.breaker.open:
+            return "degraded"
         try:
             if isinstance(self.redis, RedisCluster):
                 # every shard holds part of the cache: all must answer
@@ -125,5 +131,5 @@ class PredictionCache:
         except REDIS_ERRORS as exc:
             self.breaker.trip(exc)
             return "degraded"
-        self.breaker.reset()
+        self.metrics.redis_up.set(1)
         return "ok"

@@ -35,6 +35,7 @@ IDENTITY_TIMEOUT_SECONDS = 2.0
 MODEL_CHANGES_PER_REQUEST = 2  # more within one request: 503, retry
 RETRY_PAUSE_SECONDS = 0.02  # grows linearly between asks that reach a retired model
 TOKENIZER_RETRY_SECONDS = 30.0  # after a failed tokenizer fetch
+READY_MAX_AGE_SECONDS = 1.0  # readiness answers from a check at most this old
 # Triton computes what it was sent (it cannot cancel), so a granted chunk waits
 # for its answer past its request's deadline; longer than this, Triton is stuck.
 ANSWER_TIMEOUT_SECONDS = 60.0
@@ -142,6 +143,7 @@ class Predictor:
         self.max_chunk_rows = max_chunk_rows
         self.request_seconds = request_seconds  # a request's deadline
         self.answering: set[asyncio.Task[Any]] = set()  # granted chunks awaiting Triton
+        self.readiness: tuple[float, asyncio.Task[dict[str, Any]]] | None = None
         self.tracker = ModelTracker()
         self.flights: SingleFlight[Outcome] = SingleFlight()
         self.costs = CHARACTER_BOUND  # replaced by the served model's tokenizer (load_tokenizer)
@@ -256,9 +258,18 @@ class Predictor:
         log.info("costs: tokens counted with model %s's tokenizer", identity.fingerprint)
 
     async def ready(self, probe_seconds: float) -> dict[str, Any]:
-        """Readiness: `ready` when Triton's model is ready; `degraded` when
-        Triton does not answer but the identity is known (cached answers are
-        still served); `not_ready` before the identity was ever learned."""
+        """Readiness, from a check at most READY_MAX_AGE_SECONDS old: probes and
+        anyone else calling /health/ready share one check (it asks Triton and
+        PINGs Redis), so calling it often costs nothing more."""
+        now = time.monotonic()
+        if self.readiness is None or now - self.readiness[0] > READY_MAX_AGE_SECONDS:
+            self.readiness = now, asyncio.ensure_future(self._check_ready(probe_seconds))
+        return dict(await asyncio.shield(self.readiness[1]))
+
+    async def _check_ready(self, probe_seconds: float) -> dict[str, Any]:
+        """`ready` when Triton's model is ready; `degraded` when Triton does not
+        answer but the identity is known (cached answers are still served);
+        `not_ready` before the identity was ever learned."""
         triton_ready = await self.backend.model_ready(probe_seconds)
         identity = await self.identity() if triton_ready else self.tracker.current
         status = "ready" if triton_ready else "degraded"

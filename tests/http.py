@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -37,6 +38,21 @@ def request(
 def predict(url: str, texts: list[str]) -> Reply:
     """POST /predict the way the original k6 script does: no Content-Type."""
     return request("POST", f"{url}/predict", json.dumps({"text": texts}).encode())
+
+
+READY_MAX_AGE = 1.0  # cache_proxy.predictor.READY_MAX_AGE_SECONDS
+
+
+def readiness(url: str, field: str, expected: str, seconds: float = READY_MAX_AGE + 2) -> Reply:
+    """/health/ready once its `field` reads `expected`: readiness answers from
+    a check up to a second old, so a change shows within that (plus a probe).
+    The last reply, for the caller to assert on, if it never does."""
+    deadline = time.monotonic() + seconds
+    while True:
+        reply = request("GET", f"{url}/health/ready", timeout=seconds)
+        if reply.json().get(field) == expected or time.monotonic() > deadline:
+            return reply
+        time.sleep(0.1)
 
 
 def scores(reply: Reply) -> list[list[float]]:

@@ -272,6 +272,7 @@ async def test_readiness_degrades_but_stays_up_when_the_model_fails(
     async with client.get("/health/ready") as response:
         assert (response.status, (await response.json())["status"]) == (200, "ready")
     model.failure = BackendUnavailable("down")
+    client.app[PREDICTOR].readiness = None  # past the one-second readiness cache
     async with client.get("/health/ready") as response:
         assert (response.status, (await response.json())["status"]) == (200, "degraded")
 
@@ -425,3 +426,27 @@ async def test_request_bodies_held_at_once_are_bounded(make_client: Any, model: 
     model.gate.set()
     assert [status for status, _, _ in await asyncio.gather(*held, small_done)] == [200] * 3
     assert bodies.held == 0
+
+
+async def test_readiness_is_one_check_a_second_and_never_closes_the_redis_breaker(
+    make_client: Any, model: FakeModel
+) -> None:
+    client = await make_client()
+    checks: list[float] = []
+    ready = model.model_ready
+
+    async def counted(max_wait: float) -> bool:
+        checks.append(max_wait)
+        return await ready(max_wait)
+
+    model.model_ready = counted  # type: ignore[method-assign]
+    for _ in range(20):
+        async with client.get("/health/ready") as response:
+            assert response.status == 200
+    assert len(checks) == 1  # a probe storm asks Triton once a second
+    predictor = client.app[PREDICTOR]
+    predictor.cache.breaker.trip(ConnectionError("redis failing its calls"))
+    predictor.readiness = None  # the next check runs now
+    async with client.get("/health/ready") as response:
+        assert (await response.json())["redis"] == "degraded"
+    assert predictor.cache.breaker.open  # a PING that answers does not close it

@@ -12,7 +12,7 @@ import pytest
 
 from devstack.launch import start_redis
 from devstack.process import free_port
-from tests.http import predict, request
+from tests.http import predict, readiness
 from tests.stack import ProxyFactory
 
 pytestmark = pytest.mark.integration
@@ -51,7 +51,7 @@ def test_redis_stopped_then_restarted(
             reply = predict(url, [text, f"during outage {uuid.uuid4()}"])
             assert reply.status == 200
             assert reply.headers["X-Cache"] == "miss"  # cache bypassed, Triton answers
-        ready = request("GET", f"{url}/health/ready")
+        ready = readiness(url, "redis", "degraded")
         assert (ready.status, ready.json()["redis"]) == (200, "degraded")
 
         redis, _ = start_redis(logs_dir, port=port, workdir=tmp_path)  # empty: nothing persisted
@@ -59,6 +59,6 @@ def test_redis_stopped_then_restarted(
         again = f"after outage {uuid.uuid4()}"
         assert predict(url, [again]).headers["X-Cache"] == "miss"
         assert predict(url, [again]).headers["X-Cache"] == "hit"
-        assert request("GET", f"{url}/health/ready").json()["redis"] == "ok"
+        assert readiness(url, "redis", "ok").json()["redis"] == "ok"
     finally:
         redis.stop()  # never leave a server behind a failed test
