@@ -65,11 +65,12 @@ class Tally:
 class Target:
     host: str
     port: int
+    headers: tuple[tuple[str, str], ...] = ()  # sent with every POST (an API key)
 
     @classmethod
-    def of(cls, url: str) -> Target:
+    def of(cls, url: str, headers: dict[str, str] | None = None) -> Target:
         parts = urlsplit(url)
-        return cls(parts.hostname or "127.0.0.1", parts.port or 80)
+        return cls(parts.hostname or "127.0.0.1", parts.port or 80, tuple((headers or {}).items()))
 
     def connection(self, timeout: float = 30) -> http.client.HTTPConnection:
         return http.client.HTTPConnection(self.host, self.port, timeout=timeout)
@@ -82,7 +83,7 @@ def post(target: Target, body: bytes, headers: dict[str, str] | None = None) -> 
     """POST /predict on a fresh connection; the status (0: no answer)."""
     conn = target.connection()
     try:
-        conn.request("POST", "/predict", body, headers or {})
+        conn.request("POST", "/predict", body, {**dict(target.headers), **(headers or {})})
         response = conn.getresponse()
         response.read()
         return response.status
@@ -92,9 +93,8 @@ def post(target: Target, body: bytes, headers: dict[str, str] | None = None) -> 
         conn.close()
 
 
-def honest_client(url: str, stop: threading.Event, tally: Tally) -> None:
+def honest_client(target: Target, stop: threading.Event, tally: Tally) -> None:
     """One never-seen sentence every HONEST_PERIOD_SECONDS until `stop`."""
-    target = Target.of(url)
     for n in itertools.count():
         if stop.is_set():
             return
@@ -227,7 +227,9 @@ def hang_up_flood(target: Target, stop: threading.Event, tally: Tally) -> None:
         texts = [f"{SENTENCES[i % len(SENTENCES)]} {uuid.uuid4().hex[:8]}" for i in range(64)]
         conn = target.connection(timeout=0.3)
         try:
-            conn.request("POST", "/predict", json.dumps({"text": texts}).encode())
+            conn.request(
+                "POST", "/predict", json.dumps({"text": texts}).encode(), dict(target.headers)
+            )
             response = conn.getresponse()
             response.read()
             tally.add(response.status)
@@ -260,16 +262,25 @@ ATTACKS: dict[str, tuple[Attack, int]] = {  # name -> (attack, threads)
 }
 
 
-def run(url: str, attack: str | None, seconds: float) -> tuple[Tally, Tally]:
-    """The honest client beside `attack` (None: alone) for `seconds`:
-    (honest tally, attacker tally)."""
+def run(
+    url: str,
+    attack: str | None,
+    seconds: float,
+    *,
+    threads: int | None = None,
+    honest_headers: dict[str, str] | None = None,
+    attack_headers: dict[str, str] | None = None,
+) -> tuple[Tally, Tally]:
+    """The honest client beside `attack` (None: alone) from `threads` threads
+    (default: the attack's own count) for `seconds`: (honest tally, attacker tally)."""
     honest, hostile, stop = Tally(), Tally(), threading.Event()
-    target = Target.of(url)
-    attackers = [] if attack is None else [ATTACKS[attack][0]] * ATTACKS[attack][1]
+    target = Target.of(url, attack_headers)
+    count = 0 if attack is None else threads or ATTACKS[attack][1]
+    attackers = [] if attack is None else [ATTACKS[attack][0]] * count
     with ThreadPoolExecutor(1 + len(attackers)) as pool:
         futures = [pool.submit(fn, target, stop, hostile) for fn in attackers]
         time.sleep(0.5 if attackers else 0)  # the attack is under way first
-        futures.append(pool.submit(honest_client, url, stop, honest))
+        futures.append(pool.submit(honest_client, Target.of(url, honest_headers), stop, honest))
         time.sleep(seconds)
         stop.set()
         for future in futures:

@@ -213,7 +213,7 @@ def main() -> int:
         if "under-attack" in steps:
             seconds = ATTACK_SECONDS[mode]
             step(f"under attack: the honest client alone, then beside each attack, {seconds} s")
-            results["under_attack"] = under_attack.run_all(ours, seconds, step)
+            results["under_attack"] = under_attack.run_all(ours, seconds, step, raw)
     finally:
         prometheus.stop()
         ours.stop()

@@ -35,6 +35,7 @@ class System:
     servers: list[ServerProcess] = field(default_factory=list)
     metrics_targets: tuple[str, str] | None = None  # ours: (proxy, triton metrics) host:port
     k6_env: dict[str, str] = field(default_factory=dict)  # how k6 talks to it (perf/k6/lib.js)
+    proxy_settings: dict[str, str] = field(default_factory=dict)  # ours: how its proxy was started
 
     def pids(self) -> list[int]:
         return [s.process.pid for s in self.servers if s.process is not None]
@@ -114,7 +115,8 @@ def start_ours(checkpoint: Path, logs: Path, engine: str = "auto") -> System:
         triton, triton_url, ports = serve_triton(checkpoint, engines, logs, "ours", config)
         system.servers.append(triton)
         redis_url = f"redis://127.0.0.1:{redis_port}/0"
-        proxy = start_proxy(logs, triton_url=triton_url, redis_url=redis_url)
+        system.proxy_settings = {"triton_url": triton_url, "redis_url": redis_url}
+        proxy = start_proxy(logs, **system.proxy_settings)
         system.servers.append(proxy)
         system.url = proxy.url
         system.metrics_targets = (proxy.url.removeprefix("http://"), f"127.0.0.1:{ports.metrics}")

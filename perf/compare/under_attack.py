@@ -4,16 +4,21 @@ alone, then beside each attack, against our stack; one row each."""
 from __future__ import annotations
 
 import contextlib
+import json
 import re
+import statistics
 import threading
+import time
 import urllib.request
 from collections import Counter
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import psutil
 
-from perf.attacks import ATTACKS, HONEST_PERIOD_SECONDS, Tally, run
+from devstack.launch import start_proxy
+from perf.attacks import ATTACKS, HONEST_PERIOD_SECONDS, Tally, Target, long_text, post, run
 from perf.compare.stats import percentile
 from perf.compare.systems import System
 from perf.procstat import resident_mib
@@ -57,12 +62,15 @@ def server_pid(system: System, prefix: str) -> int | None:
     return None
 
 
-def sample(system: System, stop: threading.Event, peaks: Peaks) -> None:
-    proxy, triton = server_pid(system, "proxy"), server_pid(system, "triton")
+def sample(system: System, stop: threading.Event, peaks: Peaks, proxy_url: str) -> None:
+    proxy, triton = (
+        server_pid(system, f"proxy-{proxy_url.rsplit(':', 1)[-1]}"),
+        server_pid(system, "triton"),
+    )
     stubs = []
     with contextlib.suppress(psutil.Error):
         stubs = [c.pid for c in psutil.Process(triton).children()] if triton else []
-    targets = system.metrics_targets or ("", "")
+    targets = (proxy_url.removeprefix("http://"), (system.metrics_targets or ("", ""))[1])
     while not stop.wait(SAMPLE_SECONDS):
         peaks.rss_mib = max(peaks.rss_mib, system.resident_mib())
         peaks.proxy_mib = max(peaks.proxy_mib, resident_mib(proxy) if proxy else 0.0)
@@ -76,13 +84,18 @@ def sample(system: System, stop: threading.Event, peaks: Peaks) -> None:
         peaks.budget = gauge(ours, "proxy_inflight_budget_cost")
 
 
-def measure(system: System, attack: str | None, seconds: float) -> dict[str, Any]:
+def measure(
+    system: System, attack: str | None, seconds: float, url: str = "", **how: Any
+) -> dict[str, Any]:
+    """One row: the honest client beside `attack` on `url` (default: ours'
+    proxy); `how`: perf.attacks.run's keyword arguments."""
+    url = url or system.url
     system.flush_cache()
     peaks, stop = Peaks(rss_mib=system.resident_mib()), threading.Event()
-    sampler = threading.Thread(target=sample, args=(system, stop, peaks))
+    sampler = threading.Thread(target=sample, args=(system, stop, peaks, url))
     sampler.start()
     try:
-        honest, hostile = run(system.url, attack, seconds)
+        honest, hostile = run(url, attack, seconds, **how)
     finally:
         stop.set()
         sampler.join()
@@ -121,20 +134,67 @@ def met(row: dict[str, Any]) -> bool:
     )
 
 
-def run_all(system: System, seconds: float, log: Any) -> list[dict[str, Any]]:
+RATE_LIMIT = {"rate_limit_per_second": "200", "rate_limit_burst": "2000"}
+KEYS = {"honest": "honest-key", "attacker": "attacker-key"}
+RATE_LIMITED_THREADS = 16  # concurrent cache-busting requests, 256 new texts each
+
+
+def rate_limited_row(system: System, seconds: float, logs: Path) -> dict[str, Any]:
+    """A proxy beside ours' (same Triton and Redis) with a rate limit and API
+    keys, so the honest client and the attacker are two clients: the attacker
+    busts the cache from RATE_LIMITED_THREADS concurrent requests."""
+    proxy = start_proxy(
+        logs, **system.proxy_settings, **RATE_LIMIT, api_keys=",".join(KEYS.values())
+    )
+    system.servers.append(proxy)  # counted in the row's memory, stopped with ours
+    bearer = {name: {"Authorization": f"Bearer {key}"} for name, key in KEYS.items()}
+    row = measure(
+        system,
+        "cache-busting",
+        seconds,
+        proxy.url,
+        threads=RATE_LIMITED_THREADS,
+        honest_headers=bearer["honest"],
+        attack_headers=bearer["attacker"],
+    )
+    row["attack"] = (
+        f"cache-busting x{RATE_LIMITED_THREADS} concurrent, "
+        f"RATE_LIMIT_PER_SECOND={RATE_LIMIT['rate_limit_per_second']}"
+    )
+    return row
+
+
+def long_text_ms(url: str, times: int = 3) -> float:
+    """The median time of a never-seen 512-token text alone: the floor of an
+    honest request's wait on this CPU, which one such text ahead of it sets."""
+    target, took = Target.of(url), []
+    for _ in range(times):
+        started = time.monotonic()
+        assert post(target, json.dumps({"text": [long_text()]}).encode()) == 200
+        took.append((time.monotonic() - started) * 1000)
+    return statistics.median(took)
+
+
+def run_all(system: System, seconds: float, log: Any, logs: Path) -> dict[str, Any]:
+    floor = long_text_ms(system.url)
+    log(f"  one never-seen 512-token text alone: {floor:.0f} ms (the floor of a wait)")
     rows = []
-    for attack in (None, *ATTACKS):
-        rows.append(measure(system, attack, seconds))
+    for attack in (*((None, *ATTACKS)), "rate-limited"):
+        if attack == "rate-limited":
+            rows.append(rate_limited_row(system, seconds, logs))
+        else:
+            rows.append(measure(system, attack, seconds))
         row = rows[-1]
         log(
             f"  {row['attack']:17s} honest {row['honest_success']:.1%} of "
             f"{row['honest_requests']}, p50 {row['p50_ms']:.0f} ms, p99 {row['p99_ms']:.0f} ms; "
             f"attacker {row['attacker_statuses']}"
         )
-    return rows
+    return {"rows": rows, "long_text_ms": floor}
 
 
-def table(rows: list[dict[str, Any]]) -> list[str]:
+def table(results: dict[str, Any]) -> list[str]:
+    rows = results["rows"]
     lines = [
         "| attack | honest requests | honest 200 | p50 ms | p99 ms | goal (all 200, p99 < 2 s, "
         "attacker no 5xx, Triton queue <= proxy count, proxy < 256 MiB) | attacker answers "
@@ -156,11 +216,21 @@ def table(rows: list[dict[str, Any]]) -> list[str]:
             f"{peaks.get('stub_mib', 0):.0f} / {row['peak_rss_mib']:.0f} | "
             f"{peaks.get('capacity', 0):.0f}, {peaks.get('budget', 0):.0f} |"
         )
-    return lines
+    return [
+        f"One never-seen 512-token text alone took {results['long_text_ms']:.0f} ms (median of "
+        "3): an honest request may wait for one such text already running, so this is the "
+        "floor its p99 stands on.",
+        "",
+        *lines,
+    ]
 
 
 WHAT = (
-    "our stack with default settings (standin-base, int8), caches flushed before each row. "
+    "our stack with default settings (standin-base, engine auto), caches flushed before each "
+    "row; the last row runs a second proxy on the same Triton and Redis with "
+    f"RATE_LIMIT_PER_SECOND={RATE_LIMIT['rate_limit_per_second']} "
+    f"(burst {RATE_LIMIT['rate_limit_burst']}) and API keys, the attacker busting the cache "
+    f"from {RATE_LIMITED_THREADS} concurrent requests with its own key. "
     f"The honest client sends one never-seen SST-2-like sentence every "
     f"{HONEST_PERIOD_SECONDS * 1000:.0f} ms on a new connection; each attack runs from its "
     "own threads (perf/attacks.py) from 0.5 s before the honest client starts until it "
