@@ -106,11 +106,16 @@ async def services_ctx(
     redis = connect(settings)
     breaker = RedisBreaker(settings.redis_retry_seconds, metrics)
     cache = PredictionCache(redis, ttl=settings.cache_ttl_seconds, breaker=breaker, metrics=metrics)
+    buckets, buckets_breaker = redis, breaker
+    if settings.rate_limit_redis_url:  # a Redis of their own, with a breaker of its own
+        own = {"redis_url": settings.rate_limit_redis_url, "redis_cluster": False}
+        buckets = connect(settings.model_copy(update=own))
+        buckets_breaker = RedisBreaker(settings.redis_retry_seconds, metrics, of_cache=False)
     app[LIMITER] = RateLimiter(
-        redis,
+        buckets,
         rate=settings.rate_limit_per_second,
         burst=settings.rate_limit_burst,
-        breaker=breaker,
+        breaker=buckets_breaker,
         metrics=metrics,
     )
     log.info("cache: %s (%s)", await cache.ping(), redacted(settings.redis_url) or "disabled")
@@ -119,7 +124,11 @@ async def services_ctx(
             "rate limit: %g cost units/s per client, burst %d%s",
             settings.rate_limit_per_second,
             settings.rate_limit_burst,
-            "" if redis is not None else " (NOT enforced: needs REDIS_URL)",
+            f" in {redacted(settings.rate_limit_redis_url)}"
+            if settings.rate_limit_redis_url
+            else ""
+            if redis is not None
+            else " (NOT enforced: needs REDIS_URL)",
         )
     admission = Admission(
         settings.max_inflight_cost,
@@ -140,8 +149,8 @@ async def services_ctx(
             )
             yield
     finally:
-        if redis is not None:
-            await redis.aclose()
+        for client in {id(c): c for c in (redis, buckets) if c is not None}.values():
+            await client.aclose()
 
 
 async def model_refresh_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -21,9 +21,10 @@ REDIS_ERRORS = (RedisError, RedisClusterException, OSError, TimeoutError)
 
 
 class RedisBreaker:
-    def __init__(self, retry_seconds: float, metrics: Metrics) -> None:
+    def __init__(self, retry_seconds: float, metrics: Metrics, *, of_cache: bool = True) -> None:
         self.retry_seconds = retry_seconds
         self.metrics = metrics
+        self.of_cache = of_cache  # its state is proxy_redis_up (the rate limit's own Redis: not)
         self._open_until = 0.0
 
     @property
@@ -39,8 +40,10 @@ class RedisBreaker:
                 self.retry_seconds,
             )
         self._open_until = time.monotonic() + self.retry_seconds
-        self.metrics.redis_up.set(0)
+        if self.of_cache:
+            self.metrics.redis_up.set(0)
 
     def reset(self) -> None:
         self._open_until = 0.0
-        self.metrics.redis_up.set(1)
+        if self.of_cache:
+            self.metrics.redis_up.set(1)

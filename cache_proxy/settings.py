@@ -110,6 +110,11 @@ class Settings(BaseModel):
     cost before it runs and pays 1 plus the cost it sent to the model (cache
     hits refunded; work sent for a request that then failed is paid); a
     refused API key costs its address 1. 0: no rate limit."""
+    rate_limit_redis_url: str = ""
+    """Redis for the rate limit's buckets, when not REDIS_URL's (empty). The
+    manifests give them a Redis of their own that never evicts, so no flood
+    of cache writes can evict a bucket and forgive a client's debt. Same
+    password (REDIS_PASSWORD); not a cluster."""
     rate_limit_burst: int = 2048
     """Token bucket size in cost units; a request that may cost more than the
     bucket holds passes only when it is full, and may leave it in debt."""

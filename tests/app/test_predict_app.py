@@ -450,3 +450,31 @@ async def test_readiness_is_one_check_a_second_and_never_closes_the_redis_breake
     async with client.get("/health/ready") as response:
         assert (await response.json())["redis"] == "degraded"
     assert predictor.cache.breaker.open  # a PING that answers does not close it
+
+
+async def test_rate_limit_buckets_can_live_in_a_redis_of_their_own(
+    aiohttp_client: AiohttpClient, model: FakeModel
+) -> None:
+    """RATE_LIMIT_REDIS_URL: buckets there, cache entries in REDIS_URL's Redis."""
+    redises: dict[str, FakeAsyncRedis] = {}
+
+    @asynccontextmanager
+    async def open_backend(s: Settings, metrics: Metrics) -> AsyncIterator[Backend]:
+        yield model
+
+    settings = Settings(
+        redis_url="redis://cache",
+        rate_limit_redis_url="redis://buckets",
+        rate_limit_per_second=1,
+        model_refresh_seconds=3600,
+    )
+    app = create_app(
+        settings, open_backend, lambda s: redises.setdefault(s.redis_url, FakeAsyncRedis())
+    )
+    client: TestClient = await aiohttp_client(app)
+    status, headers, _ = await predict(client, ["kept apart"])
+    assert (status, "X-RateLimit-Remaining" in headers) == (200, True)
+    cache_keys = await redises["redis://cache"].keys("*")
+    bucket_keys = await redises["redis://buckets"].keys("*")
+    assert cache_keys and all(b":ratelimit:" not in key for key in cache_keys)
+    assert bucket_keys and all(b":ratelimit:" in key for key in bucket_keys)

@@ -227,6 +227,32 @@ def test_redis_requires_a_password_from_a_secret_the_proxy_also_reads(overlay: s
                     ref = entry["valueFrom"]["secretKeyRef"]
                     assert not ref.get("optional"), name
                     refs[name] = ref["name"]
-    assert set(refs) == {"sst2-redis", "sst2-proxy"} and len(set(refs.values())) == 1
+    assert set(refs) == {"sst2-redis", "sst2-ratelimit", "sst2-proxy"}
+    assert len(set(refs.values())) == 1
     (redis,) = [t for n, t in pod_templates(objects) if n == "sst2-redis"]
     assert '--requirepass "$REDIS_PASSWORD"' in redis["spec"]["containers"][0]["args"][0]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_rate_limit_buckets_live_in_a_redis_that_never_evicts(overlay: str) -> None:
+    """In the cache's LRU Redis a flood of cache writes could evict a bucket and
+    forgive a client's debt: the buckets get a Redis of their own."""
+    objects = render(overlay)
+    (config,) = [
+        c
+        for c in of_kind(objects, "ConfigMap")
+        if c["metadata"]["name"].startswith("sst2-proxy-config")
+    ]
+    url = config["data"]["RATE_LIMIT_REDIS_URL"]
+    services = {s["metadata"]["name"]: s for s in of_kind(objects, "Service")}
+    host, port = url.removeprefix("redis://").split("/")[0].split(":")
+    assert int(port) in {p["port"] for p in services[host]["spec"]["ports"]}
+    assert host != config["data"]["REDIS_URL"].removeprefix("redis://").split(":")[0]
+    (limits,) = [
+        c
+        for c in of_kind(objects, "ConfigMap")
+        if c["metadata"]["name"].startswith("sst2-ratelimit-config")
+    ]
+    conf = limits["data"]["ratelimit.conf"]
+    assert re.search(r"^maxmemory-policy noeviction$", conf, re.M)
+    assert re.search(rf"^port {port}$", conf, re.M)
