@@ -115,7 +115,13 @@ def start_ours(checkpoint: Path, logs: Path, engine: str = "auto") -> System:
         triton, triton_url, ports = serve_triton(checkpoint, engines, logs, "ours", config)
         system.servers.append(triton)
         redis_url = f"redis://127.0.0.1:{redis_port}/0"
-        system.proxy_settings = {"triton_url": triton_url, "redis_url": redis_url}
+        # as behind the ingress (k8s overlays): X-Forwarded-For through a trusted
+        # hop tells clients apart (the under-attack step's honest client and attacker)
+        system.proxy_settings = {
+            "triton_url": triton_url,
+            "redis_url": redis_url,
+            "trusted_proxies": "127.0.0.1",
+        }
         proxy = start_proxy(logs, **system.proxy_settings)
         system.servers.append(proxy)
         system.url = proxy.url

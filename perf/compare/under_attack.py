@@ -90,6 +90,7 @@ def measure(
     """One row: the honest client beside `attack` on `url` (default: ours'
     proxy); `how`: perf.attacks.run's keyword arguments."""
     url = url or system.url
+    how = {"honest_headers": HONEST, "attack_headers": ATTACKER, **how}
     system.flush_cache()
     peaks, stop = Peaks(rss_mib=system.resident_mib()), threading.Event()
     sampler = threading.Thread(target=sample, args=(system, stop, peaks, url))
@@ -135,6 +136,9 @@ def met(row: dict[str, Any]) -> bool:
 
 
 RATE_LIMIT = {"rate_limit_per_second": "200", "rate_limit_burst": "2000"}
+# Two clients, as the ingress tells them apart (ours' proxy trusts the loopback hop)
+HONEST = {"X-Forwarded-For": "198.51.100.7"}
+ATTACKER = {"X-Forwarded-For": "203.0.113.66"}
 KEYS = {"honest": "honest-key", "attacker": "attacker-key"}
 RATE_LIMITED_THREADS = 16  # concurrent cache-busting requests, 256 new texts each
 
@@ -154,8 +158,8 @@ def rate_limited_row(system: System, seconds: float, logs: Path) -> dict[str, An
         seconds,
         proxy.url,
         threads=RATE_LIMITED_THREADS,
-        honest_headers=bearer["honest"],
-        attack_headers=bearer["attacker"],
+        honest_headers={**HONEST, **bearer["honest"]},
+        attack_headers={**ATTACKER, **bearer["attacker"]},
     )
     row["attack"] = (
         f"cache-busting x{RATE_LIMITED_THREADS} concurrent, "
@@ -226,8 +230,11 @@ def table(results: dict[str, Any]) -> list[str]:
 
 
 WHAT = (
-    "our stack with default settings (standin-base, engine auto), caches flushed before each "
-    "row; the last row runs a second proxy on the same Triton and Redis with "
+    "our stack with default settings (standin-base, engine auto) but TRUSTED_PROXIES=127.0.0.1, "
+    "as behind the ingress: the honest client and the attacker are two clients, told apart "
+    f"by X-Forwarded-For ({HONEST['X-Forwarded-For']} and {ATTACKER['X-Forwarded-For']}). "
+    "Caches flushed before each row; the last row runs a second proxy on the same Triton "
+    "and Redis with "
     f"RATE_LIMIT_PER_SECOND={RATE_LIMIT['rate_limit_per_second']} "
     f"(burst {RATE_LIMIT['rate_limit_burst']}) and API keys, the attacker busting the cache "
     f"from {RATE_LIMITED_THREADS} concurrent requests with its own key. "
