@@ -219,6 +219,7 @@ class Admission:
             if granted(waiter):  # the grant and the timeout crossed: take the grant
                 return
             self._shed(waiter, "admission_timeout")
+            self._dispatch()  # it may have blocked smaller waiters behind it
             raise Overloaded(
                 f"waited {max_wait:.1f}s for the model; retry shortly",
             ) from None
@@ -227,6 +228,7 @@ class Admission:
                 self.release(client, cost, answered=False)
             else:
                 self._remove(waiter)
+                self._dispatch()  # it may have blocked smaller waiters behind it
             raise
         finally:
             self.metrics.admission_wait.observe(time.monotonic() - started)
@@ -250,35 +252,58 @@ class Admission:
         the request (flow) with the most queued, if this request's queued cost
         would be much cheaper (shedding for merely somewhat cheaper work lets a
         flood of similar requests knock out each other's chunks)."""
-        limit = self.queue_limit
-        while self.waiting and self.queued + cost > limit:
-            victim = self._victim(client, flow, cost)
-            if victim is None:
-                break
-            self._shed(victim, "queue_full")
-            if not victim.future.done():
-                victim.future.set_exception(Overloaded("shed for fairer work; retry shortly"))
-        if self.waiting and self.queued + cost > limit:
+        excess = self.queued + cost - self.queue_limit
+        if not self.waiting or excess <= 0:
+            return
+        victims = self._victims(client, flow, cost, excess)
+        if victims is None:  # shedding could not make room: shed nothing
             self.metrics.shed(reason="queue_full", cost=cost)
             raise Overloaded(
                 f"{self.queued} cost units already wait for the model; retry shortly",
             )
+        for victim in victims:
+            self._shed(victim, "queue_full")
+            if not victim.future.done():
+                victim.future.set_exception(Overloaded("shed for fairer work; retry shortly"))
+        self._dispatch()
 
-    def _victim(self, client: str, flow: Hashable, cost: int) -> Waiter | None:
-        longest = max(self.waiting, key=lambda c: self.queued_by_client[c])
-        if longest != client and self.queued_by_client[longest] > (
-            self.queued_by_client[client] + cost
+    def _victims(self, client: str, flow: Hashable, cost: int, excess: int) -> list[Waiter] | None:
+        """The waiters to shed for `excess` units of room, chosen one by one as
+        _make_room says, or None if they cannot make that much."""
+        left = {  # (client, flow) -> its waiters not chosen yet, oldest first
+            (c, f): list(q) for c, flows in self.waiting.items() for f, q in flows.items()
+        }
+        victims: list[Waiter] = []
+        while excess > 0:
+            victim = self._victim(left, client, flow, cost)
+            if victim is None:
+                return None
+            left[victim.client, victim.flow].pop()
+            victims.append(victim)
+            excess -= victim.cost
+        return victims
+
+    @staticmethod
+    def _victim(
+        left: dict[tuple[str, Hashable], list[Waiter]], client: str, flow: Hashable, cost: int
+    ) -> Waiter | None:
+        by_client: Counter[str] = Counter()
+        for (c, _), waiters in left.items():
+            by_client[c] += sum(w.cost for w in waiters)
+        longest = max(by_client, key=by_client.__getitem__, default=None)
+        if (
+            longest is not None
+            and longest != client
+            and by_client[longest] > (by_client[client] + cost)
         ):
-            return max(
-                (q[-1] for q in self.waiting[longest].values()), key=lambda w: w.seq
-            )  # its newest
-        flows = self.waiting.get(client, {})
-        queued = {f: sum(w.cost for w in q) for f, q in flows.items() if f != flow}
-        if not queued:
+            newest = [q[-1] for (c, _), q in left.items() if c == longest and q]
+            return max(newest, key=lambda w: w.seq)
+        queued = {f: sum(w.cost for w in q) for (c, f), q in left.items() if c == client and q}
+        mine = queued.pop(flow, 0) + cost
+        heaviest = max(queued, key=queued.__getitem__, default=None)
+        if heaviest is None or not much_cheaper(mine, queued[heaviest]):
             return None
-        heaviest = max(queued, key=queued.__getitem__)
-        mine = sum(w.cost for w in flows.get(flow, ())) + cost
-        return flows[heaviest][-1] if much_cheaper(mine, queued[heaviest]) else None
+        return left[client, heaviest][-1]
 
     def _next(self) -> Waiter:
         """The head of the flow that finishes first in virtual time, within the
@@ -331,10 +356,15 @@ class Admission:
         self._dispatch()
 
     def _forget_idle_clients(self) -> None:
-        """Bound the tags by the active clients and flows."""
+        """Bound the tags by the active clients: past twice their number, idle
+        clients are forgotten (forgiving at most their last chunk's share)."""
         active = len(self.waiting) + len(self.inflight_by_client)
         if len(self.clients.last) > 2 * active + 64:
-            self.clients.forget(lambda c: c in self.waiting or c in self.inflight_by_client)
+            self.clients.last = {
+                c: tag
+                for c, tag in self.clients.last.items()
+                if c in self.waiting or c in self.inflight_by_client
+            }
         for client, tags in self.flows.items():
             if len(tags.last) > 64:
                 tags.forget(self.waiting.get(client, {}).__contains__)
@@ -351,6 +381,8 @@ class Admission:
         if not flows:
             del self.waiting[waiter.client]
             self.clients.leave(waiter.client)
+            if waiter.client not in self.inflight_by_client:
+                self.flows.pop(waiter.client, None)  # its requests are done or gone
         self._queued(waiter, -waiter.cost)
 
     def _shed(self, waiter: Waiter, reason: str) -> None:

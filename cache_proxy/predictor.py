@@ -8,9 +8,11 @@ model that computed it. Model-change recomputes take the same path.
 
 Nothing is forgotten: a chunk granted admission was sent to Triton, which
 computes it whatever happens to the request, so it holds its budget until
-Triton answers and its answer is cached, even when its request has already
-failed or its client has left; the request's `Spend` counts it, and the rate
-limit charges it. Only chunks still waiting for admission are withdrawn.
+Triton answers, and its answer is then cached, even when its request has
+already failed or its client has left; the request's `Spend` counts it, and
+the rate limit charges it. Only chunks still waiting for admission are
+withdrawn. At shutdown, answers still coming for requests that already failed
+are dropped (the exit stays within SHUTDOWN_DELAY + SHUTDOWN_TIMEOUT).
 """
 
 from __future__ import annotations
@@ -112,20 +114,31 @@ def plan_chunks(costs: Sequence[int], max_cost: int, max_rows: int) -> list[rang
     return chunks
 
 
+class Abandoned(BackendUnavailable):
+    """The request computing a text gave up for reasons of its own (it was too
+    large, or it was cancelled): a request waiting for that text computes it."""
+
+
 async def wait_for_others(
     theirs: dict[str, asyncio.Future[Outcome]], deadline: float
 ) -> dict[str, Outcome]:
-    """Results of texts a concurrent request is looking up or computing."""
+    """Results of texts a concurrent request is looking up or computing; the
+    texts its owner abandoned are left out (the caller computes them)."""
     if not theirs:
         return {}
     try:
         async with asyncio.timeout(time_left(deadline)):
-            done = await asyncio.gather(*(asyncio.shield(f) for f in theirs.values()))
+            done = await asyncio.gather(
+                *(asyncio.shield(f) for f in theirs.values()), return_exceptions=True
+            )
     except TimeoutError:
         raise BackendUnavailable("deadline passed waiting for inference") from None
-    except ApiError as exc:  # the owner's error object is shared: raise a copy of our own
-        raise exc.copy() from None
-    return dict(zip(theirs, done, strict=True))
+    for result in done:
+        if isinstance(result, ApiError) and not isinstance(result, Abandoned):
+            raise result.copy() from None  # the owner's error is shared: a copy of our own
+        if isinstance(result, BaseException) and not isinstance(result, Abandoned):
+            raise result
+    return {t: r for t, r in zip(theirs, done, strict=True) if isinstance(r, Outcome)}
 
 
 class Predictor:
@@ -163,10 +176,11 @@ class Predictor:
         for _ in range(MODEL_CHANGES_PER_REQUEST + 1):
             outcomes, theirs = await self._serve(todo, client, deadline, spend)
             results.update(outcomes)
-            merged.update(t for t in theirs if not outcomes[t].cached)
+            merged.update(t for t in theirs if t in outcomes and not outcomes[t].cached)
             # The model changed while serving this request (some results were
-            # cached for, or computed by, the old one): those again, from the new one.
-            todo = self._outdated(results)
+            # cached for, or computed by, the old one): those again, from the new
+            # one; and the texts a concurrent request abandoned, by this one.
+            todo = self._outdated(results) + [t for t in todo if t not in results]
             if not todo:
                 break
         else:
@@ -205,8 +219,10 @@ class Predictor:
         except BaseException as exc:
             error = (
                 exc
-                if isinstance(exc, ApiError)
-                else BackendUnavailable("the request computing this text was abandoned; retry")
+                if isinstance(exc, ApiError) and not isinstance(exc, PayloadTooLarge)
+                # the owner's request was too large or gone, not these texts: waiters
+                # compute them themselves
+                else Abandoned("the request computing this text was abandoned; retry")
             )
             self.flights.fail(mine, error)  # releases only what was not resolved yet
             raise
@@ -262,8 +278,12 @@ class Predictor:
         anyone else calling /health/ready share one check (it asks Triton and
         PINGs Redis), so calling it often costs nothing more."""
         now = time.monotonic()
-        if self.readiness is None or now - self.readiness[0] > READY_MAX_AGE_SECONDS:
-            self.readiness = now, asyncio.ensure_future(self._check_ready(probe_seconds))
+        if self.readiness is None or (
+            self.readiness[1].done() and now - self.readiness[0] > READY_MAX_AGE_SECONDS
+        ):
+            check = asyncio.ensure_future(self._check_ready(probe_seconds))
+            check.add_done_callback(lambda task: task.cancelled() or task.exception())
+            self.readiness = now, check
         return dict(await asyncio.shield(self.readiness[1]))
 
     async def _check_ready(self, probe_seconds: float) -> dict[str, Any]:
@@ -327,7 +347,10 @@ class Predictor:
         Raises PayloadTooLarge, before any work, if they cannot be computed
         within a request's deadline at the model's learned capacity."""
         costs = await self.text_costs()(texts)
-        reason = too_large(sum(costs), self.admission.throughput.capacity, self.request_seconds)
+        throughput = self.admission.throughput  # no 413 before the capacity is known
+        reason = too_large(
+            sum(costs), throughput.capacity and throughput.best, self.request_seconds
+        )
         if reason is not None:
             raise PayloadTooLarge(reason)
         chunks = plan_chunks(costs, self.admission.chunk_cost, self.max_chunk_rows)

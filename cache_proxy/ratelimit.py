@@ -1,8 +1,10 @@
 """Per-client token bucket of cost units in Redis, shared by every replica.
 
-A request takes its base cost (1) before its body is read, then reserves the
-estimated cost of all its texts before any work starts, so concurrent
-requests cannot run ahead of the bucket: each one has paid before it runs.
+A /predict request reserves its base cost (1) and the estimated cost of all
+its texts once its body is read and before any work starts (the body budget,
+not the bucket, bounds what reading bodies costs), so concurrent requests
+cannot run ahead of the bucket: each one has paid before it runs. /model
+takes its 1 before it runs.
 When it ends, the reservation is settled against the cost it had admitted to
 the model (a failed request pays for work already sent): what cache hits and
 concurrent requests saved is refunded, never past a full bucket. A request

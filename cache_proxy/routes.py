@@ -54,8 +54,9 @@ async def answer(request: web.Request, texts: list[str], started: float) -> web.
         result = await predictor.predict(
             texts, client, deadline=started + settings.request_timeout_seconds, spend=spend
         )
-    finally:
-        if settled := await limiter.settle(client, reserved=estimate, spent=1 + spend.admitted):
+    finally:  # a reservation that failed open took nothing: settle from zero
+        taken = estimate if reserved is not None else 0
+        if settled := await limiter.settle(client, reserved=taken, spent=1 + spend.admitted):
             request[RATE_DECISION] = settled
     app[METRICS].singleflight_merged.inc(result.merged)
     headers = {

@@ -42,7 +42,9 @@ class Throughput:
     def finished(self, cost: int) -> None:
         """A chunk of `cost` units was answered."""
         saturated = self.calls > 1
-        interval = self._close()
+        now = self.clock()
+        interval, self.mark = max(0.0, now - self.mark), now
+        self.calls = max(0, self.calls - 1)
         decay = 0.5 ** (interval / self.half_life)
         self.units = self.units * decay + cost
         self.seconds = self.seconds * decay + interval
@@ -51,14 +53,11 @@ class Throughput:
             self.saturated_seconds = self.saturated_seconds * decay + interval
 
     def failed(self) -> None:
-        """A chunk ended without an answer: its interval counts for nothing."""
-        self._close()
-
-    def _close(self) -> float:
-        now = self.clock()
-        interval, self.mark = max(0.0, now - self.mark), now
+        """A chunk ended without an answer. Its time is not cut from the busy
+        interval of the chunks still in flight (the next answer counts it, so
+        failures never make the model look faster); alone, it counts for
+        nothing (a Triton that fails fast must not look fast either)."""
         self.calls = max(0, self.calls - 1)
-        return interval
 
     @property
     def rate(self) -> float | None:
@@ -73,8 +72,11 @@ class Throughput:
 
     @property
     def best(self) -> float | None:
-        """The capacity once known, else the rate."""
-        return self.capacity or self.rate
+        """The higher of capacity and rate once the capacity is known, else the
+        rate: a stall measured while chunks overlapped cannot pin the capacity
+        low for clients that never overlap again (the rate follows them)."""
+        capacity, rate = self.capacity, self.rate
+        return max(capacity, rate or 0.0) if capacity else rate
 
 
 def ratio(units: float, seconds: float) -> float | None:

@@ -478,3 +478,33 @@ async def test_rate_limit_buckets_can_live_in_a_redis_of_their_own(
     bucket_keys = await redises["redis://buckets"].keys("*")
     assert cache_keys and all(b":ratelimit:" not in key for key in cache_keys)
     assert bucket_keys and all(b":ratelimit:" in key for key in bucket_keys)
+
+
+async def test_a_text_shared_with_a_request_too_large_is_computed_by_the_other(
+    make_client: Any, model: FakeModel
+) -> None:
+    """A's 413 is about A's size, not its texts: B, waiting for a text A had
+    claimed, computes it itself instead of failing with A's 413."""
+    client = await make_client(request_timeout_seconds=1.0)
+    model.seconds_per_unit = 1e-3  # learn a capacity of about 1,000 units/s
+    await asyncio.gather(*(predict(client, [f"warm {r} {i}" for i in range(6)]) for r in range(4)))
+    predictor = client.app[PREDICTOR]
+    assert predictor.admission.throughput.capacity
+    lookups = asyncio.Event()
+    get_many = predictor.cache.get_many
+
+    async def slow_lookup(*args: Any) -> Any:
+        await lookups.wait()  # A and B both claim or wait before A learns its size
+        return await get_many(*args)
+
+    predictor.cache.get_many = slow_lookup  # type: ignore[method-assign]
+    big = asyncio.ensure_future(
+        predict(client, ["shared"] + [f"{i} " + "x" * 200 for i in range(20)])
+    )
+    await asyncio.sleep(0.05)
+    small = asyncio.ensure_future(predict(client, ["shared"]))
+    await asyncio.sleep(0.05)
+    lookups.set()
+    (big_status, _, _), (small_status, _, body) = await asyncio.gather(big, small)
+    assert big_status == 413
+    assert small_status == 200, body

@@ -415,3 +415,67 @@ async def test_a_full_queue_sheds_a_long_request_for_a_short_one_of_the_same_cli
     await asyncio.gather(short, *chunks, return_exceptions=True)
     gate.release("a", 30, answered=True)
     assert (gate.inflight, gate.queued, gate.waiting) == (0, 0, {})
+
+
+def test_a_failed_chunk_never_makes_the_model_look_faster() -> None:
+    """Chunks failing beside one that takes 1 s must not cut its busy time."""
+    clock = Clock()
+    rate = Throughput(clock=clock)
+    rate.started()  # the slow one
+    for _ in range(10):
+        rate.started()
+        clock.now += 0.1
+        rate.failed()
+    rate.finished(100)
+    assert rate.rate == pytest.approx(100)  # 100 units in 1 s, not in 0.1 s
+
+
+def test_a_stall_seen_while_chunks_overlapped_does_not_pin_the_capacity() -> None:
+    clock = Clock()
+    rate = Throughput(clock=clock)
+    rate.started()
+    rate.started()
+    clock.now += 20  # stalled with two in flight: 64 units in 20 s
+    rate.finished(64)
+    rate.finished(64)
+    assert rate.capacity is not None and rate.capacity < 10
+    for _ in range(1000):  # a lone client, never overlapping: 100 units in 10 ms, 10 s
+        rate.started()
+        clock.now += 0.01
+        rate.finished(100)
+    assert rate.best == rate.rate and rate.best > 1000
+
+
+async def test_a_full_queue_sheds_nothing_when_shedding_cannot_make_room() -> None:
+    """B would lose a chunk (failing its request) and A be refused anyway."""
+    gate = admission(budget=10, max_queued=1000)
+    await gate.acquire("hog", 10, 1.0)
+    a = [asyncio.create_task(gate.acquire("a", 150, 5.0)) for _ in range(3)]
+    b_request = object()
+    b = [asyncio.create_task(gate.acquire("b", 50, 5.0, b_request)) for _ in range(11)]
+    await settle()
+    assert gate.queued == 1000
+    with pytest.raises(Overloaded):
+        await gate.acquire("a", 60, 5.0)
+    await settle()
+    assert not any(task.done() for task in a + b) and gate.queued == 1000
+    for task in a + b:
+        task.cancel()
+    await asyncio.gather(*a, *b, return_exceptions=True)
+    gate.release("hog", 10, answered=True)
+
+
+async def test_a_waiter_leaving_lets_the_smaller_ones_behind_it_in() -> None:
+    gate = admission(budget=100)
+    await gate.acquire("hog", 60, 1.0)
+    head = asyncio.create_task(gate.acquire("x", 50, 5.0))  # does not fit beside 60
+    behind = asyncio.create_task(gate.acquire("y", 30, 5.0))  # would, but waits behind
+    await settle()
+    assert not behind.done()
+    head.cancel()
+    await settle()
+    assert behind.done() and gate.inflight == 90
+    gate.release("hog", 60, answered=True)
+    gate.release("y", 30, answered=True)
+    await asyncio.gather(head, return_exceptions=True)
+    assert (gate.inflight, gate.queued, gate.waiting, gate.flows) == (0, 0, {}, {})
