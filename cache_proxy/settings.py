@@ -84,9 +84,9 @@ class Settings(BaseModel):
     max_queued_cost: int = 65_536
     """Most cost units waiting for admission; the queue also holds no more than
     the model answers within ADMISSION_TIMEOUT_SECONDS at its learned rate.
-    Past that the newest waiter of a client served more than the newcomer's is
-    shed (429 overloaded), else of the costliest class for a much cheaper
-    newcomer (under a quarter of its cost), else the newcomer is refused."""
+    Past that, work is shed (429 overloaded) from the client with the most
+    queued, or within the newcomer's client from a request much dearer than
+    the newcomer's, else the newcomer is refused (cache_proxy/README.md)."""
     admission_timeout_seconds: float = 5.0
     """Longest a chunk waits for admission; past it 429 overloaded."""
     request_timeout_seconds: float = 10.0
