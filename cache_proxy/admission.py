@@ -144,7 +144,7 @@ class Admission:
         throughput: Throughput | None = None,
     ) -> None:
         self.max_budget = budget
-        self.min_budget = min(budget, budget if min_budget is None else min_budget)
+        self.min_budget = budget if min_budget is None else min(min_budget, budget)
         self.target_seconds = target_seconds
         self.throughput = throughput or Throughput()
         self.max_queued = max_queued

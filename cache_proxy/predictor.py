@@ -134,9 +134,11 @@ async def wait_for_others(
     except TimeoutError:
         raise BackendUnavailable("deadline passed waiting for inference") from None
     for result in done:
-        if isinstance(result, ApiError) and not isinstance(result, Abandoned):
+        if isinstance(result, Abandoned):
+            continue
+        if isinstance(result, ApiError):
             raise result.copy() from None  # the owner's error is shared: a copy of our own
-        if isinstance(result, BaseException) and not isinstance(result, Abandoned):
+        if isinstance(result, BaseException):
             raise result
     return {t: r for t, r in zip(theirs, done, strict=True) if isinstance(r, Outcome)}
 
