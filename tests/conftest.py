@@ -39,7 +39,7 @@ def tiny_engines(tiny_checkpoint: Path) -> Path:
 def triton(
     tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path, logs_dir: Path
 ) -> Iterator[Triton]:
-    # fp32: the contract tests check exact batch invariance (int8 is checked
+    # fp32: the contract tests check batch invariance to fp32 noise (int8 is checked
     # through the trained model, served with the committed default config).
     config = set_parameter((MODEL_SOURCE / "config.pbtxt").read_text(), "engine", "torch-fp32")
     repository = copy_model_definition(tmp_path_factory.mktemp("model_repository"), config)

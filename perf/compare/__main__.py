@@ -34,6 +34,7 @@ from devstack.paths import RESULTS, ROOT
 from modelctl.convert import calibration, ensure_engines
 from modelctl.resolve import resolve
 from modelctl.spec import ModelSpec
+from perf import engine_check
 from perf.compare import under_attack
 from perf.compare.k6run import as_unseen, run_k6
 from perf.compare.panels import Panels, plot_panels, record
@@ -43,7 +44,8 @@ from perf.compare.stats import Sample, read_k6_csv, summarize
 from perf.compare.systems import System, start_mlserver, start_original, start_ours
 from perf.machine import cpu_summary
 from perf.triton import kernel
-from trainer.data import sst2_sentences
+from perf.triton.bench import trials
+from trainer.data import default_train_tsv, sst2_sentences
 
 
 @dataclass(frozen=True)
@@ -191,6 +193,7 @@ def main() -> int:
         results["kernel"] = served_kernel(ours, checkpoint, results.get("kernel"))
 
     try:
+        results["engine_check"] = engine_check_step(ours)
         measure_kernel()
         if steps & {"profiles", "sweep", "lengths"}:
             step("starting the original design: redis-server, uvicorn + FastAPI + pipeline")
@@ -319,6 +322,23 @@ def sweep_over(
             summary, _ = measure(system, script, env_of(value), raw, label, sentences)
             rows[system.name].append({key: value, **summary})
     return rows
+
+
+def engine_check_step(ours: System) -> dict[str, Any] | None:
+    """With engine auto: the engine a trained checkpoint of the stand-in's
+    shape would get on this CPU (perf/engine_check.py), from the stand-in's
+    trials as ours' Triton measured them and the trained model's measured in
+    process. None when pinned, or without SST-2 to train on."""
+    files = sorted(ours.engine_trials.glob("*.json")) if ours.engine_trials else []
+    if len(files) != 1 or not default_train_tsv().is_file():
+        return None
+    step("engine check: the trained model's engine trials, in process")
+    trained = resolve(ModelSpec.parse("trained-offline"), default_cache_dir())
+    engines = ensure_engines(trained, default_cache_dir(), calibration())
+    standin = json.loads(files[0].read_text())
+    trained_trials = trials(trained, engines, standin=False)
+    return {**engine_check.verdict(standin, trained_trials), "standin_trials": standin,
+            "trained_trials": trained_trials}  # fmt: skip
 
 
 def served_kernel(

@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from perf import engine_check
 from perf.compare import under_attack
 
 SYSTEMS = ("ours", "original", "mlserver")
@@ -207,6 +208,15 @@ def write_report(out: Path, meta: dict[str, Any], results: dict[str, Any]) -> Pa
         "protocol.",
         "",
     ]
+    check = results.get("engine_check")
+    if check:
+        lines += [
+            f"`engine: auto` served **{check['standin']}** on the stand-in; "
+            + engine_check.sentence(check)
+            + " (The stand-in's speeds with the SST-2-trained model's numbers: "
+            "`perf/engine_check.py`.)",
+            "",
+        ]
     if results.get("profiles"):
         lines += profiles_section(meta, results)
     if results.get("sweep"):

@@ -36,6 +36,7 @@ class System:
     metrics_targets: tuple[str, str] | None = None  # ours: (proxy, triton metrics) host:port
     k6_env: dict[str, str] = field(default_factory=dict)  # how k6 talks to it (perf/k6/lib.js)
     proxy_settings: dict[str, str] = field(default_factory=dict)  # ours: how its proxy was started
+    engine_trials: Path | None = None  # ours: where its Triton cached `engine: auto`'s trials
 
     def pids(self) -> list[int]:
         return [s.process.pid for s in self.servers if s.process is not None]
@@ -114,6 +115,8 @@ def start_ours(checkpoint: Path, logs: Path, engine: str = "auto") -> System:
             config = set_parameter(config, "engine", engine)
         triton, triton_url, ports = serve_triton(checkpoint, engines, logs, "ours", config)
         system.servers.append(triton)
+        assert triton.env is not None
+        system.engine_trials = Path(triton.env["XDG_CACHE_HOME"]) / "distilbert_sst2-engines"
         redis_url = f"redis://127.0.0.1:{redis_port}/0"
         # as behind the ingress (k8s overlays): X-Forwarded-For through a trusted
         # hop tells clients apart (the under-attack step's honest client and attacker)

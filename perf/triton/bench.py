@@ -154,11 +154,14 @@ def paddings(checkpoint: Path, engines: Path, texts: list[str]) -> dict[str, Any
     return {"served": served, "texts": shapes.SHAPE_TEXTS, "ratios": ratios}
 
 
-def trials(checkpoint: Path, engines: Path) -> list[dict[str, Any]]:
+def trials(checkpoint: Path, engines: Path, *, standin: bool) -> list[dict[str, Any]]:
+    """selection.measure's trials, each with whether `engine: auto` would
+    qualify it for this checkpoint."""
     selection = model_module("selection")
     names = model_module("engines").available(engines)
     measured = selection.measure(names, lambda n: kernel.load(checkpoint, n, engines).predict)
-    return [{**asdict(t), "qualifies": t.qualifies} for t in measured]
+    rule = selection.Rule.of(measured, standin=standin)
+    return [{**asdict(t), "qualifies": rule.qualifies(t)} for t in measured]
 
 
 def accuracies(checkpoint: Path, engines: Path) -> dict[str, float]:
@@ -263,13 +266,13 @@ def main() -> int:
     results["kernel"] = kernels(checkpoint, engines, texts)
     results["padding"] = paddings(checkpoint, engines, texts)
     step("engine trials (batch drift, distance from torch fp32) on standin-base")
-    results["trials"] = trials(checkpoint, engines)
+    results["trials"] = trials(checkpoint, engines, standin=True)
     if default_train_tsv().is_file():
         step("the SST-2-trained offline model and its engines")
         trained = resolve(ModelSpec.parse("trained-offline"), cache)
         trained_engines = ensure_engines(trained, cache, calibration())
         results["accuracy"] = accuracies(trained, trained_engines)
-        results["trained_trials"] = trials(trained, trained_engines)
+        results["trained_trials"] = trials(trained, trained_engines, standin=False)
     results["triton"], results["memory_mib"] = end_to_end(
         checkpoint, engines, raw, input_data, interval
     )

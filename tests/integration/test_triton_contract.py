@@ -13,9 +13,12 @@ import tritonclient.http as httpclient
 from tokenizers import Tokenizer
 from tritonclient.utils import InferenceServerException
 
+from devstack.repository import model_module
 from tests.stack import MODEL, Triton, http_client, http_scores, stats, text_input
 from tests.wordpiece import distilbert
 from trainer.data import sst2_sentences as sentences
+
+selection = model_module("selection")
 
 pytestmark = pytest.mark.integration
 
@@ -153,7 +156,8 @@ def test_batched_scores_equal_one_by_one(triton: Triton) -> None:
     texts = sentences(24, offset=300)
     batched = http_scores(triton, texts)
     single = np.concatenate([http_scores(triton, [t]) for t in texts])
-    assert np.abs(batched - single).max() <= 1e-4
+    # engine: auto's bound for a checkpoint whose fp32 noise is under the floor
+    assert np.abs(batched - single).max() <= selection.DRIFT_MULTIPLE * selection.NOISE_FLOOR
 
 
 def test_text_far_longer_than_512_tokens(triton: Triton) -> None:

@@ -124,8 +124,17 @@ class TritonPythonModel:
             trials = selection.measure(names, lambda name: classifier(name).predict)
             selection.write_cached(cached, trials)
         standin = read_provenance(checkpoint).get("standin", False)
-        chosen = selection.best(trials, judge_agreement=not standin)
-        self.logger.log_info(f"engine auto -> {chosen.engine}; trials ({cached}): {trials}")
+        rule = selection.Rule.of(trials, standin=standin)
+        chosen = selection.best(trials, rule)
+        self.logger.log_info(
+            f"engine auto -> {chosen.engine}; {rule}, max drift {rule.max_drift:.1e}; "
+            f"trials ({cached}): {trials}"
+        )
+        if not rule.qualifies(chosen):
+            self.logger.log_warn(
+                f"engine auto: no engine qualifies (torch-fp32's own batch drift "
+                f"{chosen.batch_drift:.1e} is over {selection.MAX_DRIFT}); serving {chosen.engine}"
+            )
         return classifier(chosen.engine)
 
     def _check_labels(self, labels_file):
