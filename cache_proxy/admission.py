@@ -13,16 +13,27 @@ model busy while neither holds more than half of it.
 
 A chunk that does not fit waits in a bounded queue. When budget frees, the
 next chunk is chosen by fair queueing on two levels, clients and then each
-client's requests (flows), by virtual finish time (self-clocked fair
-queueing): a flow's next chunk finishes at max(the flow's last finish, the
-virtual time) plus its cost, rounded up to a power of two so that costs
-within 2x go in arrival order, and the virtual time is the finish tag of the
-latest grant. So clients share the model in proportion to the cost each has
-been served, whatever each has queued or in flight; within a client, a new
+client's requests (flows). Tags are virtual times; a grant moves its key's
+tag on by the chunk's cost, rounded up to a power of two (costs within 2x
+tie, and go in arrival order).
+
+Clients go by start tag (start-time fair queueing; the virtual time is the
+start tag of the latest grant), so clients that keep the model busy share it
+in proportion to the cost each has been served. A client that had nothing
+waiting starts at the virtual time plus what it still owes, at most what it
+has in flight: once all its work is answered it starts afresh (deficit round
+robin forgets an emptied queue alike). So users who send one request at a
+time go in arrival order whatever they sent before, and every text length
+waits about the same (remembering more made each long text's sender wait out
+its debt on its next request: mixed-length misses, p99 1.6 s against 0.9 s).
+
+A client's requests go by finish tag (self-clocked fair queueing): a new
 request's cheap chunk goes before a long text queued earlier, while the long
 text's finish tag stays put as newcomers' tags grow, so it goes soon: no
-chunk, long or short, starves. Tests and benches whose honest client and
-attacker share one address rely on the second level.
+chunk, long or short, starves. Users behind one address are told apart only
+per request, so there a flood cannot bury a short request, and long texts
+wait longer than short ones (mixed-length misses from one address: p99 about
+5x p50, where one address per user gives 2x).
 
 A chunk costing more than the whole budget runs when nothing else is in
 flight, and the fairest waiter blocks those behind it until it fits: a long
@@ -44,6 +55,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import math
 import time
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Hashable
@@ -107,9 +119,12 @@ class FairTags:
         self.start: dict[Hashable, float] = {}  # start tag of each backlogged key
         self.vtime = 0.0
 
-    def arrive(self, key: Hashable) -> None:
+    def arrive(self, key: Hashable, debt: float = math.inf) -> None:
+        """`key` has a chunk waiting. If it had none, it starts at the virtual
+        time plus what it still owes from its latest grant, at most `debt`."""
         if key not in self.start:
-            self.start[key] = max(self.last.get(key, 0.0), self.vtime)
+            owed = max(0.0, self.last.get(key, 0.0) - self.vtime)
+            self.start[key] = self.vtime + min(owed, debt)
 
     def order(self, key: Hashable, cost: int) -> float:
         start = self.start.get(key, max(self.last.get(key, 0.0), self.vtime))
@@ -208,7 +223,7 @@ class Admission:
         started = time.monotonic()
         waiter = Waiter(next(self._seq), cost, client, flow, future)
         self.waiting.setdefault(client, {}).setdefault(flow, deque()).append(waiter)
-        self.clients.arrive(client)
+        self.clients.arrive(client, debt=self.inflight_by_client[client])
         self._flow_tags(client).arrive(flow)
         self._queued(waiter, cost)
         self._dispatch()

@@ -55,6 +55,7 @@ class Profile:
     what: str
     full: dict[str, str]
     short: dict[str, str]
+    only: str | None = None  # run for this system alone
 
 
 PROFILES = (
@@ -82,6 +83,15 @@ PROFILES = (
         "short phrases to long reviews, median about 40); 60 s (short: 30 s)",
         {"DURATION": "60s"},
         {"DURATION": "30s"},
+    ),
+    Profile(
+        "mixed-length-one-address",
+        "mixed_length.js",
+        "ours alone: mixed-length with every VU at one client address (users behind one "
+        "NAT), where the proxy tells requests apart but not users",
+        {"DURATION": "60s", "ADDRESS_PER_VU": "0"},
+        {"DURATION": "30s", "ADDRESS_PER_VU": "0"},
+        only="ours",
     ),
     Profile(
         "mixed",
@@ -118,7 +128,7 @@ def measure(
         system.cpu_by_part(),
         system.triton_counts(),
     )
-    result = run_k6(script, system.url, {**env, **system.k6_env}, raw, label, sentences)
+    result = run_k6(script, system.url, {**system.k6_env, **env}, raw, label, sentences)
     parts, batches = system.cpu_by_part(), system.triton_counts()
     servers_cpu = {p: s - parts_start.get(p, 0.0) for p, s in parts.items()}
     run = read_k6_csv(result.csv)
@@ -277,7 +287,7 @@ def run_all(
         env = profile.short if mode == "short" else profile.full
         step(f"profile {profile.name} ({', '.join(f'{k}={v}' for k, v in env.items())})")
         results["profiles"][profile.name], series[profile.name] = {}, {}
-        for system in systems:
+        for system in (s for s in systems if profile.only in (None, s.name)):
             label = f"{profile.name}-{system.name}"
             started = time.time()
             summary, samples = measure(system, profile.script, env, raw, label, sentences)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import csv
 import gzip
+import itertools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -25,17 +27,22 @@ class Run:
     requests: int  # all requests, /health included
     hits: int  # /predict answers the cache served whole
     cache_checked: int
+    by_length: dict[str, list[float]]  # /predict latencies per `tokens` tag (mixed-length)
 
 
 def read_k6_csv(path: Path) -> Run:
     """k6 `--out csv=...gz` with K6_CSV_TIME_FORMAT=unix_milli."""
     predicts: list[Sample] = []
+    by_length: dict[str, list[float]] = {}
     failed = requests = hits = checked = 0
     with gzip.open(path, "rt", newline="") as handle:
         for row in csv.DictReader(handle):
             metric = row["metric_name"]
             if metric == "http_req_duration" and row["name"] == "predict":
                 predicts.append(Sample(int(row["timestamp"]) / 1000, float(row["metric_value"])))
+                length = extra_tags(row.get("extra_tags") or "").get("tokens")
+                if length is not None:
+                    by_length.setdefault(length, []).append(float(row["metric_value"]))
             elif metric == "http_req_failed":
                 requests += 1
                 failed += float(row["metric_value"]) > 0
@@ -43,7 +50,12 @@ def read_k6_csv(path: Path) -> Run:
                 checked += 1
                 hits += float(row["metric_value"]) > 0
     predicts.sort(key=lambda s: s.at)
-    return Run(predicts, failed, requests, hits, checked)
+    return Run(predicts, failed, requests, hits, checked, by_length)
+
+
+def extra_tags(field: str) -> dict[str, str]:
+    """k6 CSV's extra_tags column (`key=value&key=value`)."""
+    return dict(pair.split("=", 1) for pair in field.split("&") if "=" in pair)
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -55,7 +67,7 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[rank - 1]
 
 
-def summarize(run: Run, seconds: float, cpu_seconds: float) -> dict[str, float]:
+def summarize(run: Run, seconds: float, cpu_seconds: float) -> dict[str, Any]:
     latencies = [s.ms for s in run.predicts]
     count = len(latencies)
     return {
@@ -67,7 +79,17 @@ def summarize(run: Run, seconds: float, cpu_seconds: float) -> dict[str, float]:
         "failed_rate": run.failed / run.requests if run.requests else math.nan,
         "hit_ratio": run.hits / run.cache_checked if run.cache_checked else math.nan,
         "cpu_s_per_1k": cpu_seconds / count * 1000 if count else math.nan,
+        "by_length": {
+            length: {"n": len(ms), "p50_ms": percentile(ms, 50), "p99_ms": percentile(ms, 99)}
+            for length, ms in sorted(run.by_length.items(), key=lambda kv: first_int(kv[0]))
+        },
     }
+
+
+def first_int(label: str) -> int:
+    """The leading number of a label such as `16-63` (for ordering)."""
+    digits = "".join(itertools.takewhile(str.isdigit, label))
+    return int(digits) if digits else 0
 
 
 def triton_counts(metrics: str) -> tuple[float, float]:

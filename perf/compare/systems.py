@@ -128,6 +128,8 @@ def start_ours(checkpoint: Path, logs: Path, engine: str = "auto") -> System:
         proxy = start_proxy(logs, **system.proxy_settings)
         system.servers.append(proxy)
         system.url = proxy.url
+        # each k6 VU a user of its own, as behind the ingress (perf/k6/lib.js)
+        system.k6_env = {"ADDRESS_PER_VU": "1"}
         system.metrics_targets = (proxy.url.removeprefix("http://"), f"127.0.0.1:{ports.metrics}")
     except BaseException:
         system.stop()

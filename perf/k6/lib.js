@@ -20,17 +20,30 @@ const inference = new Trend('inference_ms', true);
 const RECORD_MODEL = __ENV.RECORD_MODEL === '1';
 const modelAnswers = new Counter('model_answers');
 
+// ADDRESS_PER_VU=1: each VU is a user of its own, as behind the ingress (the
+// proxy trusts 127.0.0.1's X-Forwarded-For): 10.0.<VU / 256>.<VU % 256>.
+// Otherwise every VU is one client address, as users behind one NAT.
+const ADDRESS_PER_VU = __ENV.ADDRESS_PER_VU === '1';
+
+function clientHeaders() {
+  const headers = { 'Content-Type': 'application/json' };
+  if (ADDRESS_PER_VU) {
+    headers['X-Forwarded-For'] = `10.0.${Math.floor(__VU / 256)}.${__VU % 256}`;
+  }
+  return headers;
+}
+
 export function health() {
   const path = V2 ? '/v2/health/ready' : '/health';
   const res = http.get(`${BASE_URL}${path}`, { tags: { name: 'health' } });
   check(res, { 'health 200': (r) => r.status === 200 });
 }
 
-function predictV2(texts) {
+function predictV2(texts, tags) {
   const body = { inputs: [{ name: 'array_inputs', shape: [texts.length], datatype: 'BYTES', data: texts }] };
   const res = http.post(`${BASE_URL}/v2/models/${V2_MODEL}/infer`, JSON.stringify(body), {
     headers: { 'Content-Type': 'application/json' },
-    tags: { name: 'predict' },
+    tags: { name: 'predict', ...tags },
   });
   check(res, {
     'predict 200': (r) => r.status === 200,
@@ -39,16 +52,17 @@ function predictV2(texts) {
   return res;
 }
 
-export function predict(texts) {
+// `tags`: more k6 tags on the request (the mixed-length profile's length class).
+export function predict(texts, tags = {}) {
   if (V2) {
-    return predictV2(texts);
+    return predictV2(texts, tags);
   }
   const sent = Date.now();
   // The original script sent no Content-Type; today's FastAPI answers such a
   // body with 422, so both systems get the header (ours does not need it).
   const res = http.post(`${BASE_URL}/predict`, JSON.stringify({ text: texts }), {
-    headers: { 'Content-Type': 'application/json' },
-    tags: { name: 'predict' },
+    headers: clientHeaders(),
+    tags: { name: 'predict', ...tags },
   });
   check(res, {
     'predict 200': (r) => r.status === 200,

@@ -10,7 +10,11 @@ export const options = {
   thresholds: thresholds(5000),
 };
 
+// Length classes for the report (tag `tokens`): each a factor of about 4.
+const CLASSES = [[4, 15], [16, 63], [64, 255], [256, 400]];
+
 export default function () {
   const tokens = Math.round(Math.exp(Math.log(4) + Math.random() * Math.log(400 / 4)));
-  predict([textOfTokens(SENTENCES, tokens, __VU * 100000 + __ITER)]);
+  const [low, high] = CLASSES.find(([, top]) => tokens <= top);
+  predict([textOfTokens(SENTENCES, tokens, __VU * 100000 + __ITER)], { tokens: `${low}-${high}` });
 }

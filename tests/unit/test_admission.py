@@ -304,9 +304,13 @@ def test_a_fixed_budget_ignores_the_rate() -> None:
     assert learned_budget(1000.0, 0.25, 64, 512) == 250
 
 
-async def test_the_client_served_less_goes_first_whatever_is_in_flight_now() -> None:
-    """Fair by cost served: a client that has had the model for 500 units
-    waits behind one that has had little, though neither holds any now."""
+async def test_a_client_whose_work_was_all_answered_starts_afresh() -> None:
+    """Users who send one request at a time are served in arrival order,
+    whatever the length of what they sent before: a client that has had the
+    model for 500 units, all answered, waits behind no one for it (deficit
+    round robin forgets an emptied queue the same way). Remembering it made
+    every long text's sender wait out its debt on its next request
+    (mixed-length misses: p99 1.6 s against 0.9 s)."""
     gate, order, release = admission(budget=100), [], asyncio.Event()
     release.set()
     for _ in range(5):
@@ -322,6 +326,30 @@ async def test_the_client_served_less_goes_first_whatever_is_in_flight_now() -> 
     await settle()
     blocked.set()
     await asyncio.gather(hog, *tasks)
+    assert order[-2:] == ["heavy-next", "light-next"]
+
+
+async def test_a_client_with_work_in_flight_carries_its_debt_up_to_that() -> None:
+    """Fair by cost served among clients that keep the model busy: the one
+    served more, with a chunk still in flight, goes after one served less."""
+    gate, order, release = admission(budget=100), [], asyncio.Event()
+    release.set()
+    for _ in range(5):
+        await hold(gate, "heavy", 100, order, release)
+    still = asyncio.Event()
+    running = asyncio.create_task(hold(gate, "heavy", 40, order, still, "heavy-running"))
+    await settle()
+    blocked = asyncio.Event()
+    hog = asyncio.create_task(hold(gate, "third", 60, order, blocked, "hog"))
+    await settle()
+    tasks = [
+        asyncio.create_task(hold(gate, "heavy", 60, order, release, "heavy-next")),
+        asyncio.create_task(hold(gate, "light", 60, order, release, "light-next")),
+    ]
+    await settle()
+    blocked.set()
+    still.set()
+    await asyncio.gather(hog, running, *tasks)
     assert order[-2:] == ["light-next", "heavy-next"]
 
 

@@ -66,6 +66,24 @@ def test_read_k6_csv_counts_predicts_failures_and_hits(tmp_path: Path) -> None:
     assert summary["cpu_s_per_1k"] == 250.0
 
 
+def test_read_k6_csv_groups_latencies_by_length_class(tmp_path: Path) -> None:
+    path = tmp_path / "run.csv.gz"
+    rows = [
+        "http_req_duration,1000,5.0,predict,tokens=4-15",
+        "http_req_duration,1000,900.0,predict,tokens=256-400",
+        "http_req_duration,1000,7.0,predict,tokens=4-15",
+        "http_req_duration,1000,60.0,predict,tokens=16-63&other=x",
+        "http_req_duration,1000,1.0,predict,",
+    ]
+    with gzip.open(path, "wt") as handle:
+        handle.write("metric_name,timestamp,metric_value,name,extra_tags\n" + "\n".join(rows))
+    summary = summarize(read_k6_csv(path), seconds=1.0, cpu_seconds=0.0)
+    assert list(summary["by_length"]) == ["4-15", "16-63", "256-400"]
+    assert summary["by_length"]["4-15"] == {"n": 2, "p50_ms": 5.0, "p99_ms": 7.0}
+    assert summary["by_length"]["256-400"]["p99_ms"] == 900.0
+    assert summary["predicts"] == 5
+
+
 def test_over_time_buckets_from_the_first_sample() -> None:
     samples = [Sample(100.0, 1.0), Sample(101.0, 3.0), Sample(106.0, 10.0)]
     starts, lines = over_time(samples, 5.0, (50, 99))
@@ -76,7 +94,7 @@ def test_over_time_buckets_from_the_first_sample() -> None:
 
 
 def test_summary_of_an_empty_run_is_nan_not_an_error() -> None:
-    summary = summarize(Run([], 0, 0, 0, 0), seconds=1.0, cpu_seconds=1.0)
+    summary = summarize(Run([], 0, 0, 0, 0, {}), seconds=1.0, cpu_seconds=1.0)
     assert summary["predicts"] == 0
     assert all(math.isnan(summary[k]) for k in ("p99_ms", "failed_rate", "hit_ratio"))
 
