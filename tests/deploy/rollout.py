@@ -176,14 +176,16 @@ class Deployment:
         return self.replicas[slot]
 
     def stop_replica(self, slot: int) -> None:
-        """Pod termination: out of the endpoints, preStop, SIGTERM, exit within the grace period."""
+        """Pod termination: out of the endpoints, preStop, SIGTERM, exit within
+        the grace period, which counts from the start of preStop (as in
+        Kubernetes): what is left after preStop is all SIGTERM gets."""
         replica = self.replicas.pop(slot)
         self.balancer.remove(slot)
         self.note(f"terminating s{slot} ({replica.model})")
         time.sleep(self.lifecycle.prestop_seconds)
         replica.server.signal(signal.SIGTERM)
         assert replica.server.process is not None
-        replica.server.process.wait(self.lifecycle.grace_seconds)
+        replica.server.process.wait(self.lifecycle.grace_seconds - self.lifecycle.prestop_seconds)
         with contextlib.suppress(ProcessLookupError):  # the kubelet removes the whole pod
             os.killpg(replica.server.process.pid, signal.SIGKILL)
         self.note(f"exited s{slot} ({replica.model})")

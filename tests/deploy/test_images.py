@@ -12,6 +12,7 @@ does not run.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -19,7 +20,8 @@ import pytest
 from devstack import containers, kubeplay
 from devstack.repository import model_module
 from tests.browser import ARTIFACTS
-from tests.deploy.manifests import render
+from tests.deploy.manifests import containers as specs_of
+from tests.deploy.manifests import pod_templates, render
 from tests.http import predict, request
 
 pytestmark = pytest.mark.integration
@@ -71,10 +73,10 @@ def test_the_triton_image_has_every_engine(image_sizes: dict[str, float]) -> Non
     )
     assert sorted(run.stdout.split()) == sorted(graphs)
     run = containers.podman(
-        "run", "--rm", "--entrypoint", "ls", containers.TRITON_IMAGE, "/data", capture=True,
-        check=False,
+        "run", "--rm", "--entrypoint", "sh", containers.TRITON_IMAGE, "-c",
+        "test -d /models && test ! -e /data && echo absent", capture=True,
     )  # fmt: skip
-    assert run.returncode != 0  # nothing of the data in the image
+    assert run.stdout.strip() == "absent"  # nothing of the data in the image
 
 
 def test_the_proxy_image_has_no_torch(image_sizes: dict[str, float]) -> None:
@@ -113,12 +115,34 @@ def test_containers_run_as_the_manifests_say(
     host = info["HostConfig"]
     assert isinstance(host, dict)
     assert host["ReadonlyRootfs"] is True
-    assert host["CapDrop"] and "CAP_NET_RAW" in host["CapDrop"]  # drop: ["ALL"]
+    # drop: ["ALL"]: no capability left, not even in the bounding set
+    status = exec_in(container, "cat", "/proc/self/status")[1]
+    assert re.search(r"^CapBnd:\s+0+$", status, re.M), status
+    assert re.search(r"^CapEff:\s+0+$", status, re.M), status
     assert "no-new-privileges" in host["SecurityOpt"]
-    assert host["Memory"] > 0 and host["NanoCpus"] > 0  # limits applied
+    limits = manifest_limits()[container]
+    assert host["Memory"] == limits["memory"], (host["Memory"], limits)
+    assert host["NanoCpus"] == limits["nano_cpus"], (host["NanoCpus"], limits)
     assert exec_in(container, "sh", "-c", "echo x > /write-test")[0] != 0  # read-only root
     for path in writable:
         assert exec_in(container, "sh", "-c", f"echo x > {path}/probe && rm {path}/probe")[0] == 0
+
+
+def manifest_limits() -> dict[str, dict[str, int]]:
+    """Each dev-overlay container's limits as podman reports them (bytes,
+    billionths of a CPU), by podman's container name."""
+    units = {"": 1, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "K": 10**3, "M": 10**6, "G": 10**9}
+    limits = {}
+    for deployment, template in pod_templates(render("dev")):
+        for spec in specs_of(template):
+            memory = re.fullmatch(r"(\d+)([KMG]i?)?", str(spec["resources"]["limits"]["memory"]))
+            cpu = str(spec["resources"]["limits"]["cpu"])
+            assert memory, spec["resources"]
+            limits[f"{deployment}-{spec['name']}"] = {
+                "memory": int(memory[1]) * units[memory[2] or ""],
+                "nano_cpus": int(cpu[:-1]) * 10**6 if cpu.endswith("m") else int(float(cpu) * 1e9),
+            }
+    return limits
 
 
 def test_what_podman_cannot_honour_is_named() -> None:

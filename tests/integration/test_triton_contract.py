@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import statistics
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -38,10 +39,27 @@ def test_metadata_matches_the_contract(triton: Triton) -> None:
     assert probs["label_filename"] == "labels.txt"
 
 
-def test_http_probabilities(triton: Triton) -> None:
-    scores = http_scores(triton, ["I love you!", "I hate you!"])
-    assert scores.shape == (2, 2) and scores.dtype == np.float32
+def transformers_scores(checkpoint: Path, texts: list[str]) -> np.ndarray:
+    """The checkpoint's scores by transformers' own padded forward, truncated
+    to 512 tokens: a reference the served code does not share."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(checkpoint).eval()
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    inputs = tokenizer(texts, padding=True, truncation=True, max_length=512, return_tensors="pt")
+    with torch.inference_mode():
+        return torch.softmax(model(**inputs).logits, dim=-1).numpy()
+
+
+def test_http_probabilities(triton: Triton, tiny_checkpoint: Path) -> None:
+    texts = ["I love you!", "I hate you!", *sentences(6, offset=700)]
+    scores = http_scores(triton, texts)
+    assert scores.shape == (8, 2) and scores.dtype == np.float32
     np.testing.assert_allclose(scores.sum(axis=1), 1.0, atol=1e-6)
+    # the checkpoint's own scores, text by text (a constant answer fails here)
+    assert np.abs(scores - transformers_scores(tiny_checkpoint, texts)).max() <= 1e-5
+    assert np.ptp(scores[:, 1]) > 0.01
 
 
 def test_class_count_returns_label_names(triton: Triton) -> None:
@@ -160,6 +178,9 @@ def test_batched_scores_equal_one_by_one(triton: Triton) -> None:
     assert np.abs(batched - single).max() <= selection.DRIFT_MULTIPLE * selection.NOISE_FLOOR
 
 
-def test_text_far_longer_than_512_tokens(triton: Triton) -> None:
-    scores = http_scores(triton, ["great " * 5000, ""])
-    assert scores.shape == (2, 2)
+def test_text_far_longer_than_512_tokens(triton: Triton, tiny_checkpoint: Path) -> None:
+    texts = ["great " * 5000, "", "terrible " * 600]
+    scores = http_scores(triton, texts)
+    assert scores.shape == (3, 2)
+    # read as its first 512 tokens, exactly as transformers truncates it
+    assert np.abs(scores - transformers_scores(tiny_checkpoint, texts)).max() <= 1e-5

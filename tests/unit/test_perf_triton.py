@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import pytest
-
 from perf.triton.bench import workloads
-from trainer.data import default_train_tsv
-
-pytestmark = pytest.mark.skipif(not default_train_tsv().is_file(), reason="no SST-2 train data")
 
 
 def test_perf_analyzer_sends_the_kind_of_text_the_kernel_scores() -> None:

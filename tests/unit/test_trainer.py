@@ -75,7 +75,7 @@ class CharTokenizer:
 
 
 def tiny_classifier(n_layers: int) -> object:
-    torch = pytest.importorskip("torch")
+    import torch
     from transformers import DistilBertConfig, DistilBertForSequenceClassification
 
     torch.manual_seed(0)
@@ -86,7 +86,8 @@ def tiny_classifier(n_layers: int) -> object:
 
 
 def test_fused_adamw_makes_the_same_updates() -> None:
-    torch = pytest.importorskip("torch")
+    import torch
+
     from trainer.loop import train
 
     examples = [Example(f"{'good' if i % 2 else 'bad'} film {i}", i % 2) for i in range(64)]
@@ -101,8 +102,9 @@ def test_fused_adamw_makes_the_same_updates() -> None:
 
 
 def test_predict_labels_sorts_by_length_but_answers_in_input_order() -> None:
-    torch = pytest.importorskip("torch")
     from types import SimpleNamespace
+
+    import torch
 
     from trainer.loop import predict_labels
 
@@ -121,7 +123,8 @@ def test_predict_labels_sorts_by_length_but_answers_in_input_order() -> None:
 
 
 def padded_batch() -> tuple[object, object]:
-    torch = pytest.importorskip("torch")
+    import torch
+
     lengths = [16, 9, 3, 12]
     generator = torch.Generator().manual_seed(0)
     input_ids = torch.zeros((len(lengths), 16), dtype=torch.long)
@@ -133,7 +136,8 @@ def padded_batch() -> tuple[object, object]:
 
 
 def test_first_token_classify_gives_the_full_forwards_logits_and_gradients() -> None:
-    torch = pytest.importorskip("torch")
+    import torch
+
     from trainer.first_token import classify, full_logits
 
     model = tiny_classifier(n_layers=2)
@@ -151,7 +155,6 @@ def test_first_token_classify_gives_the_full_forwards_logits_and_gradients() -> 
 def test_first_token_classify_skips_the_last_layers_unread_work() -> None:
     """Three layers, 16 tokens: the last layer's queries, output and feed-forward
     for [CLS] alone cut the multiply-adds to about 0.77 of the full forward."""
-    pytest.importorskip("torch")
     from torch.utils.flop_counter import FlopCounterMode
 
     from trainer.first_token import classify, full_logits
