@@ -33,6 +33,12 @@ from perf.machine import cpu_summary
 HEADER = "metric_name,timestamp,metric_value,name\n"
 
 
+def write_csv(path: Path, header: str, rows: list[str]) -> None:
+    """A k6 CSV output (gzip) of `rows` under `header`."""
+    with gzip.open(path, "wt") as handle:
+        handle.write(header + "\n".join(rows) + "\n")
+
+
 def test_percentile_is_nearest_rank() -> None:
     values = [float(v) for v in range(1, 101)]
     assert percentile(values, 50) == 50
@@ -54,8 +60,7 @@ def test_read_k6_csv_counts_predicts_failures_and_hits(tmp_path: Path) -> None:
         "cache_hit,1000,1,predict",
         "cache_hit,2000,0,predict",
     ]
-    with gzip.open(path, "wt") as handle:
-        handle.write(HEADER + "\n".join(rows) + "\n")
+    write_csv(path, HEADER, rows)
     run = read_k6_csv(path)
     assert [s.ms for s in run.predicts] == [5.0, 7.0]
     assert (run.failed, run.requests, run.hits, run.cache_checked) == (1, 3, 1, 2)
@@ -75,8 +80,7 @@ def test_read_k6_csv_groups_latencies_by_length_class(tmp_path: Path) -> None:
         "http_req_duration,1000,60.0,predict,tokens=16-63&other=x",
         "http_req_duration,1000,1.0,predict,",
     ]
-    with gzip.open(path, "wt") as handle:
-        handle.write("metric_name,timestamp,metric_value,name,extra_tags\n" + "\n".join(rows))
+    write_csv(path, "metric_name,timestamp,metric_value,name,extra_tags\n", rows)
     summary = summarize(read_k6_csv(path), seconds=1.0, cpu_seconds=0.0)
     assert list(summary["by_length"]) == ["4-15", "16-63", "256-400"]
     assert summary["by_length"]["4-15"] == {"n": 2, "p50_ms": 5.0, "p99_ms": 7.0}

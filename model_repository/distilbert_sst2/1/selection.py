@@ -97,8 +97,8 @@ class Rule:
 
     @classmethod
     def of(cls, trials: Sequence[Trial], *, standin: bool = False) -> Rule:
-        reference = next(t for t in trials if t.engine == REFERENCE)
-        return cls(max(reference.batch_drift, NOISE_FLOOR), judge_int8_agreement=not standin)
+        noise = max(reference(trials).batch_drift, NOISE_FLOOR)
+        return cls(noise, judge_int8_agreement=not standin)
 
     @property
     def max_drift(self) -> float:
@@ -163,8 +163,12 @@ def best(trials: Sequence[Trial], rule: Rule) -> Trial:
     drift is over MAX_DRIFT: no engine is better)."""
     qualified = [t for t in trials if rule.qualifies(t)]
     if not qualified:
-        return next(t for t in trials if t.engine == REFERENCE)
+        return reference(trials)
     return max(qualified, key=lambda t: t.sentences_per_second)
+
+
+def reference(trials: Sequence[Trial]) -> Trial:
+    return next(t for t in trials if t.engine == REFERENCE)
 
 
 def isa_caps() -> list[str]:
