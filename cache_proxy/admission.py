@@ -44,10 +44,12 @@ Shedding (429 `overloaded`, never a 5xx): a chunk waits at most `timeout`.
 The queue holds at most what the model can answer within `timeout` at its
 learned rate (and never more than `max_queued`): past it, the newest chunk of
 the client with the most queued is shed for the newcomer, if that is another
-client whose queue is longer than the newcomer's would be; else, within the
-newcomer's client, the newest chunk of the request with the most queued, if
-the newcomer's request is much cheaper (under a quarter of it); otherwise the
-newcomer is refused.
+client whose queue is longer than the newcomer's would be with its whole
+request queued; else, within the newcomer's client, the newest chunk of the
+request with the most queued, if the newcomer's whole request is much cheaper
+(under a quarter of it); otherwise the newcomer is refused. So in a flood of
+similar requests the ones already queued finish and newcomers are refused,
+rather than each newcomer failing the one before it.
 """
 
 from __future__ import annotations
@@ -210,15 +212,24 @@ class Admission:
         finally:
             self.release(client, cost, answered=answered)
 
-    async def acquire(self, client: str, cost: int, max_wait: float, flow: Hashable = None) -> None:
+    async def acquire(
+        self,
+        client: str,
+        cost: int,
+        max_wait: float,
+        flow: Hashable = None,
+        ungranted: int = 0,
+    ) -> None:
         """Wait for `cost` of the budget (at most `max_wait`); raises Overloaded
         when shed. The caller must `release` it once the model has answered.
-        `flow`: the request the chunk belongs to (None: a flow of its own)."""
+        `flow`: the request the chunk belongs to (None: a flow of its own);
+        `ungranted`: the cost of that request's chunks not granted yet, this
+        one included (at least `cost`)."""
         flow = object() if flow is None else flow
         if not self.waiting and self.fits(cost):
             self._grant(client, flow, cost)
             return
-        self._make_room(client, flow, cost)
+        self._make_room(client, flow, cost, max(cost, ungranted))
         future = asyncio.get_running_loop().create_future()
         started = time.monotonic()
         waiter = Waiter(next(self._seq), cost, client, flow, future)
@@ -260,17 +271,20 @@ class Admission:
     def fits(self, cost: int) -> bool:
         return self.inflight == 0 or self.inflight + cost <= self.budget
 
-    def _make_room(self, client: str, flow: Hashable, cost: int) -> None:
-        """Keep the queue within its limit: shed the newest waiter of the client
-        with the most queued, if that is another client whose queue is longer
-        than this one's would be; else, within this client, the newest waiter of
-        the request (flow) with the most queued, if this request's queued cost
-        would be much cheaper (shedding for merely somewhat cheaper work lets a
-        flood of similar requests knock out each other's chunks)."""
+    def _make_room(self, client: str, flow: Hashable, cost: int, ungranted: int) -> None:
+        """Keep the queue within its limit for a chunk of `cost` whose request
+        has `ungranted` not granted yet (queued, this chunk, or to come): shed
+        the newest waiter of the client with the most queued, if that is
+        another client whose queue is longer than this one's would be; else,
+        within this client, the newest waiter of the request (flow) with the
+        most queued, if this request would be much cheaper. "Would be" counts
+        the whole request: judged chunk by chunk, each of a flood of similar
+        requests sheds a chunk of the one before with its first chunks
+        (failing it), is refused at a later one, and every request fails."""
         excess = self.queued + cost - self.queue_limit
         if not self.waiting or excess <= 0:
             return
-        victims = self._victims(client, flow, cost, excess)
+        victims = self._victims(client, flow, ungranted, excess)
         if victims is None:  # shedding could not make room: shed nothing
             self.metrics.shed(reason="queue_full", cost=cost)
             raise Overloaded(
@@ -282,7 +296,9 @@ class Admission:
                 victim.future.set_exception(Overloaded("shed for fairer work; retry shortly"))
         self._dispatch()
 
-    def _victims(self, client: str, flow: Hashable, cost: int, excess: int) -> list[Waiter] | None:
+    def _victims(
+        self, client: str, flow: Hashable, ungranted: int, excess: int
+    ) -> list[Waiter] | None:
         """The waiters to shed for `excess` units of room, chosen one by one as
         _make_room says, or None if they cannot make that much."""
         left = {  # (client, flow) -> its waiters not chosen yet, oldest first
@@ -290,7 +306,7 @@ class Admission:
         }
         victims: list[Waiter] = []
         while excess > 0:
-            victim = self._victim(left, client, flow, cost)
+            victim = self._victim(left, client, flow, ungranted)
             if victim is None:
                 return None
             left[victim.client, victim.flow].pop()
@@ -300,23 +316,21 @@ class Admission:
 
     @staticmethod
     def _victim(
-        left: dict[tuple[str, Hashable], list[Waiter]], client: str, flow: Hashable, cost: int
+        left: dict[tuple[str, Hashable], list[Waiter]], client: str, flow: Hashable, ungranted: int
     ) -> Waiter | None:
+        queued = {cf: sum(w.cost for w in q) for cf, q in left.items()}
         by_client: Counter[str] = Counter()
-        for (c, _), waiters in left.items():
-            by_client[c] += sum(w.cost for w in waiters)
+        for (c, _), cost in queued.items():
+            by_client[c] += cost
+        mine = ungranted  # this request's queued cost once it is all queued
         longest = max(by_client, key=by_client.__getitem__, default=None)
-        if (
-            longest is not None
-            and longest != client
-            and by_client[longest] > (by_client[client] + cost)
-        ):
+        ours = by_client[client] - queued.get((client, flow), 0) + mine
+        if longest is not None and longest != client and by_client[longest] > ours:
             newest = [q[-1] for (c, _), q in left.items() if c == longest and q]
             return max(newest, key=lambda w: w.seq)
-        queued = {f: sum(w.cost for w in q) for (c, f), q in left.items() if c == client and q}
-        mine = queued.pop(flow, 0) + cost
-        heaviest = max(queued, key=queued.__getitem__, default=None)
-        if heaviest is None or not much_cheaper(mine, queued[heaviest]):
+        flows = {f: cost for (c, f), cost in queued.items() if c == client and f != flow and cost}
+        heaviest = max(flows, key=flows.__getitem__, default=None)
+        if heaviest is None or not much_cheaper(mine, flows[heaviest]):
             return None
         return left[client, heaviest][-1]
 

@@ -357,13 +357,15 @@ class Predictor:
             raise PayloadTooLarge(reason)
         chunks = plan_chunks(costs, self.admission.chunk_cost, self.max_chunk_rows)
         flow = object()  # this request's chunks: one flow of the client's fair share
+        ungranted = [sum(costs)]  # a full queue judges the request whole
 
         async def run(chunk: range) -> dict[str, Outcome]:
             part = [texts[i] for i in chunk]
             cost = sum(costs[i] for i in chunk)
             await self.admission.acquire(
-                client, cost, min(self.admission.timeout, time_left(deadline)), flow
+                client, cost, min(self.admission.timeout, time_left(deadline)), flow, ungranted[0]
             )
+            ungranted[0] -= cost
             spend.admitted += cost
             # Sent, so paid for: the answer is awaited and cached even if this request fails.
             answer = self._detach(self._answer(part, [costs[i] for i in chunk], client, on_chunk))

@@ -507,3 +507,36 @@ async def test_a_waiter_leaving_lets_the_smaller_ones_behind_it_in() -> None:
     gate.release("y", 30, answered=True)
     await asyncio.gather(head, return_exceptions=True)
     assert (gate.inflight, gate.queued, gate.waiting, gate.flows) == (0, 0, {}, {})
+
+
+def request(gate: Admission, client: str, chunks: int, cost: int) -> list[asyncio.Task[None]]:
+    """One request's chunks asking in order, as Predictor._compute does."""
+    flow, ungranted = object(), [chunks * cost]
+
+    async def chunk() -> None:
+        await gate.acquire(client, cost, 5.0, flow, ungranted[0])
+        ungranted[0] -= cost
+
+    return [asyncio.create_task(chunk()) for _ in range(chunks)]
+
+
+@pytest.mark.parametrize("newcomer", ["a", "b"])
+async def test_a_flood_of_similar_requests_finishes_the_queued_one_and_refuses_newcomers(
+    newcomer: str,
+) -> None:
+    """Judged chunk by chunk, a similar request's first chunks are much cheaper
+    than the queued one (or its client's queue shorter), so they shed its
+    chunk, failing it; its later chunks are refused in turn: every request of
+    the flood fails (CI: 24 requests of 8 texts, all 429). Judged whole, the
+    queued request keeps its place and the newcomer is refused."""
+    gate = admission(budget=20, max_queued=60)
+    first = request(gate, "a", chunks=8, cost=10)  # 2 in flight, 6 queued
+    await settle()
+    assert (gate.inflight, gate.queued) == (20, 60)
+    second = request(gate, newcomer, chunks=8, cost=10)
+    await settle()
+    assert all(isinstance(task.exception(), Overloaded) for task in second if task.done())
+    assert not any(task.done() and task.exception() for task in first)
+    for task in first + second:
+        task.cancel()
+    await asyncio.gather(*first, *second, return_exceptions=True)
