@@ -25,8 +25,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from checkout.paths import ROOT, RUN
 from checkpoints.hub import file_sha256
-from devstack.paths import ROOT, RUN
 from trainer.data import default_train_tsv
 
 log = logging.getLogger(__name__)

@@ -8,8 +8,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from checkout.paths import TRITON_BACKENDS
 from devstack.monitoring import prometheus_command
-from devstack.paths import TRITON_BACKENDS
 from devstack.process import ServerProcess, free_port, http_status, port_open, python_module
 from devstack.redis import redis_command
 from tritonserve import TritonPorts, prepare_backends, server_command, server_env

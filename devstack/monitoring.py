@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from devstack.paths import ROOT
+from checkout.paths import ROOT
 
 MONITORING = ROOT / "k8s" / "components" / "monitoring"
 RULES = MONITORING / "sst2-prometheusrule.yaml"

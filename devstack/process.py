@@ -14,7 +14,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from devstack.paths import ROOT
+from checkout.paths import ROOT
 
 LISTEN_PORTS = range(10000, 32768)  # below Linux's default ephemeral range
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import honcho.manager
 from honcho.manager import Manager
 
+from checkout.paths import MODEL_REPOSITORY, RUN, TRITON_BACKENDS
 from devstack.monitoring import prometheus_command
-from devstack.paths import MODEL_REPOSITORY, RUN, TRITON_BACKENDS
 from devstack.redis import redis_command
 from modelctl.__main__ import main as modelctl_main
 from tritonserve import TritonPorts, prepare_backends, server_command, server_env

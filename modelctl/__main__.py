@@ -7,11 +7,11 @@ import logging
 import sys
 from pathlib import Path
 
+from checkout.paths import MODEL_NAME, MODEL_REPOSITORY
 from checkpoints.cache_dir import default_cache_dir
 from checkpoints.info import read_info
-from devstack.paths import MODEL_REPOSITORY
 from modelctl.convert import calibration, ensure_engines
-from modelctl.install import MODEL_NAME, install
+from modelctl.install import install
 from modelctl.resolve import resolve
 from modelctl.spec import NAMED, ModelSpec
 

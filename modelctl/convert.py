@@ -24,8 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from devstack.paths import MODEL_REPOSITORY
-from modelctl.install import MODEL_NAME
+from checkout.paths import MODEL_NAME, MODEL_REPOSITORY
 
 log = logging.getLogger(__name__)
 

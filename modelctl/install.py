@@ -14,7 +14,7 @@ import os
 import shutil
 from pathlib import Path
 
-MODEL_NAME = "distilbert_sst2"
+from checkout.paths import MODEL_NAME
 
 
 def labels_of(checkpoint: Path) -> list[str]:

@@ -16,7 +16,7 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
-from devstack.repository import model_module
+from checkout.repository import model_module
 
 SAME_SPEED = 0.05
 Rows = Sequence[dict[str, Any]]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
-from devstack.repository import model_module
+from checkout.repository import model_module
 
 # The instruction sets that decide which engine and precision are fast.
 SIMD_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16",

@@ -24,9 +24,9 @@ import os
 import tempfile
 from pathlib import Path
 
+from checkout.paths import RESULTS
+from checkout.repository import load_classifier
 from checkpoints.info import read_info
-from devstack.paths import RESULTS
-from devstack.repository import load_classifier
 from perf.machine import cpu_model
 from trainer.data import default_train_tsv
 from trainer.offline import Recipe, train_offline

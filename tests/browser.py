@@ -7,7 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from devstack.paths import ROOT
+from checkout.paths import ROOT
 
 ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS", ROOT / ".artifacts"))
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from checkout.repository import SOURCE as MODEL_SOURCE
+from checkout.repository import copy_model_definition, set_parameter
 from checkpoints.cache_dir import default_cache_dir
 from devstack.launch import start_redis, start_triton
 from devstack.process import ServerProcess
-from devstack.repository import SOURCE as MODEL_SOURCE
-from devstack.repository import copy_model_definition, set_parameter
 from modelctl.convert import calibration, ensure_engines
 from modelctl.install import install
 from modelctl.resolve import resolve

@@ -16,9 +16,9 @@ import numpy as np
 import tritonclient.http as httpclient
 from safetensors.numpy import load_file, save_file
 
+from checkout.repository import copy_model_definition
 from devstack.launch import start_proxy, start_triton
 from devstack.process import ServerProcess
-from devstack.repository import copy_model_definition
 from modelctl.install import install
 from tests.http import request
 from tests.wordpiece import distilbert

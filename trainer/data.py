@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from devstack.paths import SHARED_SST2_TRAIN
+from checkout.paths import SHARED_SST2_TRAIN
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,9 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
+from checkout.repository import SOURCE as MODEL_SOURCE
+from checkout.repository import load_classifier
 from checkpoints.info import read_info
-from devstack.repository import SOURCE as MODEL_SOURCE
-from devstack.repository import load_classifier
 from trainer.data import Example, default_train_tsv, holdout_split, read_tsv
 from trainer.metrics import accuracy_f1
 from trainer.offline import Recipe

@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from checkout.paths import RESULTS, ROOT
 from checkpoints.cache_dir import default_cache_dir
 from devstack.launch import start_prometheus
-from devstack.paths import RESULTS, ROOT
 from modelctl.convert import calibration, ensure_engines
 from modelctl.resolve import resolve
 from modelctl.spec import ModelSpec

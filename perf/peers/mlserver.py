@@ -16,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from devstack.paths import ROOT
+from checkout.paths import ROOT
 from devstack.process import free_port
 
 HERE = Path(__file__).resolve().parent

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from devstack.paths import ROOT
+from checkout.paths import ROOT
 
 
 def _cudart_dir() -> Path | None:

@@ -30,20 +30,20 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from checkpoints.cache_dir import default_cache_dir
-from devstack.launch import start_triton
-from devstack.paths import RESULTS
-from devstack.process import ServerProcess
-from devstack.repository import SOURCE as MODEL_SOURCE
-from devstack.repository import (
+from checkout.paths import MODEL_NAME, RESULTS
+from checkout.repository import SOURCE as MODEL_SOURCE
+from checkout.repository import (
     copy_model_definition,
     model_module,
     set_batcher,
     set_instance_count,
     set_parameter,
 )
+from checkpoints.cache_dir import default_cache_dir
+from devstack.launch import start_triton
+from devstack.process import ServerProcess
 from modelctl.convert import calibration, ensure_engines
-from modelctl.install import MODEL_NAME, install
+from modelctl.install import install
 from modelctl.resolve import resolve
 from modelctl.spec import ModelSpec
 from perf.machine import cpu_summary, lscpu

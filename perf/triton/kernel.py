@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from devstack.repository import load_classifier
+from checkout.repository import load_classifier
 
 
 def load(checkpoint: Path, engine: str, engines_dir: Path | None, threads: int = 2) -> Any:

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 from functools import cache
 from typing import Any
 
+from checkout.paths import ROOT
 from devstack import kubeplay
-from devstack.paths import ROOT
 
 K8S = ROOT / "k8s"
 OVERLAYS = ("dev", "prod")

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from checkout.repository import copy_model_definition
 from devstack.launch import start_triton
 from devstack.process import ServerProcess, free_port, port_open
-from devstack.repository import copy_model_definition
 from modelctl.install import install
 from tritonserve import TritonPorts
 

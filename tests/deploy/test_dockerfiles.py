@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from devstack.paths import ROOT
+from checkout.paths import ROOT
 
 VENV_BIN = Path(sys.executable).parent
 DOCKERFILES = ("Dockerfile.triton", "Dockerfile.proxy")

@@ -17,8 +17,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from checkout.repository import model_module
 from devstack import containers, kubeplay
-from devstack.repository import model_module
 from tests.browser import ARTIFACTS
 from tests.deploy.manifests import containers as specs_of
 from tests.deploy.manifests import pod_templates, render

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import tritonclient.http as httpclient
 
+from checkout.repository import copy_model_definition, model_module
 from devstack.launch import start_triton
-from devstack.repository import copy_model_definition, model_module
 from modelctl.install import install
 from tests.stack import MODEL, Triton, http_client, http_scores, text_input
 from trainer.data import sst2_sentences as sentences

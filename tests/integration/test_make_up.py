@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from checkout.repository import copy_model_definition
 from devstack.monitoring import dashboard_graphs
 from devstack.process import ServerProcess, free_port, http_status, port_open, python_module
-from devstack.repository import copy_model_definition
 from tests.browser import artifact, rendered
 from tests.http import predict, request
 

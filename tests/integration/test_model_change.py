@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from checkout.repository import SOURCE as MODEL_SOURCE
+from checkout.repository import set_parameter
 from devstack.launch import start_triton
-from devstack.repository import SOURCE as MODEL_SOURCE
-from devstack.repository import set_parameter
 from modelctl.install import install
 from tests.http import predict, request, scores
 from tests.stack import launch_proxy, start_stack, swapped_labels_checkpoint

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from checkout.repository import model_module
 from checkpoints.cache_dir import default_cache_dir
 from checkpoints.info import read_info
-from devstack.repository import model_module
 from modelctl.convert import calibration, ensure_engines
 from tests.http import predict, request
 from tests.stack import start_stack

@@ -14,7 +14,7 @@ import tritonclient.http as httpclient
 from tokenizers import Tokenizer
 from tritonclient.utils import InferenceServerException
 
-from devstack.repository import model_module
+from checkout.repository import model_module
 from tests.stack import MODEL, Triton, http_client, http_scores, stats, text_input
 from tests.wordpiece import distilbert
 from trainer.data import sst2_sentences as sentences

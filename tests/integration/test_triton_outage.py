@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from checkout.repository import SOURCE as MODEL_SOURCE
+from checkout.repository import set_parameter
 from devstack.launch import start_triton
-from devstack.repository import SOURCE as MODEL_SOURCE
-from devstack.repository import set_parameter
 from tests.http import predict, readiness, request
 from tests.stack import Stack, start_stack
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from devstack.repository import SOURCE, parse_config
+from checkout.repository import SOURCE, parse_config
 
 
 def test_dynamic_batcher_keeps_payload_prefetching() -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from devstack.repository import (
+from checkout.repository import (
     SOURCE,
     copy_model_definition,
     get_parameter,

@@ -6,6 +6,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL_REPOSITORY = ROOT / "model_repository"
+MODEL_NAME = "distilbert_sst2"  # the Triton model in it
 TRITON_BACKENDS = ROOT / ".cache" / "triton-backends"  # the Python backend and its stub
 RUN = ROOT / ".run"  # make up's state (Redis working directory)
 RESULTS = ROOT / "perf" / "results"  # benchmark reports

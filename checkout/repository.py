@@ -16,8 +16,7 @@ from typing import Any
 from google.protobuf import text_format
 from tritonclient.grpc.model_config_pb2 import ModelConfig
 
-from devstack.paths import MODEL_REPOSITORY
-from modelctl.install import MODEL_NAME
+from checkout.paths import MODEL_NAME, MODEL_REPOSITORY
 
 SOURCE = MODEL_REPOSITORY / MODEL_NAME
 
