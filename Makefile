@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 MODEL ?= auto
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help install install-up system-deps test-system-deps model up test test-unit lint format clean bench bench-triton images kube-dev
+.PHONY: help install install-up system-deps test-system-deps model up test test-unit mutation lint format clean bench bench-triton images kube-dev
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -91,6 +91,16 @@ bench: install $(VENV)/.perf-installed  ## this stack vs the original design and
 bench-triton: install $(VENV)/.perf-installed  ## every engine on this CPU (speed, accuracy, batch drift), then Triton end to end (SHORT=1: shorter)
 	$(PY) -m perf.triton.bench $(if $(SHORT),--short,)
 
+# mutmut runs the tests from a copy in mutants/, one directory deeper: the data's path is absolute.
+SST2_TRAIN_TSV ?= $(abspath $(CURDIR)/../shared/data/sst2/train.tsv)
+mutation: install  ## mutation testing of admission, predictor and engine selection against their tests (not in make test; ~15 min)
+	$(INSTALL) --quiet -r requirements/mutation.txt -c requirements/constraints.txt
+	@mkdir -p .artifacts
+	SST2_TRAIN_TSV=$(SST2_TRAIN_TSV) $(VENV)/bin/mutmut run --max-children 2 > .artifacts/mutmut-run.log 2>&1 \
+		|| { tail -c 3000 .artifacts/mutmut-run.log; exit 1; }
+	$(VENV)/bin/mutmut export-cicd-stats
+	$(PY) -m tests.mutation
+
 lint: install $(VENV)/.perf-installed  ## ruff (lint + format check) and mypy (perf deps: mypy reads perf/)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -101,4 +111,4 @@ format: install
 	$(VENV)/bin/ruff check --fix .
 
 clean:  ## remove caches and run state (keeps .venv and downloaded models)
-	rm -rf .run .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .run .pytest_cache .mypy_cache .ruff_cache mutants
