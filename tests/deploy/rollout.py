@@ -1,9 +1,12 @@
 """Triton replicas behind one address, replaced the way `kubectl rollout` would.
 
-The balancer is HAProxy in TCP mode with `balance random`: like a Kubernetes
-Service (kube-proxy), it picks a replica per new connection, keeps an
-established connection on its replica, and sends nothing to a replica whose
-readiness check fails. The readiness check is the Triton Deployment's own
+The balancer is HAProxy, in one of two modes. `connection`: TCP mode with
+`balance random`, like a Kubernetes Service (kube-proxy): it picks a replica
+per new connection and keeps an established connection on its replica.
+`request`: HTTP mode, round robin per request, like a service mesh or an L7
+balancer: a proxy's consecutive calls reach old and new replicas alike, so a
+proxy that accepted every answer would flip back and forth. Either sends
+nothing to a replica whose readiness check fails. The readiness check is the Triton Deployment's own
 readinessProbe path; the pause between leaving the endpoints and SIGTERM is
 its preStop; the time allowed to exit is its terminationGracePeriodSeconds.
 """
@@ -54,7 +57,15 @@ class Lifecycle:
         )
 
 
-def haproxy_config(listen: int, slots: list[int], readiness_path: str, admin: Path) -> str:
+BALANCING = {  # mode -> HAProxy's settings for it
+    "connection": "    mode tcp\n    balance random",
+    "request": "    mode http\n    balance roundrobin\n    option http-server-close",
+}
+
+
+def haproxy_config(
+    listen: int, slots: list[int], readiness_path: str, admin: Path, balancing: str
+) -> str:
     servers = "\n".join(
         f"    server s{i} 127.0.0.1:{port} check inter 500 fall 1 rise 1 disabled"
         for i, port in enumerate(slots)
@@ -63,7 +74,7 @@ def haproxy_config(listen: int, slots: list[int], readiness_path: str, admin: Pa
     stats socket {admin} mode 600 level admin
     maxconn 4096
 defaults
-    mode tcp
+{BALANCING[balancing]}
     timeout connect 2s
     timeout client 120s
     timeout server 120s
@@ -71,7 +82,6 @@ frontend triton
     bind 127.0.0.1:{listen}
     default_backend replicas
 backend replicas
-    balance random
     option httpchk GET {readiness_path}
 {servers}
 """
@@ -91,6 +101,7 @@ class Balancer:
     workdir: Path
     logs: Path
     readiness_path: str
+    balancing: str = "connection"  # a key of BALANCING
     port: int = field(default_factory=free_port)
     slots: list[TritonPorts] = field(
         default_factory=lambda: [
@@ -110,7 +121,9 @@ class Balancer:
     def start(self) -> Balancer:
         config = self.workdir / "haproxy.cfg"
         http_ports = [ports.http for ports in self.slots]
-        config.write_text(haproxy_config(self.port, http_ports, self.readiness_path, self.admin))
+        config.write_text(
+            haproxy_config(self.port, http_ports, self.readiness_path, self.admin, self.balancing)
+        )
         command = [shutil.which("haproxy") or "haproxy", "-db", "-f", str(config)]
         self.process = ServerProcess(f"haproxy-{self.port}", command, self.logs)
         self.process.start().wait_until(lambda: port_open(self.port), 20)

@@ -16,7 +16,7 @@ Required, and asserted:
   asserted: the issue "Many replicas, one truth" makes them agree);
 - no old-model answer is served as the new model's (the new model is the old
   one with its labels swapped, so its scores are the old ones reversed);
-The figures go to .artifacts/rollout.json and the test log.
+The figures go to .artifacts/rollout-<balancing>.json and the test log.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from devstack.process import ServerProcess
 from perf.compare.k6run import SCRIPTS, k6_command, k6_env
 from tests.browser import ARTIFACTS
 from tests.deploy.manifests import of_kind, render
-from tests.deploy.rollout import Balancer, Deployment, Lifecycle
+from tests.deploy.rollout import BALANCING, Balancer, Deployment, Lifecycle
 from tests.http import predict
 from tests.stack import launch_proxy, swapped_labels_checkpoint
 from trainer.data import sst2_sentences
@@ -213,8 +213,9 @@ def check_answers(answers: list[Answer], old: str, new: str) -> dict[str, object
     }
 
 
+@pytest.mark.parametrize("balancing", sorted(BALANCING))
 def test_rolling_update_and_scale_down_under_load(
-    tmp_path: Path, logs_dir: Path, tiny_checkpoint: Path, redis_server: int
+    balancing: str, tmp_path: Path, logs_dir: Path, tiny_checkpoint: Path, redis_server: int
 ) -> None:
     manifest = next(
         d for d in of_kind(render("dev"), "Deployment") if d["metadata"]["name"] == "sst2-triton"
@@ -223,9 +224,10 @@ def test_rolling_update_and_scale_down_under_load(
     # fp32: scores independent of batch-mates, so each answer can be checked exactly
     config = set_parameter((MODEL_SOURCE / "config.pbtxt").read_text(), "engine", "torch-fp32")
     new_checkpoint = swapped_labels_checkpoint(tiny_checkpoint, tmp_path / "new")
-    balancer = Balancer(tmp_path, logs_dir, lifecycle.readiness_path).start()
+    balancer = Balancer(tmp_path, logs_dir, lifecycle.readiness_path, balancing).start()
     deployment = Deployment(balancer, lifecycle, tmp_path, logs_dir, config)
     proxies: dict[str, ServerProcess] = {}
+    database = 5 + sorted(BALANCING).index(balancing)  # a cache of its own: misses to roll under
     try:
         for _ in range(2):
             deployment.start_replica(tiny_checkpoint, "old")
@@ -233,7 +235,7 @@ def test_rolling_update_and_scale_down_under_load(
             proxies[name] = launch_proxy(
                 logs_dir,
                 triton_url=balancer.url,
-                redis_url=f"redis://127.0.0.1:{redis_server}/5",
+                redis_url=f"redis://127.0.0.1:{redis_server}/{database}",
                 model_refresh_seconds="1",
             )
         urls = {name: proxy.url for name, proxy in proxies.items()}
@@ -272,7 +274,7 @@ def test_rolling_update_and_scale_down_under_load(
             "events": [f"{t - started:6.1f}s {event}" for t, event in deployment.events],
         }
         ARTIFACTS.mkdir(exist_ok=True)
-        (ARTIFACTS / "rollout.json").write_text(json.dumps(figures, indent=2) + "\n")
+        (ARTIFACTS / f"rollout-{balancing}.json").write_text(json.dumps(figures, indent=2) + "\n")
         print(json.dumps(figures, indent=2))
     finally:
         for proxy in proxies.values():
