@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from cache_proxy.admission import Admission, learned_budget, rounded
+from cache_proxy.admission import Admission, FairTags, learned_budget, much_cheaper, rounded
 from cache_proxy.errors import Overloaded
 from cache_proxy.metrics import Metrics
-from cache_proxy.predictor import plan_chunks
+from cache_proxy.predictor import plan_chunks, too_large
 from cache_proxy.throughput import Throughput
 
 
@@ -225,6 +225,7 @@ async def test_budget_comes_back_after_an_error_or_a_cancel() -> None:
         ([3, 3, 3, 3], 100, 2, [[0, 1], [2, 3]]),
         ([50, 1, 1], 10, 4, [[0], [1, 2]]),  # dearer than the budget: alone
         ([1, 50, 1], 10, 4, [[0], [1], [2]]),
+        ([4, 6, 1], 10, 4, [[0, 1], [2]]),  # exactly the most a chunk holds: one chunk
     ],
 )
 def test_plan_chunks(
@@ -540,3 +541,145 @@ async def test_a_flood_of_similar_requests_finishes_the_queued_one_and_refuses_n
     for task in first + second:
         task.cancel()
     await asyncio.gather(*first, *second, return_exceptions=True)
+
+
+# Found by `make mutation` (mutants that survived the tests above).
+
+
+def test_costs_round_up_to_a_power_of_two_and_much_cheaper_is_under_a_quarter() -> None:
+    assert [rounded(c) for c in (0, 1, 2, 3, 4, 5, 100, 128, 129)] == [
+        1,
+        1,
+        2,
+        4,
+        4,
+        8,
+        128,
+        128,
+        256,
+    ]
+    assert much_cheaper(24, 100) and not much_cheaper(25, 100)
+
+
+def test_too_large_is_judged_by_what_the_deadline_holds() -> None:
+    assert too_large(100, None, 1.0) is None  # the rate is not known yet
+    assert too_large(200, 100.0, 2.0) is None  # exactly what 2 s hold
+    reason = too_large(201, 100.0, 2.0)
+    assert reason is not None and "about 2.0s" in reason and "at most 200 units" in reason
+
+
+def test_fair_tags_start_at_the_virtual_time_or_what_is_owed() -> None:
+    tags = FairTags(by_finish=True)
+    assert tags.order("new", 3) == 4  # no history: the virtual time (0) + rounded cost
+    tags.grant("a", 8)  # a: finish 8; the virtual time follows the finish tags: 8
+    tags.grant("b", 2)  # b starts at 8, finishes at 10
+    assert (tags.last, tags.vtime) == ({"a": 8, "b": 10}, 10)
+    tags.arrive("a")  # a owes nothing (8 < 10): starts at the virtual time
+    assert tags.start["a"] == 10 and tags.order("a", 1) == 11
+    tags.grant("c", 64)  # c finishes at 74, the virtual time too
+    tags.vtime = 20  # (as if others had been served less since)
+    tags.arrive("c", debt=16)  # owes 54, at most its debt
+    assert tags.start["c"] == 36
+    tags.grant("c", 4)  # a backlogged key is granted from its start tag
+    assert tags.last["c"] == 40 and tags.start["c"] == 40
+    tags.leave("c")  # nothing waiting: its next order starts from its last finish
+    assert "c" not in tags.start and tags.order("c", 1) == 41
+
+
+async def test_a_queue_filled_exactly_sheds_nothing_and_one_unit_more_does() -> None:
+    gate = admission(budget=10, max_queued=30)
+    await gate.acquire("hog", 10, 1.0)
+    flow = object()
+    first = asyncio.create_task(gate.acquire("a", 20, 5.0, flow))
+    await settle()
+    exact = asyncio.create_task(gate.acquire("b", 10, 5.0))  # 30 of 30: room
+    await settle()
+    assert not first.done() and not exact.done() and gate.queued == 30
+    with pytest.raises(Overloaded):  # one unit more, of a request that would shed itself
+        await gate.acquire("a", 1, 5.0, flow)
+    assert not first.done() and not exact.done() and gate.queued == 30
+    for task in (first, exact):
+        task.cancel()
+    await asyncio.gather(first, exact, return_exceptions=True)
+    gate.release("hog", 10, answered=True)
+
+
+async def test_a_chunk_larger_than_the_queue_waits_when_nothing_else_does() -> None:
+    """A valid large text is never refused for its size alone (the queue
+    limit bounds what waits beside it, not what it costs)."""
+    gate = admission(budget=10, max_queued=30)
+    await gate.acquire("hog", 10, 1.0)
+    large = asyncio.create_task(gate.acquire("a", 50, 5.0))
+    await settle()
+    assert not large.done() and gate.queued == 50
+    gate.release("hog", 10, answered=True)
+    await large  # alone: it runs
+    gate.release("a", 50, answered=True)
+
+
+async def test_a_request_never_sheds_its_own_chunks() -> None:
+    gate = admission(budget=10, max_queued=50)
+    await gate.acquire("hog", 10, 1.0)
+    flow = object()
+    mine = [asyncio.create_task(gate.acquire("a", 10, 5.0, flow)) for _ in range(5)]
+    await settle()
+    with pytest.raises(Overloaded):  # its next chunk is refused, not its own older ones
+        await gate.acquire("a", 10, 5.0, flow)
+    await settle()
+    assert not any(task.done() for task in mine) and gate.queued == 50
+    for task in mine:
+        task.cancel()
+    await asyncio.gather(*mine, return_exceptions=True)
+    gate.release("hog", 10, answered=True)
+
+
+async def test_shedding_across_clients_counts_the_newcomer_s_request_once() -> None:
+    """b's request has 20 queued and 10 to come (30 ungranted): b's queue
+    would be 30, shorter than a's 40, so a's newest chunk is shed for it."""
+    gate = admission(budget=10, max_queued=60)
+    await gate.acquire("hog", 10, 1.0)
+    a = [asyncio.create_task(gate.acquire("a", 10, 5.0)) for _ in range(4)]
+    flow = object()
+    b = [asyncio.create_task(gate.acquire("b", 10, 5.0, flow, 30 - 10 * n)) for n in range(2)]
+    await settle()
+    assert gate.queued == 60
+    last = asyncio.create_task(gate.acquire("b", 10, 5.0, flow, 10))
+    await settle()
+    assert isinstance(a[-1].exception(), Overloaded) and not last.done()
+    for task in (*a[:-1], *b, last):
+        task.cancel()
+    await asyncio.gather(*a, *b, last, return_exceptions=True)
+    gate.release("hog", 10, answered=True)
+
+
+async def test_equal_queues_shed_nothing_and_the_longest_client_is_the_victim() -> None:
+    gate = admission(budget=10, max_queued=60)
+    await gate.acquire("hog", 10, 1.0)
+    big = [asyncio.create_task(gate.acquire("a", 10, 5.0)) for _ in range(3)]  # a: 30
+    small = [asyncio.create_task(gate.acquire("z", 10, 5.0))]  # z: 10 (and the newest)
+    equal = [asyncio.create_task(gate.acquire("m", 10, 5.0, None, 20))]  # m: 10 + 10 to come
+    await settle()
+    assert gate.queued == 50
+    with pytest.raises(Overloaded):  # m would queue 30 beside a's 30: not shorter
+        await gate.acquire("m", 20, 5.0)
+    newcomer = asyncio.create_task(gate.acquire("n", 20, 5.0))  # n: 20, shorter than a's 30
+    await settle()
+    assert isinstance(big[-1].exception(), Overloaded)  # a's newest, not z's or m's
+    assert not small[0].done() and not equal[0].done() and not newcomer.done()
+    for task in (*big, *small, *equal, newcomer):
+        task.cancel()
+    await asyncio.gather(*big, *small, *equal, newcomer, return_exceptions=True)
+    gate.release("hog", 10, answered=True)
+
+
+async def test_a_cancelled_head_is_skipped_at_once() -> None:
+    gate = admission(budget=10)
+    await gate.acquire("hog", 10, 1.0)
+    head = asyncio.create_task(gate.acquire("x", 10, 5.0))
+    behind = asyncio.create_task(gate.acquire("y", 5, 5.0))
+    await settle()
+    head.cancel()  # its future is cancelled now; its task resumes later
+    gate.release("hog", 10, answered=True)
+    assert gate.inflight == 5  # y granted in the same dispatch, not when x's task resumes
+    await asyncio.gather(head, behind, return_exceptions=True)
+    gate.release("y", 5, answered=True)

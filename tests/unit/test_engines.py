@@ -285,6 +285,23 @@ def test_choice_is_cached_per_machine_model_and_threads(
     assert key != selection.cache_key({"checkpoint": "a", "openvino-fp32": "b"}, threads=2)
 
 
+def test_the_machine_names_the_cpu_model_its_flags_and_the_caps(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The cached choice is keyed by this: a cache carried to another CPU (an
+    image, a volume) must not hand it this CPU's engine (found by `make mutation`)."""
+    info = dict(
+        (key.strip(), value.strip())
+        for key, _, value in reversed(
+            [line.partition(":") for line in Path("/proc/cpuinfo").read_text().splitlines()]
+        )
+    )
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    described = selection.machine().split(" | ")
+    assert described[:2] == [info["model name"], info["flags"]]
+    assert any("AVX2" in cap for cap in described[2:])
+
+
 def test_the_code_digest_covers_the_model_s_python_files(tmp_path: Path) -> None:
     (tmp_path / "engines.py").write_text("SHAPE_TOKENS = 32\n")
     (tmp_path / "config.pbtxt").write_text("name: x\n")
