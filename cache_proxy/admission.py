@@ -322,15 +322,15 @@ class Admission:
         by_client: Counter[str] = Counter()
         for (c, _), cost in queued.items():
             by_client[c] += cost
-        mine = ungranted  # this request's queued cost once it is all queued
         longest = max(by_client, key=by_client.__getitem__, default=None)
-        ours = by_client[client] - queued.get((client, flow), 0) + mine
+        # this client's queue once this request is all queued
+        ours = by_client[client] - queued.get((client, flow), 0) + ungranted
         if longest is not None and longest != client and by_client[longest] > ours:
             newest = [q[-1] for (c, _), q in left.items() if c == longest and q]
             return max(newest, key=lambda w: w.seq)
         flows = {f: cost for (c, f), cost in queued.items() if c == client and f != flow and cost}
         heaviest = max(flows, key=flows.__getitem__, default=None)
-        if heaviest is None or not much_cheaper(mine, flows[heaviest]):
+        if heaviest is None or not much_cheaper(ungranted, flows[heaviest]):
             return None
         return left[client, heaviest][-1]
 
