@@ -96,7 +96,7 @@ def test_int8_gives_probabilities_close_to_fp32(tiny_checkpoint: Path) -> None:
 
 
 def test_unknown_engine_is_refused(tiny_checkpoint: Path) -> None:
-    with pytest.raises(ValueError, match="engine must be 'auto' or one of"):
+    with pytest.raises(ValueError, match="engine must be 'auto', 'auto-fp32' or one of"):
         engines.load("torch-fp8", tiny_checkpoint, None, threads=1)
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import identity
 from batching import (
     bucketed,
     pack,
@@ -16,8 +17,15 @@ from batching import (
     split_rows,
     wants_scores,
 )
-from identity import checkpoint_digest, fingerprint
-from runtime import cpu_quota, intra_op_threads, parameters
+from identity import (
+    checkpoint_digest,
+    code_digest,
+    fingerprint,
+    library_versions,
+    release,
+    scoring,
+)
+from runtime import cpu_quota, engine_setting, intra_op_threads, parameters
 from tokens import decode_texts
 
 
@@ -88,19 +96,83 @@ def test_cpu_quota_reads_cgroup_limit(tmp_path: Path) -> None:
     assert cpu_quota(tmp_path) == cpu_quota(tmp_path / "none")
 
 
-def test_fingerprint_tracks_content_and_engine(tmp_path: Path) -> None:
+def test_checkpoint_digest_tracks_content_not_provenance(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text("{}")
     (tmp_path / "model.safetensors").write_bytes(b"weights")
     first = checkpoint_digest(tmp_path)
     (tmp_path / "model_info.json").write_text('{"name": "x"}')  # provenance is not content
     assert checkpoint_digest(tmp_path) == first
     (tmp_path / "model.safetensors").write_bytes(b"other weights")
-    second = checkpoint_digest(tmp_path)
-    assert second != first
-    fp32 = fingerprint(second, {"engine": "torch-fp32", "engine_files": "torch"})
-    assert fp32 != fingerprint(second, {"engine": "openvino-fp32", "engine_files": "torch"})
-    assert fp32 != fingerprint(second, {"engine": "torch-fp32", "engine_files": "ab12"})
+    assert checkpoint_digest(tmp_path) != first
+
+
+def serving(engine: str, files: str = "torch", max_length: int = 512) -> dict[str, object]:
+    return {"engine": engine, "engine_files": files, "max_sequence_length": max_length}
+
+
+LIBRARIES: dict[str, str] = {"torch": "2.13.0", "tokenizers": "0.22.1"}
+
+
+def test_fp32_engines_share_one_fingerprint_and_int8_engines_have_their_own() -> None:
+    def of(engine: str, files: str = "torch") -> str:
+        return fingerprint("weights", scoring(serving(engine, files), "code", LIBRARIES))
+
+    fp32 = of("torch-fp32")
+    assert of("onnxruntime-fp32", "ab12") == of("openvino-fp32", "cd34") == fp32
+    int8 = {of("openvino-int8", "ef56"), of("openvino-int8", "0123"), of("torch-int8")}
+    assert len(int8) == 3 and fp32 not in int8
     assert len(fp32) == 16
+    # one release: fp32 and int8 of the same model differ only in numerics
+    fp32_release = release("weights", scoring(serving("torch-fp32"), "code", LIBRARIES))
+    assert release("weights", scoring(serving("openvino-int8", "ef56"), "code", LIBRARIES)) == (
+        fp32_release
+    )
+    assert release("weights2", scoring(serving("torch-fp32"), "code", LIBRARIES)) != fp32_release
+
+
+def test_the_fingerprint_covers_weights_code_libraries_and_truncation() -> None:
+    def of(
+        weights: str = "w",
+        code: str = "c",
+        libraries: dict[str, str] = LIBRARIES,
+        length: int = 512,
+    ) -> str:
+        return fingerprint(
+            weights, scoring(serving("torch-fp32", max_length=length), code, libraries)
+        )
+
+    base = of()
+    assert of() == base  # deterministic: every replica of one image agrees
+    assert of(weights="w2") != base
+    assert of(code="c2") != base
+    assert of(libraries={**LIBRARIES, "tokenizers": "0.22.2"}) != base
+    assert of(length=256) != base
+
+
+def test_a_change_to_tokens_py_changes_the_fingerprint(tmp_path: Path) -> None:
+    for path in Path(identity.__file__).parent.glob("*.py"):
+        (tmp_path / path.name).write_bytes(path.read_bytes())
+    assert code_digest(tmp_path) == code_digest()  # the copy is the served code
+
+    def served_by(code: Path) -> str:
+        return fingerprint("w", scoring(serving("torch-fp32"), code_digest(code), LIBRARIES))
+
+    before = served_by(tmp_path)
+    tokens = tmp_path / "tokens.py"
+    tokens.write_text(tokens.read_text() + "\n# a change that may change tokenization\n")
+    assert served_by(tmp_path) != before
+
+
+def test_library_versions_are_the_installed_ones() -> None:
+    versions = library_versions(("numpy", "no-such-distribution"))
+    assert versions == {"numpy": np.__version__, "no-such-distribution": None}
+
+
+def test_the_engine_setting_comes_from_the_environment_first() -> None:
+    assert engine_setting("auto", {}) == ("auto", ("fp32", "int8"))
+    assert engine_setting("auto", {"SST2_ENGINE": "auto-fp32"}) == ("auto-fp32", ("fp32",))
+    assert engine_setting("auto", {"SST2_ENGINE": "openvino-int8"}) == ("openvino-int8", ())
+    assert engine_setting("torch-fp32", {"SST2_ENGINE": ""}) == ("torch-fp32", ())
 
 
 def test_parameters_flatten() -> None:

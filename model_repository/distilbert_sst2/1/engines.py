@@ -17,7 +17,6 @@ checkpoint (modelctl/convert.py); an engine whose files are missing is not offer
 from __future__ import annotations
 
 import functools
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from batching import Packed, bucketed
+from identity import checkpoint_digest
 
 ENGINES = (
     "torch-fp32",
@@ -86,13 +86,9 @@ def available(engines_dir: Path | None) -> list[str]:
 
 @functools.cache
 def files_digest(directory: Path) -> str:
-    """sha256 over a converted engine's files (relative path and content);
-    once per process (auto's cache key, then the chosen engine's identity)."""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
-        digest.update(path.relative_to(directory).as_posix().encode() + b"\0")
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
+    """A converted engine's files digested (identity.checkpoint_digest), once per
+    process (auto's cache key, then the chosen engine's identity)."""
+    return checkpoint_digest(directory, exclude=())[:16]
 
 
 def digest_of(name: str, engines_dir: Path | None) -> str:
@@ -107,7 +103,9 @@ def digest_of(name: str, engines_dir: Path | None) -> str:
 def load(name: str, checkpoint: Path, engines_dir: Path | None, threads: int) -> Engine:
     """Load engine `name` with `threads` intra-op threads."""
     if name not in ENGINES:
-        raise ValueError(f"engine must be 'auto' or one of {', '.join(ENGINES)}, got {name!r}")
+        raise ValueError(
+            f"engine must be 'auto', 'auto-fp32' or one of {', '.join(ENGINES)}, got {name!r}"
+        )
     if name.startswith("torch-"):
         return _torch(name, checkpoint, threads)
     if name not in available(engines_dir):

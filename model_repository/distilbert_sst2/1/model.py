@@ -33,8 +33,8 @@ import triton_python_backend_utils as pb_utils
 import packed_forward
 from batching import requested_outputs, split_rows, wants_scores
 from classifier import Classifier
-from identity import checkpoint_digest, describe, read_provenance
-from runtime import cpu_quota, intra_op_threads, parameters
+from identity import checkpoint_digest, code_digest, describe, read_provenance
+from runtime import cpu_quota, engine_setting, intra_op_threads, parameters
 from tokens import decode_texts
 
 CHOICE_CACHE = (
@@ -82,12 +82,13 @@ class TritonPythonModel:
                               **settings)  # fmt: skip
 
         content = checkpoint_digest(checkpoint)  # hashed once: the choice's cache key and identity
-        if params["engine"] == "auto":
+        engine, precisions = engine_setting(params["engine"], os.environ)
+        if precisions:
             self.classifier = self._measured_choice(
-                checkpoint, content, engines_dir, threads, classifier
+                checkpoint, content, engines_dir, threads, classifier, precisions
             )
         else:
-            self.classifier = classifier(params["engine"])
+            self.classifier = classifier(engine)
         self._check_labels(Path(args["model_repository"]) / "labels.txt")
         engine = self.classifier.engine
         serving = {
@@ -97,7 +98,7 @@ class TritonPythonModel:
             "max_sequence_length": self.classifier.max_length,
             "forward": packed_forward.NAME,
         }
-        self.info = describe(checkpoint, self.classifier.labels, serving, content)
+        self.info = describe(checkpoint, self.classifier.labels, serving, content, code_digest())
         self.info_bytes = self.info.to_json()
         self.tokenizer_bytes = self.classifier.tokenizer.backend_tokenizer.to_str().encode()
         self.classifier.predict(WARMUP_TEXTS)  # first real request is then fast
@@ -112,10 +113,10 @@ class TritonPythonModel:
             warning = self.info.extra.get("warning", "random weights")
             self.logger.log_warn(f"STAND-IN MODEL {self.info.name}: {warning}")
 
-    def _measured_choice(self, checkpoint, content, engines_dir, threads, classifier):
-        """engine: auto. Measure every built engine once per machine and model
-        (selection.py)."""
-        names = engines.available(engines_dir)
+    def _measured_choice(self, checkpoint, content, engines_dir, threads, classifier, precisions):
+        """engine: auto (or auto-fp32). Measure every built engine of those
+        `precisions` once per machine and model (selection.py)."""
+        names = [n for n in engines.available(engines_dir) if n.rsplit("-", 1)[1] in precisions]
         digests = {n: engines.digest_of(n, engines_dir) for n in names}
         digests["checkpoint"] = content
         cached = CHOICE_CACHE / f"{selection.cache_key(digests, threads)}.json"

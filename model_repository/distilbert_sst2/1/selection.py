@@ -41,6 +41,8 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+from identity import code_digest
+
 REFERENCE = "torch-fp32"
 # fp32 rounding noise is never taken as smaller than this: a few float32 ulps
 # of a probability (the reference may drift by exactly 0 on a small model).
@@ -187,15 +189,6 @@ def machine() -> str:
     except OSError:
         pass
     return " | ".join([fields.get("model name", "unknown"), fields.get("flags", ""), *isa_caps()])
-
-
-def code_digest(directory: Path = Path(__file__).parent) -> str:
-    """sha256 over the model's Python files (name and content): the code that
-    feeds, runs and measures the engines."""
-    digest = hashlib.sha256()
-    for path in sorted(directory.glob("*.py")):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()[:16]
 
 
 def cache_key(digests: dict[str, str], threads: int) -> str:
