@@ -15,7 +15,7 @@ from redis.retry import Retry
 
 from cache_proxy import routes
 from cache_proxy.admission import Admission
-from cache_proxy.backend import Backend, TritonBackend
+from cache_proxy.backend import Backend, ModelTracker, TritonBackend
 from cache_proxy.bodies import BodyBudget
 from cache_proxy.breaker import RedisBreaker
 from cache_proxy.cache import PredictionCache
@@ -146,6 +146,7 @@ async def services_ctx(
                 admission,
                 settings.triton_max_batch,
                 request_seconds=settings.request_timeout_seconds,
+                tracker=ModelTracker(refused=metrics.model_answers_refused),
             )
             yield
     finally:
@@ -162,6 +163,7 @@ async def model_refresh_ctx(app: web.Application) -> AsyncIterator[None]:
         # this loop sends nothing; when idle it polls once per interval.
         while True:
             try:
+                await predictor.follow_the_fleet()  # another proxy met a new release first
                 if predictor.tracker.age() >= interval:
                     await predictor.refresh_identity()
                 await predictor.load_tokenizer()  # a new model's, once

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 import aiohttp
 import numpy as np
 from numpy.typing import NDArray
+from prometheus_client import Counter
 from tritonclient.http import InferInput, InferRequestedOutput, InferResult
 from tritonclient.http.aio import InferenceServerClient
 from tritonclient.utils import InferenceServerException
@@ -40,15 +41,23 @@ Outputs = tuple[str, ...]  # the model outputs a call asks for
 @dataclass(frozen=True)
 class ModelIdentity:
     """What Triton says it serves (the model's MODEL_INFO, built by the model's
-    identity.py); `fingerprint` changes with weights or serving, so it keys the cache."""
+    identity.py). `fingerprint` names the answers (it changes with anything
+    that can change a score), so it keys the cache; `release` is the model
+    apart from its numerics (the fingerprints of one release differ only in
+    precision: fp32, or an int8 engine)."""
 
     fingerprint: str
     labels: tuple[str, ...]
+    release: str = ""  # MODEL_INFO's release; none: a release of its own (the fingerprint)
     name: str = "unknown"
     source: str = "unknown"
     standin: bool = False
     warning: str | None = None
     info: dict[str, Any] = field(default_factory=dict, compare=False)  # all of it, for /model
+
+    def __post_init__(self) -> None:
+        if not self.release:
+            object.__setattr__(self, "release", self.fingerprint)
 
     @classmethod
     def from_info(cls, info: object) -> ModelIdentity:
@@ -60,6 +69,7 @@ class ModelIdentity:
         return cls(
             fingerprint=fingerprint,
             labels=tuple(str(label) for label in labels),
+            release=str(info.get("release") or ""),
             name=str(info.get("name", "unknown")),
             source=str(info.get("source", "unknown")),
             standin=bool(info.get("standin", False)),
@@ -244,49 +254,120 @@ def identify(result: InferResult) -> ModelIdentity:
 class ModelTracker:
     """The model being served, as Triton reports it; logs every change.
 
-    During a rolling update old and new replicas answer side by side. The
-    first answer from a fingerprint not seen before makes it current and
-    retires the previous one; answers from a retired model are then refused
-    (`observe` returns False, the caller asks again on a new connection), so
-    the proxy never flips back to the old model. A retired model becomes
-    current again only when the current one has not answered for
-    `reinstate_after` seconds: a rollback.
+    Answers are named by fingerprint, and fingerprints group into releases
+    (the checkpoint, model code and libraries; see the model's README). Within
+    the current release every fingerprint is accepted: a fleet may serve fp32
+    and int8 side by side, and each answer is cached, and looked up, under its
+    own fingerprint (`accepted`).
+
+    A new release is a rolling update. Its first answer makes it current and
+    retires the previous release, whose later answers are refused (`observe`
+    returns False, the caller asks again on a new connection), so the proxy
+    never flips back to the old model. A retired release becomes current again
+    only when the current one has not answered for `reinstate_after` seconds:
+    a rollback.
+
+    Proxy replicas share their moves forward (cache_proxy.fleet): `moved` is
+    set when this tracker moved to a release it had not retired, for the
+    caller to publish; `follow` moves to a release another proxy met first.
     """
 
-    def __init__(self, reinstate_after: float = 3.0, remember: int = 16) -> None:
-        self.current: ModelIdentity | None = None
-        self.observed_at = float("-inf")  # monotonic time the current model last answered
-        self.retired: dict[str, float] = {}  # fingerprint -> when it was superseded
+    def __init__(
+        self,
+        reinstate_after: float = 3.0,
+        remember: int = 16,
+        serving_window: float = 60.0,
+        refused: Counter | None = None,
+    ) -> None:
+        self.current: ModelIdentity | None = None  # the current release's first answer
+        self.observed_at = float("-inf")  # monotonic time the current release last answered
+        self.serving: dict[str, tuple[ModelIdentity, float]] = {}  # its fingerprints, last answer
+        self.retired: dict[str, float] = {}  # release -> when it was superseded
         self.reinstate_after = reinstate_after
         self.remember = remember
+        self.serving_window = serving_window  # a fingerprint silent this long is not looked up
+        self.refused = refused  # counts answers refused from a retired release
+        self.moved = False  # moved forward to a new release since the caller last looked
 
     def age(self) -> float:
-        """Seconds since the current model last answered (inference or poll)."""
+        """Seconds since the current release last answered (inference or poll)."""
         return time.monotonic() - self.observed_at
 
+    def accepted(self) -> list[ModelIdentity]:
+        """The current release's fingerprints that answered within
+        `serving_window`, the current one first: where the cache is read."""
+        if self.current is None:
+            return []
+        now = time.monotonic()
+        others = [
+            identity
+            for fingerprint, (identity, seen) in self.serving.items()
+            if fingerprint != self.current.fingerprint and now - seen < self.serving_window
+        ]
+        return [self.current, *others]
+
     def observe(self, identity: ModelIdentity) -> bool:
-        """Record an answer's model; False if it came from a retired model."""
+        """Record an answer's model; False if it came from a retired release."""
         now = time.monotonic()
         previous = self.current
-        if previous is not None and previous.fingerprint == identity.fingerprint:
+        if previous is not None and previous.release == identity.release:
             self.observed_at = now
+            if identity.fingerprint not in self.serving:
+                log.info(
+                    "also serving model %s's fingerprint %s (numerics %s) beside %s",
+                    identity.name,
+                    identity.fingerprint,
+                    identity.info.get("numerics", "unknown"),
+                    previous.fingerprint,
+                )
+            self.serving[identity.fingerprint] = (identity, now)
             return True
+        if (
+            previous is not None
+            and identity.release in self.retired
+            and self.age() < self.reinstate_after
+        ):
+            if self.refused is not None:
+                self.refused.inc()
+            return False
+        self.moved = previous is not None and identity.release not in self.retired
+        self._switch(identity, "")
+        return True
+
+    def follow(self, identity: ModelIdentity, retired: Sequence[str]) -> bool:
+        """Move to `identity`'s release, which another proxy met first and
+        which retired `retired`, unless this tracker retired it itself (it is
+        then older here) or already serves it. True if it moved."""
+        current = self.current
+        if identity.release in self.retired or (
+            current is not None and current.release == identity.release
+        ):
+            return False
+        for release in retired:
+            self.retired.setdefault(release, time.monotonic())
+        self._switch(identity, " (met first by another proxy)")
+        return True
+
+    def _switch(self, identity: ModelIdentity, how: str) -> None:
+        """Make `identity` current; the previous release is retired."""
+        now = time.monotonic()
+        previous = self.current
         if previous is not None:
-            if identity.fingerprint in self.retired and self.age() < self.reinstate_after:
-                return False
-            self.retired[previous.fingerprint] = now
-            self.retired.pop(identity.fingerprint, None)
+            self.retired[previous.release] = now
+            self.retired.pop(identity.release, None)
             while len(self.retired) > self.remember:
                 self.retired.pop(next(iter(self.retired)))
         self.observed_at = now
         self.current = identity
+        self.serving = {identity.fingerprint: (identity, now)}
         log.info(
-            "serving model %s (source=%s, fingerprint=%s)%s",
+            "serving model %s (source=%s, fingerprint=%s, release=%s)%s%s",
             identity.name,
             identity.source,
             identity.fingerprint,
-            f", replacing {previous.fingerprint}" if previous else "",
+            identity.release,
+            f", replacing release {previous.release}" if previous else "",
+            how,
         )
         if identity.standin:
             log.warning("STAND-IN MODEL %s: %s", identity.name, identity.warning)
-        return True

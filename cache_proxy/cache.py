@@ -68,16 +68,19 @@ class PredictionCache:
         return self.state == "ok"
 
     async def get_many(
-        self, fingerprint: str, texts: Sequence[str], width: int
-    ) -> list[Scores | None]:
-        """One MGET for all texts; every miss or failure is None."""
-        if not texts:
-            return []
+        self, fingerprints: Sequence[str], texts: Sequence[str], width: int
+    ) -> list[tuple[int, Scores] | None]:
+        """One MGET of every text under every fingerprint (several while a
+        fleet serves one release at several numerics). Per text: the index of
+        the first fingerprint that holds it and its scores, else None (a miss
+        or a failure)."""
+        if not texts or not fingerprints:
+            return [None] * len(texts)
         if self.redis is None or not self._usable():
             self.metrics.cache.labels("error" if self.redis else "miss").inc(len(texts))
             return [None] * len(texts)
         try:
-            keys = [cache_key(fingerprint, t) for t in texts]
+            keys = [cache_key(f, t) for f in fingerprints for t in texts]
             if isinstance(self.redis, RedisCluster):
                 # one MGET per hash slot, pipelined to each shard in parallel
                 raw = await self.redis.mget_nonatomic(keys)
@@ -88,8 +91,12 @@ class PredictionCache:
             self.metrics.cache.labels("error").inc(len(texts))
             return [None] * len(texts)
         self.breaker.reset()
-        found = [decode_scores(value, width) for value in raw]
-        hits = sum(s is not None for s in found)
+        found: list[tuple[int, Scores] | None] = [None] * len(texts)
+        for n, value in enumerate(raw):
+            which, i = divmod(n, len(texts))
+            if found[i] is None and (scores := decode_scores(value, width)) is not None:
+                found[i] = (which, scores)
+        hits = sum(f is not None for f in found)
         self.metrics.cache.labels("hit").inc(hits)
         self.metrics.cache.labels("miss").inc(len(texts) - hits)
         return found
@@ -109,6 +116,26 @@ class PredictionCache:
                 for text, scores in items.items():
                     pipe.set(cache_key(fingerprint, text), json.dumps(scores), ex=self.ttl or None)
                 await pipe.execute()
+        except REDIS_ERRORS as exc:
+            self.breaker.trip(exc)
+
+    async def get_record(self, key: str) -> bytes | str | None:
+        """A value other than a prediction (the shared model view), or None."""
+        if self.redis is None or not self._usable():
+            return None
+        try:
+            value: bytes | str | None = await self.redis.get(key)
+        except REDIS_ERRORS as exc:
+            self.breaker.trip(exc)
+            return None
+        return value
+
+    async def set_record(self, key: str, value: str, seconds: int) -> None:
+        """Write a value other than a prediction, for `seconds` (best effort)."""
+        if self.redis is None or not self._usable():
+            return
+        try:
+            await self.redis.set(key, value, ex=seconds)
         except REDIS_ERRORS as exc:
             self.breaker.trip(exc)
 

@@ -2,14 +2,15 @@
 own tokenizer when the proxy has it.
 
 The model sends its tokenizer (the `TOKENIZER` output, fetched once per
-model fingerprint). With it, a text shorter than MAX_TOKENS characters costs
-exactly the tokens the model computes for it ([CLS] and [SEP] included);
-longer texts cost MAX_TOKENS, which the character bound already gives without
-tokenizing them. Without it (before the first fetch, or if the fetch fails),
-every text costs the character bound of `contract.text_cost`, which never
-undercounts. A typical English sentence costs about a quarter of its
-characters, so the same admission budget lets about four times more short
-texts share a forward pass, while a 512-token text still fills it alone.
+model release: the tokenizer is part of the checkpoint). With it, a text
+shorter than MAX_TOKENS characters costs exactly the tokens the model
+computes for it ([CLS] and [SEP] included); longer texts cost MAX_TOKENS,
+which the character bound already gives without tokenizing them. Without
+it (before the first fetch, or if the fetch fails), every text costs the
+character bound of `contract.text_cost`, which never undercounts. A
+typical English sentence costs about a quarter of its characters, so the
+same admission budget lets about four times more short texts share a
+forward pass, while a 512-token text still fills it alone.
 """
 
 from __future__ import annotations
@@ -27,14 +28,14 @@ INLINE_CHARS = 4096  # tokenized on the event loop up to this much text (~1.5 ms
 
 @dataclass(frozen=True)
 class TextCosts:
-    """Cost units of texts: exact token counts under `fingerprint`'s tokenizer,
+    """Cost units of texts: exact token counts under `release`'s tokenizer,
     the character bound without one."""
 
     tokenizer: Tokenizer | None = None
-    fingerprint: str | None = None
+    release: str | None = None
 
     @classmethod
-    def from_json(cls, raw: str, fingerprint: str) -> TextCosts:
+    def from_json(cls, raw: str, release: str) -> TextCosts:
         """From a tokenizer.json document; raises ValueError if it is not one."""
         try:
             tokenizer = Tokenizer.from_str(raw)
@@ -42,7 +43,7 @@ class TextCosts:
             raise ValueError(f"not a tokenizer: {exc}") from None
         tokenizer.no_truncation()
         tokenizer.no_padding()
-        return cls(tokenizer, fingerprint)
+        return cls(tokenizer, release)
 
     def bounds(self, texts: Sequence[str]) -> tuple[list[int], list[int]]:
         """Each text's character bound, and which texts a token count can lower."""

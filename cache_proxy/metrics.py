@@ -47,6 +47,11 @@ class Metrics:
         self.triton_errors = Counter(
             "proxy_triton_errors", "Failed Triton calls by error type", ["error_type"], registry=r
         )
+        self.model_answers_refused = Counter(
+            "proxy_model_answers_refused",
+            "Triton answers from a retired model release, asked again (a rolling update)",
+            registry=r,
+        )
         self.singleflight_merged = Counter(
             "proxy_singleflight_merged_texts",
             "Texts that waited for a concurrent request's computation instead of Triton",

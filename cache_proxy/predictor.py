@@ -2,9 +2,10 @@
 
 It owns the per-text cache, the Triton backend, the tracker of the served
 model, single-flight and admission. A request's distinct texts are claimed
-(single-flight), looked up in one MGET, and the misses computed by Triton in
-cost-admitted chunks, each written to the cache under the fingerprint of the
-model that computed it. Model-change recomputes take the same path.
+(single-flight), looked up in one MGET under every fingerprint the current
+release serves, and the misses computed by Triton in cost-admitted chunks,
+each written to the cache under the fingerprint of the model that computed
+it. Model-change recomputes take the same path.
 
 Nothing is forgotten: a chunk granted admission was sent to Triton, which
 computes it whatever happens to the request, so it holds its budget until
@@ -30,6 +31,7 @@ from cache_proxy.cache import PredictionCache, Scores
 from cache_proxy.contract import Prediction, to_predictions, unique
 from cache_proxy.costs import TextCosts
 from cache_proxy.errors import ApiError, BackendUnavailable, PayloadTooLarge
+from cache_proxy.fleet import VIEW_KEY, VIEW_SECONDS, View
 from cache_proxy.singleflight import SingleFlight
 
 log = logging.getLogger(__name__)
@@ -58,7 +60,7 @@ class PredictResult:
     predictions: list[Prediction]
     cache_status: str  # hit | miss | partial
     inference_ms: float
-    fingerprint: str | None
+    fingerprints: tuple[str, ...]  # of the answers, in the order of the texts
     merged: int = 0  # texts computed by a concurrent request (single-flight)
 
 
@@ -151,6 +153,7 @@ class Predictor:
         admission: Admission,
         max_chunk_rows: int,
         request_seconds: float = 10.0,
+        tracker: ModelTracker | None = None,
     ) -> None:
         self.cache = cache
         self.backend = backend
@@ -159,7 +162,7 @@ class Predictor:
         self.request_seconds = request_seconds  # a request's deadline
         self.answering: set[asyncio.Task[Any]] = set()  # granted chunks awaiting Triton
         self.readiness: tuple[float, asyncio.Task[dict[str, Any]]] | None = None
-        self.tracker = ModelTracker()
+        self.tracker = tracker or ModelTracker()
         self.flights: SingleFlight[Outcome] = SingleFlight()
         self.costs = CHARACTER_BOUND  # replaced by the served model's tokenizer (load_tokenizer)
         self.tokenizer_failed_at = float("-inf")
@@ -189,21 +192,23 @@ class Predictor:
             raise BackendUnavailable("the model is changing; retry")
         identity = next(iter(results.values())).identity if results else self.tracker.current
         from_cache = sum(o.cached for o in results.values())
+        fingerprints = dict.fromkeys(results[t].identity.fingerprint for t in distinct)
         return PredictResult(
             predictions=to_predictions(
                 [results[t].scores for t in texts], identity.labels if identity else ()
             ),
             cache_status=cache_status(len(distinct), len(distinct) - from_cache),
             inference_ms=(time.monotonic() - started) * 1000 if from_cache < len(distinct) else 0,
-            fingerprint=identity.fingerprint if identity else None,
+            fingerprints=tuple(fingerprints) or ((identity.fingerprint,) if identity else ()),
             merged=len(merged),
         )
 
     def _outdated(self, results: dict[str, Outcome]) -> list[str]:
+        """Texts answered by another release than the current one."""
         current = self.tracker.current
         if current is None:
             return []
-        return [t for t, o in results.items() if o.identity.fingerprint != current.fingerprint]
+        return [t for t, o in results.items() if o.identity.release != current.release]
 
     async def _serve(
         self, texts: Sequence[str], client: str, deadline: float, spend: Spend
@@ -216,7 +221,7 @@ class Predictor:
         mine, theirs = self.flights.claim(texts)
         try:
             hits, computed = await self._serve_claimed(
-                mine, self.tracker.current, client, deadline, spend
+                mine, self.tracker.accepted(), client, deadline, spend
             )
         except BaseException as exc:
             error = (
@@ -240,40 +245,63 @@ class Predictor:
     async def refresh_identity(self) -> ModelIdentity | None:
         """Ask Triton now; keep the last known identity if it does not answer."""
         try:
-            self.tracker.observe(await self.backend.identity(IDENTITY_TIMEOUT_SECONDS))
+            self._observe(await self.backend.identity(IDENTITY_TIMEOUT_SECONDS))
         except ApiError as exc:
             log.debug("model identity not available: %s", exc.message)
         return self.tracker.current
 
+    def _observe(self, identity: ModelIdentity) -> bool:
+        """tracker.observe, and a move to a new release shared with the other proxies."""
+        accepted = self.tracker.observe(identity)
+        if self.tracker.moved:
+            self.tracker.moved = False
+            view = View(identity.info, tuple(self.tracker.retired))
+            self._detach(self.cache.set_record(VIEW_KEY, view.to_json(), VIEW_SECONDS))
+        return accepted
+
+    async def follow_the_fleet(self) -> None:
+        """Move to the release another proxy moved to first, if this one
+        still serves a release that proxy retired (called every
+        MODEL_REFRESH_SECONDS; cache_proxy.fleet)."""
+        view = View.from_json(await self.cache.get_record(VIEW_KEY))
+        current = self.tracker.current
+        if view is None or (current is not None and current.release not in view.retired):
+            return
+        try:
+            identity = ModelIdentity.from_info(view.serving)
+        except ValueError:
+            return
+        self.tracker.follow(identity, view.retired)
+
     def text_costs(self) -> TextCosts:
         """Token counts with the current model's tokenizer, else the character bound."""
         current = self.tracker.current
-        if current is not None and current.fingerprint == self.costs.fingerprint:
+        if current is not None and current.release == self.costs.release:
             return self.costs
         return CHARACTER_BOUND
 
     async def load_tokenizer(self) -> None:
         """Fetch the current model's tokenizer if it is not the one held
         (called every model_refresh_seconds; after a failure, retried later)."""
-        current = self.tracker.current
-        if current is None or current.fingerprint == self.costs.fingerprint:
+        current = self.tracker.current  # one tokenizer per release (it is in the checkpoint)
+        if current is None or current.release == self.costs.release:
             return
         if time.monotonic() - self.tokenizer_failed_at < TOKENIZER_RETRY_SECONDS:
             return
         try:
             raw, identity = await self.backend.tokenizer(IDENTITY_TIMEOUT_SECONDS)
-            if identity.fingerprint != current.fingerprint:
+            if identity.release != current.release:
                 return  # another replica's model answered: ask again next time
-            self.costs = await asyncio.to_thread(TextCosts.from_json, raw, identity.fingerprint)
+            self.costs = await asyncio.to_thread(TextCosts.from_json, raw, identity.release)
         except (ApiError, ValueError) as exc:
             self.tokenizer_failed_at = time.monotonic()
             log.warning(
                 "no tokenizer from model %s (%s): texts cost their character bound",
-                current.fingerprint,
+                current.release,
                 exc.message if isinstance(exc, ApiError) else exc,
             )
             return
-        log.info("costs: tokens counted with model %s's tokenizer", identity.fingerprint)
+        log.info("costs: tokens counted with release %s's tokenizer", identity.release)
 
     async def ready(self, probe_seconds: float) -> dict[str, Any]:
         """Readiness, from a check at most READY_MAX_AGE_SECONDS old: probes and
@@ -306,28 +334,25 @@ class Predictor:
     async def _serve_claimed(
         self,
         mine: Sequence[str],
-        known: ModelIdentity | None,
+        accepted: Sequence[ModelIdentity],
         client: str,
         deadline: float,
         spend: Spend,
     ) -> tuple[dict[str, Outcome], dict[str, Outcome]]:
-        """Look up, then compute, the texts this request owns: (hits, computed).
+        """Look up (under each `accepted` fingerprint, the first preferred),
+        then compute, the texts this request owns: (hits, computed).
 
         Each text is released to concurrent waiters only after it is in the
         cache, so a text is always either in flight or cached: never computed twice.
         """
-        found: list[Scores | None] = (
-            await self.cache.get_many(known.fingerprint, mine, len(known.labels))
-            if known is not None and mine
-            else [None] * len(mine)
-        )
+        width = len(accepted[0].labels) if accepted else 0
+        fingerprints = [identity.fingerprint for identity in accepted]
+        found = await self.cache.get_many(fingerprints, mine, width)
         hits: dict[str, Outcome] = {}
-        if known is not None:
-            hits = {
-                t: Outcome(s, known, cached=True)
-                for t, s in zip(mine, found, strict=True)
-                if s is not None
-            }
+        for text, hit in zip(mine, found, strict=True):
+            if hit is not None:
+                which, scores = hit
+                hits[text] = Outcome(scores, accepted[which], cached=True)
         self.flights.resolve(hits)
         todo = [t for t in mine if t not in hits]
         computed = (
@@ -398,9 +423,14 @@ class Predictor:
         try:
             rows, identity = await self.backend.classify(texts, time_left(deadline))
             retries = 0
-            while not self.tracker.observe(identity):
-                # A replica still serving a retired model (rolling update):
-                # ask again on a new connection, which may reach a new replica.
+            while not self._observe(identity):
+                # A replica still serving a retired release (rolling update):
+                # its answer is kept under its own fingerprint (a rollback can
+                # use it), and asked again on a new connection, which may reach
+                # a new replica.
+                await self.cache.put_many(
+                    identity.fingerprint, dict(zip(texts, rows.tolist(), strict=True))
+                )
                 retries += 1
                 await asyncio.sleep(min(RETRY_PAUSE_SECONDS * retries, time_left(deadline)))
                 rows, identity = await self.backend.classify(texts, time_left(deadline), fresh=True)

@@ -64,8 +64,8 @@ async def answer(request: web.Request, texts: list[str], started: float) -> web.
         "X-Inference-Time": f"{result.inference_ms:.2f}",
         "X-Total-Time": f"{(time.monotonic() - started) * 1000:.2f}",
     }
-    if result.fingerprint:
-        headers["X-Model-Fingerprint"] = result.fingerprint
+    if result.fingerprints:  # several only while the fleet serves one release at two numerics
+        headers["X-Model-Fingerprint"] = ", ".join(result.fingerprints)
     return web.json_response({"predictions": result.predictions}, headers=headers)
 
 

@@ -21,7 +21,8 @@ from numpy.typing import NDArray
 from cache_proxy.app import create_app
 from cache_proxy.backend import Backend, ModelIdentity
 from cache_proxy.errors import ApiError, BackendFailed, BackendUnavailable, Overloaded
-from cache_proxy.keys import BODIES, PREDICTOR
+from cache_proxy.fleet import VIEW_KEY, View
+from cache_proxy.keys import BODIES, METRICS, PREDICTOR
 from cache_proxy.metrics import Metrics
 from cache_proxy.settings import Settings
 from tests.wordpiece import bert_like_json
@@ -38,6 +39,7 @@ class FakeModel:
         self.calls: list[list[str]] = []
         self.fresh: list[bool] = []  # per call: asked on a new connection
         self.rollout: list[str] = []  # fingerprints answering the next calls (replicas)
+        self.releases: dict[str, str] = {}  # fingerprint -> release (none: its own)
         self.gate: asyncio.Event | None = None
         self.failure: Exception | None = None
         self.tokenizer_json: str | None = None  # what tokenizer() sends; None: it fails
@@ -46,12 +48,18 @@ class FakeModel:
         self.identity_failures = 0  # identity() raises a plain bug this many times
 
     def identity_now(self) -> ModelIdentity:
+        release = self.releases.get(self.fingerprint, "")
         return ModelIdentity.from_info(
-            {"fingerprint": self.fingerprint, "labels": ["NEGATIVE", "POSITIVE"]}
+            {
+                "fingerprint": self.fingerprint,
+                "release": release,
+                "labels": ["NEGATIVE", "POSITIVE"],
+            }
         )
 
     def score(self, text: str) -> float:
-        return (len(text) % 7 + (3 if self.fingerprint == "model-b" else 0)) / 10
+        int8 = 0.05 if self.fingerprint.endswith("-int8") else 0  # other numerics
+        return (len(text) % 7 + (3 if self.fingerprint == "model-b" else 0)) / 10 + int8
 
     async def classify(
         self, texts: Sequence[str], time_budget: float, *, fresh: bool = False
@@ -96,12 +104,16 @@ def model() -> FakeModel:
 
 @pytest.fixture
 def make_client(aiohttp_client: AiohttpClient, model: FakeModel) -> Any:
-    async def make(**settings: Any) -> TestClient:
+    async def make(
+        backend: FakeModel | None = None, redis: FakeAsyncRedis | None = None, **settings: Any
+    ) -> TestClient:
+        """A proxy on `backend` (the `model` fixture) and `redis` (its own)."""
+
         @asynccontextmanager
         async def open_backend(s: Settings, metrics: Metrics) -> AsyncIterator[Backend]:
-            yield model
+            yield backend or model
 
-        redis = FakeAsyncRedis()
+        redis = redis or FakeAsyncRedis()
         app = create_app(
             Settings(**{"model_refresh_seconds": 3600, **settings}), open_backend, lambda s: redis
         )
@@ -160,6 +172,63 @@ async def test_a_rolling_update_never_flips_back_to_the_old_model(
     assert model.fresh == [False, False, False, True, True]
     _, headers, body = await predict(client, ["a"])  # cached by model-a: recomputed
     assert (headers["X-Model-Fingerprint"], headers["X-Cache"]) == ("model-b", "miss")
+    assert client.app[METRICS].model_answers_refused._value.get() == 2
+
+
+async def test_a_proxy_follows_the_release_another_proxy_met_first(make_client: Any) -> None:
+    """Two proxies on one Redis during a rolling update: the first meets the
+    new release; the second, whose pooled connections still reach an old
+    replica, moves at its next refresh and from then on refuses the old one."""
+    redis = FakeAsyncRedis()
+    first_model, second_model = FakeModel(), FakeModel()  # each proxy's connections
+    first = await make_client(first_model, redis)
+    second = await make_client(second_model, redis)
+    assert (await predict(second, ["a"]))[1]["X-Model-Fingerprint"] == "model-a"
+    first_model.fingerprint = "model-b"
+    assert (await predict(first, ["bb"]))[1]["X-Model-Fingerprint"] == "model-b"
+    await asyncio.gather(*first.app[PREDICTOR].answering)  # the shared view is written
+    await second.app[PREDICTOR].follow_the_fleet()
+    tracker = second.app[PREDICTOR].tracker
+    assert tracker.current is not None and tracker.current.fingerprint == "model-b"
+    second_model.rollout = ["model-a", "model-b"]  # an old replica, then a new one
+    _, headers, body = await predict(second, ["ccc"])
+    assert (headers["X-Model-Fingerprint"], positives(body)) == ("model-b", pytest.approx([0.6]))
+    assert second_model.fresh[-2:] == [False, True]  # the old answer was asked again
+    # a record naming a release this proxy retired itself is never followed back
+    old = View({"fingerprint": "model-a", "labels": ["NEGATIVE", "POSITIVE"]}, ("model-b",))
+    await redis.set(VIEW_KEY, old.to_json())
+    await second.app[PREDICTOR].follow_the_fleet()
+    assert tracker.current.fingerprint == "model-b"
+
+
+async def test_one_release_served_at_two_numerics_is_accepted_and_cached_apart(
+    make_client: Any, model: FakeModel
+) -> None:
+    """A fleet serving one release in fp32 and int8 (two fingerprints, as
+    engine auto may choose on mixed CPUs): no answer is refused, each is
+    cached and labelled under its own fingerprint, and a lookup finds a text
+    under either."""
+    model.releases = {"model-a": "release-1", "model-a-int8": "release-1"}
+    client = await make_client()
+    model.rollout = ["model-a", "model-a-int8"]
+    _, headers, body = await predict(client, ["a"])
+    assert (headers["X-Model-Fingerprint"], positives(body)) == ("model-a", pytest.approx([0.1]))
+    _, headers, body = await predict(client, ["bb"])
+    assert (headers["X-Model-Fingerprint"], positives(body)) == (
+        "model-a-int8",
+        pytest.approx([0.25]),
+    )
+    _, headers, body = await predict(client, ["a", "bb"])
+    assert (headers["X-Cache"], headers["X-Model-Fingerprint"]) == ("hit", "model-a, model-a-int8")
+    assert positives(body) == pytest.approx([0.1, 0.25])  # each its own model's answer
+    assert model.fresh == [False, False]  # nothing asked again
+    assert client.app[METRICS].model_answers_refused._value.get() == 0
+    model.fingerprint = "model-b"  # a new release replaces both
+    _, headers, body = await predict(client, ["a", "dddd"])
+    assert (headers["X-Model-Fingerprint"], positives(body)) == (
+        "model-b",
+        pytest.approx([0.4, 0.7]),
+    )
 
 
 async def test_a_rollback_is_followed_once_the_newer_model_is_gone(

@@ -11,9 +11,11 @@ before exit, all read from the Triton Deployment), then one is removed.
 Required, and asserted:
 - zero failed requests (k6's and the observer's);
 - no flip-flop: no request sent to a proxy after a new-model answer from that
-  proxy arrived gets an old-model answer (each proxy tracks the model on its
-  own, so across proxies the figure `proxies_apart_seconds` is reported, not
-  asserted: the issue "Many replicas, one truth" makes them agree);
+  proxy arrived gets an old-model answer;
+- the proxies agree: a proxy that met the new model shares it through Redis
+  (cache_proxy/fleet.py), so no proxy gives an old-model answer to a request
+  sent more than MODEL_REFRESH_SECONDS (plus a second for its refresh to run)
+  after the first new-model answer from any proxy (`proxies_apart_seconds`);
 - no old-model answer is served as the new model's (the new model is the old
   one with its labels swapped, so its scores are the old ones reversed);
 The figures go to .artifacts/rollout-<balancing>.json and the test log.
@@ -52,6 +54,7 @@ from trainer.data import sst2_sentences
 
 pytestmark = pytest.mark.integration
 PROXIES = ("proxy-a", "proxy-b")
+REFRESH_SECONDS = 1.0  # the proxies' MODEL_REFRESH_SECONDS
 FIXED = ["I love you!", "I hate you!", "I am a Kubernetes Cluster!"]  # the original's texts
 
 
@@ -236,7 +239,7 @@ def test_rolling_update_and_scale_down_under_load(
                 logs_dir,
                 triton_url=balancer.url,
                 redis_url=f"redis://127.0.0.1:{redis_server}/{database}",
-                model_refresh_seconds="1",
+                model_refresh_seconds=str(REFRESH_SECONDS),
             )
         urls = {name: proxy.url for name, proxy in proxies.items()}
         first = predict(urls[PROXIES[0]], FIXED)  # the original's texts, cached for the old model
@@ -255,6 +258,7 @@ def test_rolling_update_and_scale_down_under_load(
         new = next(a.fingerprint for a in answers if a.fingerprint != old)
 
         figures = check_answers(answers, old, new)
+        assert figures["proxies_apart_seconds"] <= REFRESH_SECONDS + 1.0, figures
         for answer in observer.answers:
             for text, row in zip(answer.texts, answer.scores, strict=True):
                 if text in FIXED:  # the new model's scores are the old ones reversed

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cache_proxy.backend import ModelIdentity
+from cache_proxy.backend import ModelIdentity, ModelTracker
 from cache_proxy.cache import cache_key, decode_scores
 from cache_proxy.contract import parse_texts, text_cost, to_predictions, unique
 from cache_proxy.errors import (
@@ -214,3 +214,22 @@ def test_model_identity_is_typed() -> None:
     assert (identity.fingerprint, identity.labels, identity.name) == ("f1", ("N", "P"), "m")
     assert identity.standin and identity.source == "unknown"
     assert identity.info["x"] == 1  # /model shows all of it
+    assert identity.release == "f1"  # no release given: a release of its own
+    assert ModelIdentity.from_info({**identity.info, "release": "r"}).release == "r"
+
+
+def test_the_tracker_reads_the_cache_under_every_fingerprint_of_the_current_release() -> None:
+    def answer(fingerprint: str, release: str) -> ModelIdentity:
+        return ModelIdentity(fingerprint, ("N", "P"), release=release)
+
+    tracker = ModelTracker(serving_window=0.05)
+    assert tracker.accepted() == []
+    fp32, int8 = answer("fp32", "r1"), answer("int8", "r1")
+    assert tracker.observe(fp32) and tracker.observe(int8)
+    assert tracker.accepted() == [fp32, int8]  # the current one first
+    time.sleep(0.06)
+    assert tracker.observe(fp32)
+    assert tracker.accepted() == [fp32]  # int8 silent past the window: not looked up
+    new = answer("fp32-new", "r2")
+    assert tracker.observe(new) and not tracker.observe(int8)  # r1 retired
+    assert tracker.accepted() == [new]

@@ -1,0 +1,51 @@
+"""One view of the served model across proxy replicas, through Redis.
+
+Each proxy follows the model from Triton's own answers (backend.ModelTracker),
+so during a rolling update one proxy may meet the new release seconds before
+another whose pooled connections still reach old replicas. The first proxy to
+move to a new release writes it here, with the releases it retired; every
+proxy reads this record once per MODEL_REFRESH_SECONDS and moves too, so all
+proxies stop serving the old release within that interval of the first. The
+record expires VIEW_SECONDS after it was written.
+
+Only moves forward are shared: a proxy never follows the record back to a
+release it retired itself, and a rollback (the newer release silent for a
+while) is each proxy's own finding. Without Redis each proxy follows its own
+answers, as before.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+VIEW_KEY = "sst2:serving"
+# A record older than this is gone: a proxy started later follows its own
+# answers, and a stale record cannot send new proxies to a release long replaced.
+VIEW_SECONDS = 600
+
+
+@dataclass(frozen=True)
+class View:
+    """The release the proxies serve (its MODEL_INFO) and those they retired."""
+
+    serving: dict[str, Any]
+    retired: tuple[str, ...]
+
+    def to_json(self) -> str:
+        return json.dumps({"serving": self.serving, "retired": list(self.retired)})
+
+    @classmethod
+    def from_json(cls, raw: bytes | str | None) -> View | None:
+        """The record, or None if absent or unreadable (another version wrote it)."""
+        if raw is None:
+            return None
+        try:
+            record = json.loads(raw)
+            serving, retired = record["serving"], record["retired"]
+        except (ValueError, KeyError, TypeError):
+            return None
+        if not isinstance(serving, dict) or not isinstance(retired, list):
+            return None
+        return cls(serving, tuple(str(r) for r in retired))
