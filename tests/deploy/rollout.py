@@ -171,13 +171,20 @@ class Deployment:
     def note(self, event: str) -> None:
         self.events.append((time.time(), event))
 
-    def start_replica(self, checkpoint: Path, model: str) -> Replica:
-        """A new pod: started, then an endpoint once ready (readiness before traffic)."""
+    def start_replica(
+        self,
+        checkpoint: Path,
+        model: str,
+        engines: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> Replica:
+        """A new pod: started, then an endpoint once ready (readiness before
+        traffic); `env` adds to its environment (a pinned SST2_ENGINE)."""
         slot = next(s for s in range(SLOTS) if s not in self.replicas)
         repository = copy_model_definition(self.workdir / f"repo-{slot}-{model}", self.config)
-        install(checkpoint, repository)
+        install(checkpoint, repository, engines=engines)
         self.note(f"start s{slot} ({model})")
-        server, _ = start_triton(repository, self.logs, self.balancer.slots[slot])
+        server, _ = start_triton(repository, self.logs, self.balancer.slots[slot], env=env)
         self.balancer.add(slot)
         deadline = time.monotonic() + 30
         while not self.balancer.serving(slot):

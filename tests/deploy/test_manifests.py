@@ -256,3 +256,14 @@ def test_rate_limit_buckets_live_in_a_redis_that_never_evicts(overlay: str) -> N
     conf = limits["data"]["ratelimit.conf"]
     assert re.search(r"^maxmemory-policy noeviction$", conf, re.M)
     assert re.search(rf"^port {port}$", conf, re.M)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_triton_pod_serves_one_numeric_class(overlay: str) -> None:
+    """Pods land on nodes with different CPUs: `auto-fp32` (or a pinned
+    engine) keeps one answer fingerprint across them, so one shared cache."""
+    templates = dict(pod_templates(render(overlay)))
+    env = {
+        e["name"]: e.get("value") for e in templates["sst2-triton"]["spec"]["containers"][0]["env"]
+    }
+    assert env.get("SST2_ENGINE") == "auto-fp32", env
