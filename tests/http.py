@@ -9,6 +9,8 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+
 
 @dataclass(frozen=True)
 class Reply:
@@ -59,3 +61,22 @@ def scores(reply: Reply) -> list[list[float]]:
     """The score lists of a 200 /predict reply, one per text."""
     assert reply.status == 200, reply.body
     return [[p["score"] for p in entry] for entry in reply.json()["predictions"]]
+
+
+def proxy_counts(urls: list[str]) -> dict[str, float]:
+    """Cache hits and misses and refused answers, summed over the proxies."""
+    counts = {"hit": 0.0, "miss": 0.0, "refused": 0.0}
+    for url in urls:
+        text = request("GET", f"{url}/metrics").body.decode()
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == "proxy_cache_lookups_total":
+                    result = sample.labels["result"]
+                    counts[result] = counts.get(result, 0.0) + sample.value
+                elif sample.name == "proxy_model_answers_refused_total":
+                    counts["refused"] += sample.value
+    return counts
+
+
+def hit_ratio(counts: dict[str, float]) -> float:
+    return counts["hit"] / (counts["hit"] + counts["miss"])

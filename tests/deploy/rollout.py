@@ -29,7 +29,7 @@ from devstack.process import ServerProcess, free_port, port_open
 from modelctl.install import install
 from tritonserve import TritonPorts
 
-SLOTS = 4  # replicas at most: 2, plus one surge, plus one spare
+SLOTS = 4  # replicas at most: 3, plus one surge
 
 
 @dataclass(frozen=True)

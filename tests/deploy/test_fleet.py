@@ -29,7 +29,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tritonclient.http as httpclient
-from prometheus_client.parser import text_string_to_metric_families
 
 from checkout.paths import MODEL_NAME
 from checkout.repository import SOURCE as MODEL_SOURCE
@@ -39,7 +38,7 @@ from tests.browser import ARTIFACTS
 from tests.deploy.manifests import of_kind, render
 from tests.deploy.rollout import Balancer, Deployment, Lifecycle
 from tests.deploy.test_rollout import check_k6
-from tests.http import predict, request, scores
+from tests.http import hit_ratio, predict, proxy_counts, scores
 from tests.stack import launch_proxy
 from trainer.data import sst2_sentences
 
@@ -48,25 +47,6 @@ FP32_ENGINES = ("torch-fp32", "onnxruntime-fp32", "openvino-fp32")
 INT8 = "openvino-int8"  # static int8: batch-invariant, so its answers can be checked exactly
 HOLD_SECONDS = 20
 SAME_TO_NOISE = 1e-4  # fp32 engines' scores agree this closely (selection's rule, stand-in)
-
-
-def proxy_counts(urls: list[str]) -> dict[str, float]:
-    """Cache hits and misses and refused answers, summed over the proxies."""
-    counts = {"hit": 0.0, "miss": 0.0, "refused": 0.0}
-    for url in urls:
-        text = request("GET", f"{url}/metrics").body.decode()
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                if sample.name == "proxy_cache_lookups_total":
-                    result = sample.labels["result"]
-                    counts[result] = counts.get(result, 0.0) + sample.value
-                elif sample.name == "proxy_model_answers_refused_total":
-                    counts["refused"] += sample.value
-    return counts
-
-
-def hit_ratio(counts: dict[str, float]) -> float:
-    return counts["hit"] / (counts["hit"] + counts["miss"])
 
 
 def original_profile(urls: list[str], workdir: Path, label: str) -> int:

@@ -1,6 +1,6 @@
 """A rolling model update, then a scale-down, under load: zero failed requests.
 
-Two Triton replicas (processes) serve the old model behind HAProxy (see
+Three Triton replicas (processes) serve the old model behind HAProxy (see
 rollout.py); two proxies and Redis sit in front (prod runs 2 to 6 proxies),
 with the original k6 profile on one, the cache-miss profile on the other,
 plus an observer that checks every score it gets and asks each proxy in
@@ -48,12 +48,13 @@ from perf.compare.k6run import SCRIPTS, k6_command, k6_env
 from tests.browser import ARTIFACTS
 from tests.deploy.manifests import of_kind, render
 from tests.deploy.rollout import BALANCING, Balancer, Deployment, Lifecycle
-from tests.http import predict
+from tests.http import predict, proxy_counts
 from tests.stack import launch_proxy, swapped_labels_checkpoint
 from trainer.data import sst2_sentences
 
 pytestmark = pytest.mark.integration
 PROXIES = ("proxy-a", "proxy-b")
+REPLICAS = 3
 REFRESH_SECONDS = 1.0  # the proxies' MODEL_REFRESH_SECONDS
 FIXED = ["I love you!", "I hate you!", "I am a Kubernetes Cluster!"]  # the original's texts
 
@@ -232,7 +233,7 @@ def test_rolling_update_and_scale_down_under_load(
     proxies: dict[str, ServerProcess] = {}
     database = 5 + sorted(BALANCING).index(balancing)  # a cache of its own: misses to roll under
     try:
-        for _ in range(2):
+        for _ in range(REPLICAS):
             deployment.start_replica(tiny_checkpoint, "old")
         for name in PROXIES:
             proxies[name] = launch_proxy(
@@ -251,7 +252,7 @@ def test_rolling_update_and_scale_down_under_load(
             deployment.roll(new_checkpoint, "new")
             rolled = time.time()
             time.sleep(3)
-            deployment.stop_replica(next(iter(deployment.replicas)))  # scale down 2 -> 1
+            deployment.stop_replica(next(iter(deployment.replicas)))  # scale down by one
             time.sleep(3)
         from_k6 = [a for p, (_, out) in k6_outputs.items() for a in k6_answers(out, p)]
         answers = observer.answers + from_k6
@@ -271,6 +272,8 @@ def test_rolling_update_and_scale_down_under_load(
         assert len(during_scale_down) >= 20, len(during_scale_down)
         k6_requests = {name: check_k6(tmp_path, name) for name, _ in k6_outputs.values()}
         figures |= {
+            # old-release answers the proxies refused and had computed again
+            "answers_refused": proxy_counts(list(urls.values()))["refused"],
             "rollout_seconds": round(rolled - started - 5, 1),
             "k6_requests": k6_requests,
             "k6_model_answers": len(from_k6),
