@@ -20,6 +20,7 @@ from cache_proxy.bodies import BodyBudget
 from cache_proxy.breaker import RedisBreaker
 from cache_proxy.cache import PredictionCache
 from cache_proxy.drain import Drain
+from cache_proxy.fleet import view_key
 from cache_proxy.guard import abuse_controls
 from cache_proxy.keys import BODIES, DRAIN, LIMITER, METRICS, PREDICTOR, SETTINGS
 from cache_proxy.metrics import Metrics
@@ -147,6 +148,7 @@ async def services_ctx(
                 settings.triton_max_batch,
                 request_seconds=settings.request_timeout_seconds,
                 tracker=ModelTracker(refused=metrics.model_answers_refused),
+                view_key=view_key(settings.triton_url, settings.triton_model),
             )
             yield
     finally:

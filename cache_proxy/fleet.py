@@ -8,10 +8,12 @@ proxy reads this record once per MODEL_REFRESH_SECONDS and moves too, so all
 proxies stop serving the old release within that interval of the first. The
 record expires VIEW_SECONDS after it was written.
 
-Only moves forward are shared: a proxy never follows the record back to a
-release it retired itself, and a rollback (the newer release silent for a
-while) is each proxy's own finding. Without Redis each proxy follows its own
-answers, as before.
+Only moves forward are shared: a proxy follows the record only away from a
+release the record retired (not before it has met any release itself), never
+back to a release it retired itself, and a rollback (the newer release silent
+for a while) is each proxy's own finding. The record is per Triton address
+and model, so deployments sharing one Redis never follow each other. Without
+Redis each proxy follows its own answers, as before.
 """
 
 from __future__ import annotations
@@ -20,10 +22,14 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-VIEW_KEY = "sst2:serving"
 # A record older than this is gone: a proxy started later follows its own
 # answers, and a stale record cannot send new proxies to a release long replaced.
 VIEW_SECONDS = 600
+
+
+def view_key(triton_url: str, model: str) -> str:
+    """The record of the proxies in front of one Triton address and model."""
+    return f"sst2:serving:{triton_url}:{model}"
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from cache_proxy.cache import PredictionCache, Scores
 from cache_proxy.contract import Prediction, to_predictions, unique
 from cache_proxy.costs import TextCosts
 from cache_proxy.errors import ApiError, BackendUnavailable, PayloadTooLarge
-from cache_proxy.fleet import VIEW_KEY, VIEW_SECONDS, View
+from cache_proxy.fleet import VIEW_SECONDS, View
 from cache_proxy.singleflight import SingleFlight
 
 log = logging.getLogger(__name__)
@@ -154,6 +154,7 @@ class Predictor:
         max_chunk_rows: int,
         request_seconds: float = 10.0,
         tracker: ModelTracker | None = None,
+        view_key: str = "sst2:serving",
     ) -> None:
         self.cache = cache
         self.backend = backend
@@ -163,6 +164,7 @@ class Predictor:
         self.answering: set[asyncio.Task[Any]] = set()  # granted chunks awaiting Triton
         self.readiness: tuple[float, asyncio.Task[dict[str, Any]]] | None = None
         self.tracker = tracker or ModelTracker()
+        self.view_key = view_key  # where the proxies share the release they serve (fleet.py)
         self.flights: SingleFlight[Outcome] = SingleFlight()
         self.costs = CHARACTER_BOUND  # replaced by the served model's tokenizer (load_tokenizer)
         self.tokenizer_failed_at = float("-inf")
@@ -256,16 +258,18 @@ class Predictor:
         if self.tracker.moved:
             self.tracker.moved = False
             view = View(identity.info, tuple(self.tracker.retired))
-            self._detach(self.cache.set_record(VIEW_KEY, view.to_json(), VIEW_SECONDS))
+            self._detach(self.cache.set_record(self.view_key, view.to_json(), VIEW_SECONDS))
         return accepted
 
     async def follow_the_fleet(self) -> None:
         """Move to the release another proxy moved to first, if this one
         still serves a release that proxy retired (called every
         MODEL_REFRESH_SECONDS; cache_proxy.fleet)."""
-        view = View.from_json(await self.cache.get_record(VIEW_KEY))
         current = self.tracker.current
-        if view is None or (current is not None and current.release not in view.retired):
+        if current is None:
+            return  # no release met yet: nothing to move away from
+        view = View.from_json(await self.cache.get_record(self.view_key))
+        if view is None or current.release not in view.retired:
             return
         try:
             identity = ModelIdentity.from_info(view.serving)

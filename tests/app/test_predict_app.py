@@ -19,9 +19,9 @@ from fakeredis import FakeAsyncRedis
 from numpy.typing import NDArray
 
 from cache_proxy.app import create_app
-from cache_proxy.backend import Backend, ModelIdentity
+from cache_proxy.backend import Backend, ModelIdentity, ModelTracker
 from cache_proxy.errors import ApiError, BackendFailed, BackendUnavailable, Overloaded
-from cache_proxy.fleet import VIEW_KEY, View
+from cache_proxy.fleet import View
 from cache_proxy.keys import BODIES, METRICS, PREDICTOR
 from cache_proxy.metrics import Metrics
 from cache_proxy.settings import Settings
@@ -196,9 +196,32 @@ async def test_a_proxy_follows_the_release_another_proxy_met_first(make_client: 
     assert second_model.fresh[-2:] == [False, True]  # the old answer was asked again
     # a record naming a release this proxy retired itself is never followed back
     old = View({"fingerprint": "model-a", "labels": ["NEGATIVE", "POSITIVE"]}, ("model-b",))
-    await redis.set(VIEW_KEY, old.to_json())
+    await redis.set(second.app[PREDICTOR].view_key, old.to_json())
     await second.app[PREDICTOR].follow_the_fleet()
     assert tracker.current.fingerprint == "model-b"
+
+
+async def test_the_shared_view_belongs_to_one_triton_and_moves_only_a_proxy_that_met_a_release(
+    make_client: Any,
+) -> None:
+    """Deployments sharing one Redis never follow each other, and a proxy
+    that has met no release yet waits for its own first answer."""
+    redis = FakeAsyncRedis()
+    first = await make_client(FakeModel(), redis, triton_url="triton-a:8000")
+    second = await make_client(FakeModel(), redis, triton_url="triton-b:8000")
+    await predict(second, ["a"])  # model-a
+    view = View({"fingerprint": "model-b", "labels": ["NEGATIVE", "POSITIVE"]}, ("model-a",))
+    await redis.set(first.app[PREDICTOR].view_key, view.to_json())
+    predictor = second.app[PREDICTOR]
+    await predictor.follow_the_fleet()
+    assert predictor.tracker.current.fingerprint == "model-a"  # another deployment's record
+    await redis.set(predictor.view_key, view.to_json())
+    predictor.tracker = ModelTracker()  # as if Triton had not answered yet
+    await predictor.follow_the_fleet()
+    assert predictor.tracker.current is None
+    await predict(second, ["bb"])  # its own first answer: model-a, which the record retired
+    await predictor.follow_the_fleet()
+    assert predictor.tracker.current.fingerprint == "model-b"
 
 
 async def test_one_release_served_at_two_numerics_is_accepted_and_cached_apart(
