@@ -14,11 +14,9 @@ help:  ## list the targets
 
 # `make up` installs only what running the service needs; `make test` adds the rest.
 # uv installs (devstack/install.py: pip's configuration, uv's speed; pip if uv is
-# missing), without byte-compiling; compileall then byte-compiles on every core.
-# Into a fresh .venv on 2 cores: uv 12 s where pip took 67 s; compileall about 35 s
-# where pip's own one-core compiling took longer (three rounds: 95, 118, 112 s against
-# 118, 132, 150). Like pip, compileall ignores files that do not compile (torch ships
-# one for Python 3.12).
+# missing), without byte-compiling; compileall then byte-compiles on every core
+# (faster than pip's one-core compiling; first-run timings: README.md). Like pip,
+# compileall ignores files that do not compile (torch ships one for Python 3.12).
 INSTALL := $(PY) -m devstack.install
 BYTE_COMPILE := $(PY) -m compileall -qq -j 0 $(VENV)/lib || true
 

@@ -45,9 +45,9 @@ GRAPH_FILES = {
 }
 TORCH_FORWARD = "torch"
 # OpenVINO's inputs are padded to multiples of these: it prepares each new
-# shape anew. 16 tokens, not 32: 11-13% less time per call at batch 1-2, 5% at
-# 8, 1% at 32 (openvino-int8, Xeon with AMX, 2026-12-02; make bench-triton
-# measures 8, 32 and 64 against it on the CPU at hand).
+# shape anew. Fewer tokens of padding win at small batches, more shapes cost
+# preparation (make bench-triton measures 8, 32 and 64 against 16 on the CPU
+# at hand: perf/results/20261202T093153Z-triton/report.md).
 SHAPE_TOKENS, SHAPE_TEXTS = 16, 8
 INPUT_NAMES = ("token_ids", "positions", "segments", "starts")
 
@@ -174,8 +174,7 @@ def _openvino(graph: Path, threads: int) -> Logits:
     request = compiled.create_infer_request()
 
     def logits(packed: Packed) -> NDArray[np.float32]:
-        # OpenVINO prepares each new input shape anew (standin-base int8: 92 ms
-        # per call on unseen shapes, 56 on seen ones): pad to few shapes.
+        # OpenVINO prepares each new input shape anew: pad to few shapes.
         padded = bucketed(packed, SHAPE_TOKENS, SHAPE_TEXTS)
         out: NDArray[np.float32] = request.infer(feeds(padded))[0][: packed.starts.size].copy()
         return out

@@ -18,10 +18,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # libgomp's idle torch threads spin for a long time by default. On a small
 # CPU shared with tritonserver's own threads that spinning starves them, and
 # tritonserver's dynamic batcher then often misses its wake-up and sleeps
-# its 500 ms default wait: with 2 cores one request in ten stalled ~500 ms.
-# A short spin keeps the fast hand-off and makes the stalls rare (measured:
-# int8, concurrency 8, 65 -> 168 infer/s, p99 566 -> 83 ms). Must be set
-# before torch loads libgomp.
+# its default wait. A short spin keeps the fast hand-off and makes the stalls
+# rare (measured: the model's README, "GOMP_SPINCOUNT"). Must be set before
+# torch loads libgomp.
 os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -41,18 +40,16 @@ CHOICE_CACHE = (
     Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "distilbert_sst2-engines"
 )
 WARMUP_TEXTS = ["warm up", "a slightly longer sentence to warm up the packed path"] * 8
-# OpenVINO prepares each input shape on its first call (12-35 ms more, once;
-# openvino-int8, standin-base, this project's Xeon): load runs them first,
-# shortest first, for at most this long (all 32 took 1.4 s on that Xeon;
-# a slower CPU warms the short shapes, where the extra time weighs most).
+# OpenVINO prepares each input shape on its first call (a one-off cost of
+# tens of ms): load runs them first, shortest first, for at most this long (a
+# slow CPU warms the short shapes, where the extra time weighs most).
 SHAPE_WARMUP_SECONDS = 5.0
 
 
 def return_freed_memory():
     """Hand the heap freed while loading (int8: the fp32 Linear weights that
-    quantization replaced) back to the OS, which glibc otherwise keeps. In
-    process, int8: 758 MiB resident before, 551 MiB after; in tritonserver
-    (server + stub) 801 -> 751 MiB."""
+    quantization replaced) back to the OS, which glibc otherwise keeps (the
+    stub's resident memory: `make bench`'s under-attack table)."""
     with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 

@@ -1,6 +1,6 @@
 """DistilBERT's classification forward over packed texts (torch; no Triton).
 
-The texts of a micro-batch are laid end to end (inference.pack), so the
+The texts of a micro-batch are laid end to end (batching.pack), so the
 Linear layers, which are most of the work, see exactly the real tokens: no
 padding is computed. A block-diagonal mask keeps each text's attention to
 itself, which makes a text's logits independent of its batch-mates in fp32.
