@@ -33,9 +33,13 @@ from cache_proxy.errors import ApiError, BackendFailed, BackendUnavailable, Over
 from cache_proxy.metrics import Metrics
 
 log = logging.getLogger(__name__)
-UNREACHABLE = "the model server is unreachable"
-UNAVAILABLE = "the model is unavailable"
 Outputs = tuple[str, ...]  # the model outputs a call asks for
+
+
+class ReplicaUnavailable(BackendUnavailable):
+    """This connection's replica is gone or refuses new work (a draining
+    Triton closed the connection, or no longer serves the model): the call
+    may succeed on a new connection, which the balancer sends elsewhere."""
 
 
 @dataclass(frozen=True)
@@ -93,7 +97,7 @@ def map_triton_error(exc: InferenceServerException) -> ApiError:
     if "timeout" in lowered or "timed out" in lowered:
         return BackendUnavailable("the model timed out")
     if "unavailable" in lowered or "not ready" in lowered or "not found" in lowered:
-        return BackendUnavailable(UNAVAILABLE)
+        return ReplicaUnavailable("the model is unavailable")
     return BackendFailed("the model failed to answer; see the proxy log")
 
 
@@ -109,15 +113,6 @@ class Backend(Protocol):
     async def tokenizer(self, time_budget: float) -> tuple[str, ModelIdentity]: ...
 
     async def model_ready(self, max_wait: float) -> bool: ...
-
-
-def retry_elsewhere(error: ApiError) -> bool:
-    """A failure of this connection or replica, not of the request: a draining
-    Triton closed the connection or refuses new work."""
-    return isinstance(error, BackendUnavailable) and error.message in {
-        UNREACHABLE,
-        UNAVAILABLE,
-    }
 
 
 class Outage:
@@ -194,7 +189,7 @@ class TritonBackend:
             return await self._infer_once(texts, time_budget, outputs, fresh)
         except ApiError as error:
             left = deadline - time.monotonic()
-            if fresh or not retry_elsewhere(error) or left <= 0:
+            if fresh or not isinstance(error, ReplicaUnavailable) or left <= 0:
                 raise
             self.metrics.triton_errors.labels("retried_elsewhere").inc()
             return await self._infer_once(texts, left, outputs, fresh=True)
@@ -239,7 +234,7 @@ class TritonBackend:
         except (aiohttp.ClientError, OSError) as exc:
             self.metrics.triton_errors.labels("unreachable").inc()
             self.outage.failed(exc)
-            raise BackendUnavailable(UNREACHABLE) from None
+            raise ReplicaUnavailable("the model server is unreachable") from None
         finally:
             self.metrics.triton_latency.observe(time.monotonic() - started)
         self.outage.answered()

@@ -14,7 +14,11 @@ import tritonclient.http as httpclient
 from tokenizers import Tokenizer
 from tritonclient.utils import InferenceServerException
 
+from cache_proxy.backend import ReplicaUnavailable, TritonBackend, map_triton_error
+from cache_proxy.errors import BackendFailed, BackendUnavailable
+from cache_proxy.metrics import Metrics
 from checkout.repository import model_module
+from devstack.process import free_port
 from tests.stack import MODEL, Triton, http_client, http_scores, stats, text_input
 from tests.wordpiece import distilbert
 from trainer.data import sst2_sentences as sentences
@@ -184,3 +188,27 @@ def test_text_far_longer_than_512_tokens(triton: Triton, tiny_checkpoint: Path) 
     assert scores.shape == (3, 2)
     # read as its first 512 tokens, exactly as transformers truncates it
     assert np.abs(scores - transformers_scores(tiny_checkpoint, texts)).max() <= 1e-5
+
+
+async def test_real_triton_errors_map_to_the_proxy_s_taxonomy(triton: Triton) -> None:
+    """The proxy's transport against tritonserver's own messages: a replica
+    without the model, or no server at all, is retried once on a new
+    connection (ReplicaUnavailable); a request Triton rejects is not."""
+    metrics = Metrics()
+    unknown = TritonBackend(triton.http_url, "no_such_model", metrics)
+    gone = TritonBackend(f"127.0.0.1:{free_port()}", MODEL, metrics)
+    try:
+        for backend in (unknown, gone):
+            with pytest.raises(ReplicaUnavailable):
+                await backend.classify(["I love you!"], 5.0)
+        assert metrics.triton_errors.labels("retried_elsewhere")._value.get() == 2
+    finally:
+        await unknown.close()
+        await gone.close()
+    data = np.array([[b"\xff\xfe broken"]], dtype=np.object_)
+    tensor = httpclient.InferInput("TEXT", [1, 1], "BYTES")
+    tensor.set_data_from_numpy(data)
+    with http_client(triton) as client, pytest.raises(InferenceServerException) as caught:
+        client.infer(MODEL, [tensor])
+    error = map_triton_error(caught.value)
+    assert isinstance(error, BackendFailed) and not isinstance(error, BackendUnavailable)
