@@ -3,29 +3,13 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from typing import Any
 
+from cache_proxy.costs import MAX_TOKENS
 from cache_proxy.errors import MalformedRequest, PayloadTooLarge, ValidationFailed
 
 Prediction = list[dict[str, Any]]
-
-# The cost model. A text's cost bounds the tokens the model computes for it:
-# every token takes at least one character, except that a Hangul syllable
-# decomposes into up to three jamo; [CLS] and [SEP] add two; the model reads at
-# most MAX_TOKENS. A request that needs no inference still costs 1.
-MAX_TOKENS = 512
-SPECIAL_TOKENS = 2
-HANGUL_SYLLABLES = re.compile("[\uac00-\ud7a3]")
-
-
-def text_cost(text: str) -> int:
-    """Upper bound of the tokens `text` costs the model (1..MAX_TOKENS)."""
-    if len(text) >= MAX_TOKENS:
-        return MAX_TOKENS
-    extra = 2 * len(HANGUL_SYLLABLES.findall(text))
-    return min(MAX_TOKENS, len(text) + extra + SPECIAL_TOKENS)
 
 
 def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

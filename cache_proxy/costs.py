@@ -7,7 +7,7 @@ shorter than MAX_TOKENS characters costs exactly the tokens the model
 computes for it ([CLS] and [SEP] included); longer texts cost MAX_TOKENS,
 which the character bound already gives without tokenizing them. Without
 it (before the first fetch, or if the fetch fails), every text costs the
-character bound of `contract.text_cost`, which never undercounts. A
+character bound of `text_cost`, which never undercounts. A
 typical English sentence costs about a quarter of its characters, so the
 same admission budget lets about four times more short texts share a
 forward pass, while a 512-token text still fills it alone.
@@ -16,14 +16,30 @@ forward pass, while a 512-token text still fills it alone.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tokenizers import Tokenizer
 
-from cache_proxy.contract import MAX_TOKENS, text_cost
+# The cost model. A text's cost bounds the tokens the model computes for it:
+# every token takes at least one character, except that a Hangul syllable
+# decomposes into up to three jamo; [CLS] and [SEP] add two; the model reads at
+# most MAX_TOKENS. A request that needs no inference still costs 1.
+MAX_TOKENS = 512
+SPECIAL_TOKENS = 2
+HANGUL_SYLLABLES = re.compile("[\uac00-\ud7a3]")
 
-INLINE_CHARS = 4096  # tokenized on the event loop up to this much text (~1.5 ms), else in a thread
+
+def text_cost(text: str) -> int:
+    """Upper bound of the tokens `text` costs the model (1..MAX_TOKENS)."""
+    if len(text) >= MAX_TOKENS:
+        return MAX_TOKENS
+    extra = 2 * len(HANGUL_SYLLABLES.findall(text))
+    return min(MAX_TOKENS, len(text) + extra + SPECIAL_TOKENS)
+
+
+INLINE_CHARS = 4096  # tokenized on the event loop up to this much text (a few ms), else in a thread
 
 
 @dataclass(frozen=True)

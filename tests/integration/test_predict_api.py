@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from cache_proxy.contract import text_cost
+from cache_proxy.costs import text_cost
 from tests.http import predict, request
 from tests.stack import (
     ProxyFactory,

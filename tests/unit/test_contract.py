@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from cache_proxy.backend import ModelIdentity, ModelTracker
 from cache_proxy.cache import cache_key, decode_scores
-from cache_proxy.contract import parse_texts, text_cost, to_predictions, unique
+from cache_proxy.contract import parse_texts, to_predictions, unique
+from cache_proxy.costs import text_cost
 from cache_proxy.errors import (
     ApiError,
     BackendUnavailable,

@@ -6,8 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cache_proxy.contract import text_cost
-from cache_proxy.costs import INLINE_CHARS, TextCosts
+from cache_proxy.costs import INLINE_CHARS, TextCosts, text_cost
 from tests.wordpiece import bert_like_json, distilbert
 
 
