@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -53,15 +53,11 @@ def train(
     warmup_steps: int | None = None,
     fused_adamw: bool = True,
     cls_only_last_layer: bool = True,
-    learned_enough: Callable[[], bool] | None = None,
-    checks: int = 10,
-) -> int:
+) -> None:
     """AdamW with linear warmup (default: 10% of steps) and decay, length-bucketed
     batches, a progress bar. The fused AdamW updates every parameter in one
     kernel. With `cls_only_last_layer` the last layer runs for [CLS] alone
-    (`first_token`): the same function in less time (trainer/README.md).
-    `learned_enough`, asked `checks` times at even intervals (the model in
-    eval mode), ends training early when it says so. Returns the steps run."""
+    (`first_token`): the same function in less time (trainer/README.md)."""
     rng = random.Random(seed)
     torch.manual_seed(seed)
     ids = tokenizer([e.text for e in examples], truncation=True, max_length=max_length)["input_ids"]
@@ -74,8 +70,6 @@ def train(
     schedule = get_linear_schedule_with_warmup(optimizer, warmup, steps)
     pad_id = int(tokenizer.pad_token_id or 0)
     forward = classify if cls_only_last_layer else full_logits
-    check_every = max(1, steps // checks)
-    step = 0
     model.train()
     with Progress(steps, "training") as bar:
         for epoch in range(epochs):
@@ -87,15 +81,8 @@ def train(
                 optimizer.step()
                 schedule.step()
                 optimizer.zero_grad()
-                step += 1
                 bar.update(f"epoch {epoch + 1}/{epochs} loss {loss.item():.3f}")
-                if learned_enough is not None and step % check_every == 0 and step < steps:
-                    model.eval()
-                    if learned_enough():
-                        return step
-                    model.train()
     model.eval()
-    return step
 
 
 def predict_labels(

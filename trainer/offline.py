@@ -38,7 +38,7 @@ class Recipe:
     # random masks; without, held-out accuracy held (trainer/README.md).
     dropout: float = 0.0
     train_max_length: int = 64
-    epochs: int = 2
+    epochs: int = 3
     batch_size: int = 64
     learning_rate: float = 5e-4
     holdout_fraction: float = 0.05
@@ -47,27 +47,10 @@ class Recipe:
     # The last layer computed for [CLS] alone (trainer/first_token.py): the
     # same function, less time a step (trainer/README.md).
     cls_only_last_layer: bool = True
-    # Stop early once it has learned enough: checked every tenth of the run on
-    # `check_phrases` training phrases set aside (not the held-out split, which
-    # stays an unbiased measure), at a plateau at or above `stop_accuracy`: two
-    # checks in a row gaining less than `stop_gain` (one check's noise on 1,000
-    # phrases is about a point; trainer/README.md).
-    check_phrases: int = 1000
-    stop_accuracy: float = 0.91
-    stop_gain: float = 0.003
 
 
 # The code that shapes the weights; editing anything else must not retrain.
 TRAINING_CODE = ("offline.py", "loop.py", "first_token.py", "data.py")
-
-
-def learned_enough(history: list[float], accuracy: float, gain: float) -> bool:
-    """The stopping rule: the last check reached `accuracy`, and neither of the
-    last two checks gained `gain` over the one before (a plateau)."""
-    if len(history) < 3 or history[-1] < accuracy:
-        return False
-    first, second, third = history[-3:]
-    return second - first < gain and third - second < gain
 
 
 def content_hash(data: Path, recipe: Recipe) -> str:
@@ -102,8 +85,6 @@ def train_offline(data: Path, target: Path, recipe: Recipe | None = None) -> Pat
     started = time.monotonic()
     examples = read_tsv(data)
     train_set, heldout = holdout_split(examples, recipe.holdout_fraction, recipe.seed)
-    check_fraction = recipe.check_phrases / len(train_set)
-    train_set, check_set = holdout_split(train_set, check_fraction, recipe.seed + 1)
     log.info("training on %d phrases, holding out %d (%s)", len(train_set), len(heldout), data)
     torch.manual_seed(recipe.seed)
     tokenizer = build_tokenizer([e.text for e in train_set], recipe.vocab_size)
@@ -120,26 +101,16 @@ def train_offline(data: Path, target: Path, recipe: Recipe | None = None) -> Pat
         label2id={label: i for i, label in enumerate(LABELS)},
     )
     model = DistilBertForSequenceClassification(config)
-    history: list[float] = []
-
-    def enough() -> bool:
-        history.append(evaluate(model, tokenizer, check_set)[0])
-        done = learned_enough(history, recipe.stop_accuracy, recipe.stop_gain)
-        stopping = ", stopping" if done else ""
-        log.info("check %d: accuracy %.4f%s", len(history), history[-1], stopping)
-        return done
-
-    steps = train(
+    train(
         model, tokenizer, train_set,
         epochs=recipe.epochs, batch_size=recipe.batch_size,
         learning_rate=recipe.learning_rate, max_length=recipe.train_max_length,
         seed=recipe.seed, fused_adamw=recipe.fused_adamw,
-        cls_only_last_layer=recipe.cls_only_last_layer, learned_enough=enough,
+        cls_only_last_layer=recipe.cls_only_last_layer,
     )  # fmt: skip
     accuracy, f1 = evaluate(model, tokenizer, heldout)
     minutes = (time.monotonic() - started) / 60
-    log.info("held-out accuracy %.4f, F1 %.4f after %.1f min, %d steps",
-             accuracy, f1, minutes, steps)  # fmt: skip
+    log.info("held-out accuracy %.4f, F1 %.4f after %.1f min", accuracy, f1, minutes)
     with staged_dir(target) as staging:
         model.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)  # type: ignore[attr-defined]
@@ -153,8 +124,6 @@ def train_offline(data: Path, target: Path, recipe: Recipe | None = None) -> Pat
                       "heldout_size": len(heldout)},
             recipe=asdict(recipe),
             training_minutes=round(minutes, 1),
-            training_steps=steps,
-            checks=[round(a, 4) for a in history],
         )  # fmt: skip
     return target
 

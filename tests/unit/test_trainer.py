@@ -10,7 +10,7 @@ import pytest
 from trainer.data import Example, holdout_split, read_tsv
 from trainer.loop import length_bucketed_batches
 from trainer.metrics import accuracy_f1
-from trainer.offline import Recipe, content_hash, learned_enough
+from trainer.offline import Recipe, content_hash
 
 
 def test_read_tsv_with_and_without_header(tmp_path: Path) -> None:
@@ -167,33 +167,3 @@ def test_first_token_classify_skips_the_last_layers_unread_work() -> None:
             forward(model, input_ids, mask)
         flops.append(counter.get_total_flops())
     assert flops[0] < 0.8 * flops[1], flops
-
-
-def test_training_stops_at_a_plateau_at_or_above_the_floor() -> None:
-    assert not learned_enough([0.95, 0.95], 0.90, 0.003)  # two checks: no plateau yet
-    assert not learned_enough([0.85, 0.851, 0.852], 0.90, 0.003)  # a plateau below the floor
-    assert not learned_enough([0.89, 0.90, 0.91], 0.90, 0.003)  # still gaining
-    assert not learned_enough([0.90, 0.91, 0.911], 0.90, 0.003)  # one flat check: noise
-    assert learned_enough([0.80, 0.910, 0.912, 0.913], 0.90, 0.003)
-    assert learned_enough([0.914, 0.912, 0.905], 0.90, 0.003)  # dips end it too
-    assert not learned_enough([0.914, 0.912, 0.899], 0.90, 0.003)  # but not below the floor
-
-
-def test_the_loop_ends_when_the_model_has_learned_enough() -> None:
-    from trainer.loop import train
-
-    examples = [Example(f"{'good' if i % 2 else 'bad'} film {i}", i % 2) for i in range(64)]
-    asked: list[bool] = []
-
-    def enough() -> bool:
-        asked.append(True)
-        return len(asked) == 3
-
-    model = tiny_classifier(n_layers=1)
-    steps = train(model, CharTokenizer(), examples, epochs=5, batch_size=16, learning_rate=1e-2,
-                  max_length=32, seed=1, learned_enough=enough, checks=10)  # fmt: skip
-    assert (steps, len(asked)) == (3 * 2, 3)  # 20 steps, a check every 2
-    assert not model.training
-    full = train(tiny_classifier(n_layers=1), CharTokenizer(), examples, epochs=5, batch_size=16,
-                 learning_rate=1e-2, max_length=32, seed=1)  # fmt: skip
-    assert full == 20
