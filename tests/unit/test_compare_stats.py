@@ -17,7 +17,7 @@ import pytest
 
 from devstack.process import ServerProcess, free_port
 from perf.compare.k6run import as_unseen, children_cpu_seconds
-from perf.compare.report import miss_cpu_section, write_report
+from perf.compare.report import KERNEL_SHARE, miss_ceiling, miss_cpu_section, write_report
 from perf.compare.stats import (
     Run,
     Sample,
@@ -196,33 +196,39 @@ def miss_results(req_per_s: float, engine_ms: float) -> dict[str, Any]:
 
 
 def test_the_miss_path_ceiling_counts_every_process_outside_the_stub() -> None:
+    ceiling = miss_ceiling(miss_results(160.0, 4.7), cpus=2)
+    assert ceiling is not None
+    assert ceiling.ms_by_part == pytest.approx(
+        {"redis": 0.1, "triton": 0.3, "triton children": 8.0, "proxy": 2.0, "k6": 0.6}
+    )
+    assert ceiling.outside_ms == pytest.approx(3.0)  # 0.1 + 0.3 + 2.0 + 0.6: all but the stub
+    assert ceiling.req_per_s == pytest.approx(2 / (3.0 + 4.7) * 1000)  # 260 req/s
+    assert ceiling.share == pytest.approx(2 / (3.0 + 4.7) * 1000 / 424)  # 0.613
+    assert not ceiling.reaches_target and not ceiling.drifted
     text = "\n".join(miss_cpu_section(miss_results(160.0, 4.7), cpus=2))
-    assert "| Python backend stub (tokenizing, engine) | 8.00 |" in text
-    assert "| k6 (the load generator) | 0.60 |" in text
-    assert "| all of the above | 11.00 (the machine: 2 cores ÷ 160.0 req/s = 12.50) |" in text
-    assert "Triton's mean batch over the profile: 4.7 texts." in text
-    # outside the stub: 0.1 + 0.3 + 2.0 + 0.6 = 3.0 ms; 2 / (3.0 + 4.7) ms = 260 req/s
-    assert "2 ÷ (3.00 + 4.70) ms = 260 req/s, 0.613 of the kernel's batch-32 rate" in text
-    assert "out of reach" in text
+    assert "= 260 req/s, 0.613 of" in text and "out of reach" in text  # rendered from it
 
 
-def test_a_ceiling_just_under_the_target_does_not_read_as_reaching_it() -> None:
-    # 2 / (3.00 + 2.92) ms = 338 req/s = 0.797 of 424: two decimals printed 0.80
-    text = "\n".join(miss_cpu_section(miss_results(160.0, 2.92), cpus=2))
-    assert "= 338 req/s, 0.797 of the kernel's batch-32 rate" in text
-    assert "out of reach" in text
+def test_a_ceiling_at_the_target_share_reaches_it() -> None:
+    # 2 / (3.00 + x) ms = 0.7 x 424 req/s at x = 3.738
+    below = miss_ceiling(miss_results(160.0, 3.74), cpus=2)
+    at = miss_ceiling(miss_results(160.0, 3.73), cpus=2)
+    assert below is not None and at is not None
+    assert below.share < KERNEL_SHARE <= at.share
+    assert not below.reaches_target and at.reaches_target
 
 
 def test_the_miss_path_ceiling_says_when_the_machine_drifted_past_it() -> None:
     # the kernel was measured while this VM ran slower than during the profile
-    text = "\n".join(miss_cpu_section(miss_results(300.0, 4.7), cpus=2))
-    assert "= 260 req/s" in text
-    assert "out of reach" not in text
-    assert "below the 300 req/s measured" in text
+    ceiling = miss_ceiling(miss_results(300.0, 4.7), cpus=2)
+    assert ceiling is not None and ceiling.drifted
+    assert "below the 300 req/s measured" in "\n".join(
+        miss_cpu_section(miss_results(300.0, 4.7), cpus=2)
+    )
 
 
-def test_the_miss_path_ceiling_claims_nothing_when_the_target_is_reachable() -> None:
-    text = "\n".join(miss_cpu_section(miss_results(160.0, 0.5), cpus=2))
-    assert "2 ÷ (3.00 + 0.50) ms = 571 req/s, 1.348 of" in text
-    assert "out of reach" not in text
+def test_the_miss_path_ceiling_needs_the_cpu_split_and_the_kernel() -> None:
+    assert miss_ceiling({"profiles": {}}, cpus=2) is None
     assert miss_cpu_section({"profiles": {}}, cpus=2) == []
+    no_kernel = {**miss_results(160.0, 0.5), "kernel": {}}
+    assert miss_ceiling(no_kernel, cpus=2) is None
