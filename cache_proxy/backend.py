@@ -108,7 +108,7 @@ class Backend(Protocol):
         self, texts: Sequence[str], time_budget: float, *, fresh: bool = False
     ) -> tuple[NDArray[np.float32], ModelIdentity]: ...
 
-    async def identity(self, time_budget: float) -> ModelIdentity: ...
+    async def identity(self, time_budget: float, *, fresh: bool = False) -> ModelIdentity: ...
 
     async def tokenizer(self, time_budget: float) -> tuple[str, ModelIdentity]: ...
 
@@ -159,9 +159,10 @@ class TritonBackend:
         result = await self._infer(texts, time_budget, ("MODEL_INFO", "PROBABILITIES"), fresh)
         return result.as_numpy("PROBABILITIES"), identify(result)
 
-    async def identity(self, time_budget: float) -> ModelIdentity:
-        """Ask the model who it is (a one-row request for MODEL_INFO only)."""
-        result = await self._infer([""], time_budget, ("MODEL_INFO",))
+    async def identity(self, time_budget: float, *, fresh: bool = False) -> ModelIdentity:
+        """Ask the model who it is (a one-row request for MODEL_INFO only);
+        `fresh`: on a new connection."""
+        result = await self._infer([""], time_budget, ("MODEL_INFO",), fresh)
         return identify(result)
 
     async def tokenizer(self, time_budget: float) -> tuple[str, ModelIdentity]:
@@ -262,9 +263,10 @@ class ModelTracker:
     only when the current one has not answered for `reinstate_after` seconds:
     a rollback.
 
-    Proxy replicas share their moves forward (cache_proxy.fleet): `moved` is
-    set when this tracker moved to a release it had not retired, for the
-    caller to publish; `follow` moves to a release another proxy met first.
+    Proxy replicas share their moves (cache_proxy.fleet): `moved` is set when
+    this tracker moved to another release, for the caller to publish; `follow`
+    moves to a release another proxy met first, and `retire` takes the
+    releases it retired.
     """
 
     def __init__(
@@ -301,8 +303,9 @@ class ModelTracker:
         ]
         return [self.current, *others]
 
-    def observe(self, identity: ModelIdentity) -> bool:
-        """Record an answer's model; False if it came from a retired release."""
+    def observe(self, identity: ModelIdentity, *, counted: bool = True) -> bool:
+        """Record an answer's model; False if it came from a retired release
+        (counted as a refused answer unless `counted` is False: a poll)."""
         now = time.monotonic()
         previous = self.current
         if previous is not None and previous.release == identity.release:
@@ -322,26 +325,35 @@ class ModelTracker:
             and identity.release in self.retired
             and self.age() < self.reinstate_after
         ):
-            if self.refused is not None:
+            if self.refused is not None and counted:
                 self.refused.inc()
             return False
-        self.moved = previous is not None and identity.release not in self.retired
+        self.moved = previous is not None
         self._switch(identity, "")
         return True
 
     def follow(self, identity: ModelIdentity, retired: Sequence[str]) -> bool:
         """Move to `identity`'s release, which another proxy met first and
-        which retired `retired`, unless this tracker retired it itself (it is
-        then older here) or already serves it. True if it moved."""
+        which retired `retired`, if this tracker serves one of those and did
+        not retire `identity`'s itself (it is then older here). True if it moved."""
         current = self.current
-        if identity.release in self.retired or (
-            current is not None and current.release == identity.release
+        if (
+            current is None
+            or current.release not in retired
+            or identity.release in self.retired
+            or current.release == identity.release
         ):
             return False
-        for release in retired:
-            self.retired.setdefault(release, time.monotonic())
+        self.retire(retired)
         self._switch(identity, " (met first by another proxy)")
         return True
+
+    def retire(self, releases: Sequence[str]) -> None:
+        """Releases other proxies retired: their answers are refused here too
+        (a proxy that met the current release first learns what it replaced)."""
+        for release in releases:
+            if self.current is None or release != self.current.release:
+                self.retired.setdefault(release, time.monotonic())
 
     def _switch(self, identity: ModelIdentity, how: str) -> None:
         """Make `identity` current; the previous release is retired."""

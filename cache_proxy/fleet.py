@@ -8,12 +8,14 @@ proxy reads this record once per MODEL_REFRESH_SECONDS and moves too, so all
 proxies stop serving the old release within that interval of the first. The
 record expires VIEW_SECONDS after it was written.
 
-Only moves forward are shared: a proxy follows the record only away from a
-release the record retired (not before it has met any release itself), never
-back to a release it retired itself, and a rollback (the newer release silent
-for a while) is each proxy's own finding. The record is per Triton address
-and model, so deployments sharing one Redis never follow each other. Without
-Redis each proxy follows its own answers, as before.
+A proxy follows the record only away from a release the record retired (not
+before it has met any release itself), and never to a release it retired
+itself, so the record cannot drag a proxy back; a proxy already serving the
+record's release refuses the releases it lists as retired (one that met the
+new release first learns what it replaced). Rollbacks are written too, for
+proxies that start later. The record is per Triton address and model, so
+deployments sharing one Redis never follow each other. Without Redis each
+proxy follows its own answers, as before.
 """
 
 from __future__ import annotations

@@ -245,16 +245,20 @@ class Predictor:
         return identity
 
     async def refresh_identity(self) -> ModelIdentity | None:
-        """Ask Triton now; keep the last known identity if it does not answer."""
+        """Ask Triton now (again on a new connection if a retired release
+        answered: the pooled one may sit on an old replica); keep the last
+        known identity if it does not answer."""
         try:
-            self._observe(await self.backend.identity(IDENTITY_TIMEOUT_SECONDS))
+            if not self._observe(await self.backend.identity(IDENTITY_TIMEOUT_SECONDS), poll=True):
+                identity = await self.backend.identity(IDENTITY_TIMEOUT_SECONDS, fresh=True)
+                self._observe(identity, poll=True)
         except ApiError as exc:
             log.debug("model identity not available: %s", exc.message)
         return self.tracker.current
 
-    def _observe(self, identity: ModelIdentity) -> bool:
-        """tracker.observe, and a move to a new release shared with the other proxies."""
-        accepted = self.tracker.observe(identity)
+    def _observe(self, identity: ModelIdentity, *, poll: bool = False) -> bool:
+        """tracker.observe, and a move to another release shared with the other proxies."""
+        accepted = self.tracker.observe(identity, counted=not poll)
         if self.tracker.moved:
             self.tracker.moved = False
             view = View(identity.info, tuple(self.tracker.retired))
@@ -263,19 +267,23 @@ class Predictor:
 
     async def follow_the_fleet(self) -> None:
         """Move to the release another proxy moved to first, if this one
-        still serves a release that proxy retired (called every
-        MODEL_REFRESH_SECONDS; cache_proxy.fleet)."""
-        current = self.tracker.current
-        if current is None:
-            return  # no release met yet: nothing to move away from
+        still serves a release that proxy retired; if this one serves the same
+        release, refuse what it retired (called every MODEL_REFRESH_SECONDS;
+        cache_proxy.fleet). A proxy that met no release yet waits for its own."""
+        if self.tracker.current is None:
+            return
         view = View.from_json(await self.cache.get_record(self.view_key))
-        if view is None or current.release not in view.retired:
+        if view is None:
             return
         try:
             identity = ModelIdentity.from_info(view.serving)
         except ValueError:
             return
-        self.tracker.follow(identity, view.retired)
+        current = self.tracker.current  # again: it may have moved during the read
+        if current is not None and current.release == identity.release:
+            self.tracker.retire(view.retired)
+        else:
+            self.tracker.follow(identity, view.retired)
 
     def text_costs(self) -> TextCosts:
         """Token counts with the current model's tokenizer, else the character bound."""

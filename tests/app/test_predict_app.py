@@ -40,6 +40,8 @@ class FakeModel:
         self.fresh: list[bool] = []  # per call: asked on a new connection
         self.rollout: list[str] = []  # fingerprints answering the next calls (replicas)
         self.releases: dict[str, str] = {}  # fingerprint -> release (none: its own)
+        self.identity_fresh: list[bool] = []  # per identity poll: on a new connection
+        self.identity_rollout: list[str] = []  # fingerprints answering the next polls
         self.gate: asyncio.Event | None = None
         self.failure: Exception | None = None
         self.tokenizer_json: str | None = None  # what tokenizer() sends; None: it fails
@@ -82,7 +84,10 @@ class FakeModel:
         positive = np.array([self.score(t) for t in texts], dtype=np.float32)
         return np.stack([1 - positive, positive], axis=1), self.identity_now()
 
-    async def identity(self, time_budget: float) -> ModelIdentity:
+    async def identity(self, time_budget: float, *, fresh: bool = False) -> ModelIdentity:
+        self.identity_fresh.append(fresh)
+        if self.identity_rollout:
+            self.fingerprint = self.identity_rollout.pop(0)
         if self.identity_failures:
             self.identity_failures -= 1
             raise RuntimeError("a bug, not an ApiError")
@@ -222,6 +227,43 @@ async def test_the_shared_view_belongs_to_one_triton_and_moves_only_a_proxy_that
     await predict(second, ["bb"])  # its own first answer: model-a, which the record retired
     await predictor.follow_the_fleet()
     assert predictor.tracker.current.fingerprint == "model-b"
+
+
+async def test_a_poll_answered_by_a_retired_release_asks_again_on_a_new_connection(
+    make_client: Any, model: FakeModel
+) -> None:
+    """An idle proxy's pooled connection may sit on an old replica: its poll
+    asks again on a new one rather than waiting out the rollback timer."""
+    client = await make_client()
+    await predict(client, ["a"])
+    model.fingerprint = "model-b"
+    await predict(client, ["bb"])  # model-a retired
+    model.identity_fresh.clear()
+    model.identity_rollout = ["model-a", "model-b"]
+    await client.app[PREDICTOR].refresh_identity()
+    assert model.identity_fresh == [False, True]
+    assert client.app[PREDICTOR].tracker.current.fingerprint == "model-b"
+    assert client.app[METRICS].model_answers_refused._value.get() == 0  # polls: not answers
+
+
+async def test_a_proxy_that_met_the_new_release_first_refuses_what_the_fleet_retired(
+    make_client: Any,
+) -> None:
+    """A proxy started mid-rollout whose first answer came from the new
+    release learns from the shared record which release it replaced, so an
+    old replica's answer is asked again, not taken as yet another release."""
+    redis = FakeAsyncRedis()
+    model = FakeModel()
+    model.fingerprint = "model-b"
+    proxy = await make_client(model, redis)
+    await predict(proxy, ["a"])
+    view = View({"fingerprint": "model-b", "labels": ["NEGATIVE", "POSITIVE"]}, ("model-a",))
+    await redis.set(proxy.app[PREDICTOR].view_key, view.to_json())
+    await proxy.app[PREDICTOR].follow_the_fleet()
+    model.rollout = ["model-a", "model-b"]
+    _, headers, _ = await predict(proxy, ["ccc"])
+    assert headers["X-Model-Fingerprint"] == "model-b"
+    assert model.fresh[-2:] == [False, True]
 
 
 async def test_one_release_served_at_two_numerics_is_accepted_and_cached_apart(

@@ -29,7 +29,7 @@ SCORING_LIBRARIES = ("numpy", "tokenizers", "transformers", "torch", "onnxruntim
 
 def checkpoint_digest(checkpoint: Path, exclude: Sequence[str] = ("model_info.json",)) -> str:
     """sha256 over every file of a directory tree (relative path and content),
-    but `exclude` and dot files: a checkpoint (model_info.json is provenance,
+    but `exclude` and top-level dot files: a checkpoint (model_info.json is provenance,
     not content) or a converted engine's files."""
     digest = hashlib.sha256()
     for path in sorted(p for p in checkpoint.rglob("*") if p.is_file()):
