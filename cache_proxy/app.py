@@ -15,19 +15,21 @@ from redis.retry import Retry
 
 from cache_proxy import routes
 from cache_proxy.admission import Admission
-from cache_proxy.backend import Backend, ModelTracker, TritonBackend
+from cache_proxy.backend import Backend, TritonBackend
 from cache_proxy.bodies import BodyBudget
 from cache_proxy.breaker import RedisBreaker
 from cache_proxy.cache import PredictionCache
 from cache_proxy.drain import Drain
 from cache_proxy.fleet import view_key
 from cache_proxy.guard import abuse_controls
-from cache_proxy.keys import BODIES, DRAIN, LIMITER, METRICS, PREDICTOR, SETTINGS
+from cache_proxy.keys import BODIES, DRAIN, LIMITER, METRICS, PREDICTOR, SERVED, SETTINGS
 from cache_proxy.metrics import Metrics
 from cache_proxy.middleware import errors_and_metrics, in_flight
 from cache_proxy.predictor import Predictor
 from cache_proxy.ratelimit import RateLimiter
+from cache_proxy.served import ServedModel
 from cache_proxy.settings import Settings, api_key_set, redacted
+from cache_proxy.tracker import ModelTracker
 
 log = logging.getLogger(__name__)
 
@@ -141,14 +143,19 @@ async def services_ctx(
     )
     try:
         async with open_backend(settings, metrics) as backend:
+            app[SERVED] = ServedModel(
+                backend,
+                cache,
+                ModelTracker(refused=metrics.model_answers_refused),
+                view_key(settings.triton_url, settings.triton_model),
+            )
             app[PREDICTOR] = Predictor(
                 cache,
                 backend,
                 admission,
+                app[SERVED],
                 settings.triton_max_batch,
                 request_seconds=settings.request_timeout_seconds,
-                tracker=ModelTracker(refused=metrics.model_answers_refused),
-                view_key=view_key(settings.triton_url, settings.triton_model),
             )
             yield
     finally:
@@ -157,24 +164,8 @@ async def services_ctx(
 
 
 async def model_refresh_ctx(app: web.Application) -> AsyncIterator[None]:
-    interval = app[SETTINGS].model_refresh_seconds
-    predictor = app[PREDICTOR]
-
-    async def loop() -> None:
-        # Every inference response refreshes the identity too, so under traffic
-        # this loop sends nothing; when idle it polls once per interval.
-        while True:
-            try:
-                await predictor.follow_the_fleet()  # another proxy met a new release first
-                if predictor.tracker.age() >= interval:
-                    await predictor.refresh_identity()
-                await predictor.load_tokenizer()  # a new model's, once
-            except Exception:  # a bug must not end the loop: it would go stale silently
-                log.exception("model refresh failed; trying again in %gs", interval)
-            wait = interval - predictor.tracker.age()  # negative if Triton did not answer
-            await asyncio.sleep(wait if wait > 0 else interval)
-
-    task = asyncio.create_task(loop())
+    """The served model kept current in the background (ServedModel.keep_current)."""
+    task = asyncio.create_task(app[SERVED].keep_current(app[SETTINGS].model_refresh_seconds))
     yield
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):

@@ -1,6 +1,6 @@
 """One view of the served model across proxy replicas, through Redis.
 
-Each proxy follows the model from Triton's own answers (backend.ModelTracker),
+Each proxy follows the model from Triton's own answers (tracker.ModelTracker),
 so during a rolling update one proxy may meet the new release seconds before
 another whose pooled connections still reach old replicas. The first proxy to
 move to a new release writes it here, with the releases it retired; every

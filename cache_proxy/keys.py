@@ -7,12 +7,14 @@ from cache_proxy.drain import Drain
 from cache_proxy.metrics import Metrics
 from cache_proxy.predictor import Predictor
 from cache_proxy.ratelimit import Decision, RateLimiter
+from cache_proxy.served import ServedModel
 from cache_proxy.settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)
 METRICS = web.AppKey("metrics", Metrics)
 DRAIN = web.AppKey("drain", Drain)
 PREDICTOR = web.AppKey("predictor", Predictor)
+SERVED = web.AppKey("served", ServedModel)
 LIMITER = web.AppKey("limiter", RateLimiter)
 BODIES = web.AppKey("bodies", BodyBudget)
 

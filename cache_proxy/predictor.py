@@ -1,7 +1,8 @@
 """The Predictor: everything between a parsed /predict request and its scores.
 
-It owns the per-text cache, the Triton backend, the tracker of the served
-model, single-flight and admission. A request's distinct texts are claimed
+It owns the per-text cache, the Triton backend, single-flight and admission;
+the served model (served.py) says which release's answers it takes and what
+texts cost. A request's distinct texts are claimed
 (single-flight), looked up in one MGET under every fingerprint the current
 release serves, and the misses computed by Triton in cost-admitted chunks,
 each written to the cache under the fingerprint of the model that computed
@@ -26,24 +27,20 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from cache_proxy.admission import Admission
-from cache_proxy.backend import Backend, ModelIdentity, ModelTracker
+from cache_proxy.backend import Backend
 from cache_proxy.cache import PredictionCache, Scores
 from cache_proxy.contract import Prediction, to_predictions, unique
-from cache_proxy.costs import TextCosts
 from cache_proxy.errors import ApiError, BackendUnavailable, PayloadTooLarge
-from cache_proxy.fleet import VIEW_SECONDS, View
+from cache_proxy.served import ServedModel
 from cache_proxy.singleflight import SingleFlight
+from cache_proxy.tracker import ModelIdentity
 
 log = logging.getLogger(__name__)
-IDENTITY_TIMEOUT_SECONDS = 2.0
 MODEL_CHANGES_PER_REQUEST = 2  # more within one request: 503, retry
 RETRY_PAUSE_SECONDS = 0.02  # grows linearly between asks that reach a retired model
-TOKENIZER_RETRY_SECONDS = 30.0  # after a failed tokenizer fetch
-READY_MAX_AGE_SECONDS = 1.0  # readiness answers from a check at most this old
 # Triton computes what it was sent (it cannot cancel), so a granted chunk waits
 # for its answer past its request's deadline; longer than this, Triton is stuck.
 ANSWER_TIMEOUT_SECONDS = 60.0
-CHARACTER_BOUND = TextCosts()  # what texts cost without the served model's tokenizer
 T = TypeVar("T")
 
 
@@ -151,23 +148,18 @@ class Predictor:
         cache: PredictionCache,
         backend: Backend,
         admission: Admission,
+        served: ServedModel,
         max_chunk_rows: int,
         request_seconds: float = 10.0,
-        tracker: ModelTracker | None = None,
-        view_key: str = "sst2:serving",
     ) -> None:
         self.cache = cache
         self.backend = backend
         self.admission = admission
+        self.served = served
         self.max_chunk_rows = max_chunk_rows
         self.request_seconds = request_seconds  # a request's deadline
         self.answering: set[asyncio.Task[Any]] = set()  # granted chunks awaiting Triton
-        self.readiness: tuple[float, asyncio.Task[dict[str, Any]]] | None = None
-        self.tracker = tracker or ModelTracker()
-        self.view_key = view_key  # where the proxies share the release they serve (fleet.py)
         self.flights: SingleFlight[Outcome] = SingleFlight()
-        self.costs = CHARACTER_BOUND  # replaced by the served model's tokenizer (load_tokenizer)
-        self.tokenizer_failed_at = float("-inf")
 
     async def predict(
         self, texts: Sequence[str], client: str, deadline: float, spend: Spend | None = None
@@ -192,7 +184,8 @@ class Predictor:
                 break
         else:
             raise BackendUnavailable("the model is changing; retry")
-        identity = next(iter(results.values())).identity if results else self.tracker.current
+        current = self.served.tracker.current
+        identity = next(iter(results.values())).identity if results else current
         from_cache = sum(o.cached for o in results.values())
         fingerprints = dict.fromkeys(results[t].identity.fingerprint for t in distinct)
         return PredictResult(
@@ -205,13 +198,6 @@ class Predictor:
             merged=len(merged),
         )
 
-    def _outdated(self, results: dict[str, Outcome]) -> list[str]:
-        """Texts answered by another release than the current one."""
-        current = self.tracker.current
-        if current is None:
-            return []
-        return [t for t, o in results.items() if o.identity.release != current.release]
-
     async def _serve(
         self, texts: Sequence[str], client: str, deadline: float, spend: Spend
     ) -> tuple[dict[str, Outcome], set[str]]:
@@ -223,7 +209,7 @@ class Predictor:
         mine, theirs = self.flights.claim(texts)
         try:
             hits, computed = await self._serve_claimed(
-                mine, self.tracker.accepted(), client, deadline, spend
+                mine, self.served.accepted(), client, deadline, spend
             )
         except BaseException as exc:
             error = (
@@ -236,112 +222,6 @@ class Predictor:
             self.flights.fail(mine, error)  # releases only what was not resolved yet
             raise
         return {**hits, **computed, **await wait_for_others(theirs, deadline)}, set(theirs)
-
-    async def identity(self) -> ModelIdentity:
-        """The served model's identity, asking Triton if none is known yet."""
-        identity = self.tracker.current or await self.refresh_identity()
-        if identity is None:
-            raise BackendUnavailable("the model's identity is not known yet: Triton unreachable")
-        return identity
-
-    async def refresh_identity(self) -> ModelIdentity | None:
-        """Ask Triton now (again on a new connection if a retired release
-        answered: the pooled one may sit on an old replica); keep the last
-        known identity if it does not answer."""
-        try:
-            if not self._observe(await self.backend.identity(IDENTITY_TIMEOUT_SECONDS), poll=True):
-                identity = await self.backend.identity(IDENTITY_TIMEOUT_SECONDS, fresh=True)
-                self._observe(identity, poll=True)
-        except ApiError as exc:
-            log.debug("model identity not available: %s", exc.message)
-        return self.tracker.current
-
-    def _observe(self, identity: ModelIdentity, *, poll: bool = False) -> bool:
-        """tracker.observe, and a move to another release shared with the other proxies."""
-        accepted = self.tracker.observe(identity, counted=not poll)
-        if self.tracker.moved:
-            self.tracker.moved = False
-            view = View(identity.info, tuple(self.tracker.retired))
-            self._detach(self.cache.set_record(self.view_key, view.to_json(), VIEW_SECONDS))
-        return accepted
-
-    async def follow_the_fleet(self) -> None:
-        """Move to the release another proxy moved to first, if this one
-        still serves a release that proxy retired; if this one serves the same
-        release, refuse what it retired (called every MODEL_REFRESH_SECONDS;
-        cache_proxy.fleet). A proxy that met no release yet waits for its own."""
-        if self.tracker.current is None:
-            return
-        view = View.from_json(await self.cache.get_record(self.view_key))
-        if view is None:
-            return
-        try:
-            identity = ModelIdentity.from_info(view.serving)
-        except ValueError:
-            return
-        current = self.tracker.current  # again: it may have moved during the read
-        if current is not None and current.release == identity.release:
-            self.tracker.retire(view.retired)
-        else:
-            self.tracker.follow(identity, view.retired)
-
-    def text_costs(self) -> TextCosts:
-        """Token counts with the current model's tokenizer, else the character bound."""
-        current = self.tracker.current
-        if current is not None and current.release == self.costs.release:
-            return self.costs
-        return CHARACTER_BOUND
-
-    async def load_tokenizer(self) -> None:
-        """Fetch the current model's tokenizer if it is not the one held
-        (called every model_refresh_seconds; after a failure, retried later)."""
-        current = self.tracker.current  # one tokenizer per release (it is in the checkpoint)
-        if current is None or current.release == self.costs.release:
-            return
-        if time.monotonic() - self.tokenizer_failed_at < TOKENIZER_RETRY_SECONDS:
-            return
-        try:
-            raw, identity = await self.backend.tokenizer(IDENTITY_TIMEOUT_SECONDS)
-            if identity.release != current.release:
-                return  # another replica's model answered: ask again next time
-            self.costs = await asyncio.to_thread(TextCosts.from_json, raw, identity.release)
-        except (ApiError, ValueError) as exc:
-            self.tokenizer_failed_at = time.monotonic()
-            log.warning(
-                "no tokenizer from model %s (%s): texts cost their character bound",
-                current.release,
-                exc.message if isinstance(exc, ApiError) else exc,
-            )
-            return
-        log.info("costs: tokens counted with release %s's tokenizer", identity.release)
-
-    async def ready(self, probe_seconds: float) -> dict[str, Any]:
-        """Readiness, from a check at most READY_MAX_AGE_SECONDS old: probes and
-        anyone else calling /health/ready share one check (it asks Triton and
-        PINGs Redis), so calling it often costs nothing more."""
-        now = time.monotonic()
-        if self.readiness is None or (
-            self.readiness[1].done() and now - self.readiness[0] > READY_MAX_AGE_SECONDS
-        ):
-            check = asyncio.ensure_future(self._check_ready(probe_seconds))
-            check.add_done_callback(lambda task: task.cancelled() or task.exception())
-            self.readiness = now, check
-        return dict(await asyncio.shield(self.readiness[1]))
-
-    async def _check_ready(self, probe_seconds: float) -> dict[str, Any]:
-        """`ready` when Triton's model is ready; `degraded` when Triton does not
-        answer but the identity is known (cached answers are still served);
-        `not_ready` before the identity was ever learned."""
-        triton_ready = await self.backend.model_ready(probe_seconds)
-        identity = await self.identity() if triton_ready else self.tracker.current
-        status = "ready" if triton_ready else "degraded"
-        return {
-            "status": status if identity else "not_ready",
-            "triton": "ready" if triton_ready else "unavailable",
-            "redis": await self.cache.ping(),
-            "costs": "tokens" if self.text_costs().tokenizer is not None else "characters",
-            "model": identity.info if identity else None,
-        }
 
     async def _serve_claimed(
         self,
@@ -385,7 +265,7 @@ class Predictor:
         it, then handed to `on_chunk` (waiters need not wait for the rest).
         Raises PayloadTooLarge, before any work, if they cannot be computed
         within a request's deadline at the model's learned capacity."""
-        costs = await self.text_costs()(texts)
+        costs = await self.served.text_costs()(texts)
         throughput = self.admission.throughput  # no 413 before the capacity is known
         reason = too_large(
             sum(costs), throughput.capacity and throughput.best, self.request_seconds
@@ -435,7 +315,7 @@ class Predictor:
         try:
             rows, identity = await self.backend.classify(texts, time_left(deadline))
             retries = 0
-            while not self._observe(identity):
+            while not await self.served.observe(identity):
                 # A replica still serving a retired release (rolling update):
                 # its answer is kept under its own fingerprint (a rollback can
                 # use it), and asked again on a new connection, which may reach
@@ -468,3 +348,10 @@ class Predictor:
         self.answering.discard(task)
         if not task.cancelled():
             task.exception()  # retrieved: its request, if still there, got it too
+
+    def _outdated(self, results: dict[str, Outcome]) -> list[str]:
+        """Texts answered by another release than the current one."""
+        current = self.served.tracker.current
+        if current is None:
+            return []
+        return [t for t, o in results.items() if o.identity.release != current.release]

@@ -21,6 +21,7 @@ from cache_proxy.keys import (
     METRICS,
     PREDICTOR,
     RATE_DECISION,
+    SERVED,
     SETTINGS,
 )
 from cache_proxy.openapi import openapi_spec
@@ -46,7 +47,7 @@ async def answer(request: web.Request, texts: list[str], started: float) -> web.
     client, predictor, limiter = request[CLIENT], app[PREDICTOR], app[LIMITER]
     # Reserve the base unit and what every text could cost before any work;
     # settle against the cost admitted to the model, paid even if the request fails.
-    estimate = 1 + sum(await predictor.text_costs()(unique(texts))) if limiter.enforced else 1
+    estimate = 1 + sum(await app[SERVED].text_costs()(unique(texts))) if limiter.enforced else 1
     if reserved := await limiter.reserve(client, estimate):
         request[RATE_DECISION] = reserved
     spend = Spend()
@@ -75,7 +76,7 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def ready(request: web.Request) -> web.Response:
-    """Readiness (Predictor.ready): 200 `ready` or `degraded` (cached answers
+    """Readiness (ServedModel.ready): 200 `ready` or `degraded` (cached answers
     are served while Triton does not answer), 503 `not_ready` before the model
     was ever seen, and 503 `draining` at once when shutdown begins (SIGTERM).
     Redis is ok, degraded or disabled: it never fails readiness.
@@ -83,13 +84,13 @@ async def ready(request: web.Request) -> web.Response:
     app = request.app
     if app[DRAIN].draining:
         return web.json_response({"status": "draining"}, status=503)
-    body = await app[PREDICTOR].ready(app[SETTINGS].ready_timeout_seconds)
+    body = await app[SERVED].ready(app[SETTINGS].ready_timeout_seconds)
     return web.json_response(body, status=503 if body["status"] == "not_ready" else 200)
 
 
 async def model(request: web.Request) -> web.Response:
     """Identity of the served model (name, source, revision, fingerprint, standin)."""
-    identity = await request.app[PREDICTOR].identity()
+    identity = await request.app[SERVED].identity()
     return web.json_response({"model": identity.info})
 
 

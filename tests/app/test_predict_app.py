@@ -19,12 +19,13 @@ from fakeredis import FakeAsyncRedis
 from numpy.typing import NDArray
 
 from cache_proxy.app import create_app
-from cache_proxy.backend import Backend, ModelIdentity, ModelTracker
+from cache_proxy.backend import Backend
 from cache_proxy.errors import ApiError, BackendFailed, BackendUnavailable, Overloaded
 from cache_proxy.fleet import View
-from cache_proxy.keys import BODIES, METRICS, PREDICTOR
+from cache_proxy.keys import BODIES, METRICS, PREDICTOR, SERVED
 from cache_proxy.metrics import Metrics
 from cache_proxy.settings import Settings
+from cache_proxy.tracker import ModelIdentity, ModelTracker
 from tests.wordpiece import bert_like_json
 
 AiohttpClient = Any  # pytest-aiohttp's factory fixture
@@ -191,9 +192,8 @@ async def test_a_proxy_follows_the_release_another_proxy_met_first(make_client: 
     assert (await predict(second, ["a"]))[1]["X-Model-Fingerprint"] == "model-a"
     first_model.fingerprint = "model-b"
     assert (await predict(first, ["bb"]))[1]["X-Model-Fingerprint"] == "model-b"
-    await asyncio.gather(*first.app[PREDICTOR].answering)  # the shared view is written
-    await second.app[PREDICTOR].follow_the_fleet()
-    tracker = second.app[PREDICTOR].tracker
+    await second.app[SERVED].follow_the_fleet()
+    tracker = second.app[SERVED].tracker
     assert tracker.current is not None and tracker.current.fingerprint == "model-b"
     second_model.rollout = ["model-a", "model-b"]  # an old replica, then a new one
     _, headers, body = await predict(second, ["ccc"])
@@ -201,8 +201,8 @@ async def test_a_proxy_follows_the_release_another_proxy_met_first(make_client: 
     assert second_model.fresh[-2:] == [False, True]  # the old answer was asked again
     # a record naming a release this proxy retired itself is never followed back
     old = View({"fingerprint": "model-a", "labels": ["NEGATIVE", "POSITIVE"]}, ("model-b",))
-    await redis.set(second.app[PREDICTOR].view_key, old.to_json())
-    await second.app[PREDICTOR].follow_the_fleet()
+    await redis.set(second.app[SERVED].view_key, old.to_json())
+    await second.app[SERVED].follow_the_fleet()
     assert tracker.current.fingerprint == "model-b"
 
 
@@ -216,17 +216,17 @@ async def test_the_shared_view_belongs_to_one_triton_and_moves_only_a_proxy_that
     second = await make_client(FakeModel(), redis, triton_url="triton-b:8000")
     await predict(second, ["a"])  # model-a
     view = View({"fingerprint": "model-b", "labels": ["NEGATIVE", "POSITIVE"]}, ("model-a",))
-    await redis.set(first.app[PREDICTOR].view_key, view.to_json())
-    predictor = second.app[PREDICTOR]
-    await predictor.follow_the_fleet()
-    assert predictor.tracker.current.fingerprint == "model-a"  # another deployment's record
-    await redis.set(predictor.view_key, view.to_json())
-    predictor.tracker = ModelTracker()  # as if Triton had not answered yet
-    await predictor.follow_the_fleet()
-    assert predictor.tracker.current is None
+    await redis.set(first.app[SERVED].view_key, view.to_json())
+    served = second.app[SERVED]
+    await served.follow_the_fleet()
+    assert served.tracker.current.fingerprint == "model-a"  # another deployment's record
+    await redis.set(served.view_key, view.to_json())
+    served.tracker = ModelTracker()  # as if Triton had not answered yet
+    await served.follow_the_fleet()
+    assert served.tracker.current is None
     await predict(second, ["bb"])  # its own first answer: model-a, which the record retired
-    await predictor.follow_the_fleet()
-    assert predictor.tracker.current.fingerprint == "model-b"
+    await served.follow_the_fleet()
+    assert served.tracker.current.fingerprint == "model-b"
 
 
 async def test_a_poll_answered_by_a_retired_release_asks_again_on_a_new_connection(
@@ -240,9 +240,9 @@ async def test_a_poll_answered_by_a_retired_release_asks_again_on_a_new_connecti
     await predict(client, ["bb"])  # model-a retired
     model.identity_fresh.clear()
     model.identity_rollout = ["model-a", "model-b"]
-    await client.app[PREDICTOR].refresh_identity()
+    await client.app[SERVED].refresh_identity()
     assert model.identity_fresh == [False, True]
-    assert client.app[PREDICTOR].tracker.current.fingerprint == "model-b"
+    assert client.app[SERVED].tracker.current.fingerprint == "model-b"
     assert client.app[METRICS].model_answers_refused._value.get() == 0  # polls: not answers
 
 
@@ -258,8 +258,8 @@ async def test_a_proxy_that_met_the_new_release_first_refuses_what_the_fleet_ret
     proxy = await make_client(model, redis)
     await predict(proxy, ["a"])
     view = View({"fingerprint": "model-b", "labels": ["NEGATIVE", "POSITIVE"]}, ("model-a",))
-    await redis.set(proxy.app[PREDICTOR].view_key, view.to_json())
-    await proxy.app[PREDICTOR].follow_the_fleet()
+    await redis.set(proxy.app[SERVED].view_key, view.to_json())
+    await proxy.app[SERVED].follow_the_fleet()
     model.rollout = ["model-a", "model-b"]
     _, headers, _ = await predict(proxy, ["ccc"])
     assert headers["X-Model-Fingerprint"] == "model-b"
@@ -303,7 +303,7 @@ async def test_a_rollback_is_followed_once_the_newer_model_is_gone(
     await predict(client, ["a"])
     model.fingerprint = "model-b"
     await predict(client, ["bb"])
-    client.app[PREDICTOR].tracker.reinstate_after = 0.05
+    client.app[SERVED].tracker.reinstate_after = 0.05
     model.fingerprint = "model-a"  # every replica is back on model-a
     await asyncio.sleep(0.1)
     _, headers, _ = await predict(client, ["ccc"])
@@ -355,9 +355,9 @@ async def test_texts_cost_their_tokens_once_the_model_sent_its_tokenizer(
 ) -> None:
     model.tokenizer_json = bert_like_json()
     client = await make_client(max_inflight_cost=10)
-    predictor = client.app[PREDICTOR]
+    served = client.app[SERVED]
     for _ in range(200):  # fetched by the model refresh loop at start
-        if predictor.text_costs().tokenizer is not None:
+        if served.text_costs().tokenizer is not None:
             break
         await asyncio.sleep(0.01)
     model.gate = asyncio.Event()
@@ -406,7 +406,7 @@ async def test_readiness_degrades_but_stays_up_when_the_model_fails(
     async with client.get("/health/ready") as response:
         assert (response.status, (await response.json())["status"]) == (200, "ready")
     model.failure = BackendUnavailable("down")
-    client.app[PREDICTOR].readiness = None  # past the one-second readiness cache
+    client.app[SERVED].readiness = None  # past the one-second readiness cache
     async with client.get("/health/ready") as response:
         assert (response.status, (await response.json())["status"]) == (200, "degraded")
 
@@ -535,8 +535,8 @@ async def test_the_model_refresh_loop_outlives_an_unexpected_error(
 ) -> None:
     model.identity_failures = 2
     client = await make_client(model_refresh_seconds=0.02)
-    predictor = client.app[PREDICTOR]
-    await until(lambda: predictor.tracker.current is not None)  # learned after the errors
+    served = client.app[SERVED]
+    await until(lambda: served.tracker.current is not None)  # learned after the errors
     assert model.identity_failures == 0
 
 
@@ -578,12 +578,12 @@ async def test_readiness_is_one_check_a_second_and_never_closes_the_redis_breake
         async with client.get("/health/ready") as response:
             assert response.status == 200
     assert len(checks) == 1  # a probe storm asks Triton once a second
-    predictor = client.app[PREDICTOR]
-    predictor.cache.breaker.trip(ConnectionError("redis failing its calls"))
-    predictor.readiness = None  # the next check runs now
+    served = client.app[SERVED]
+    served.cache.breaker.trip(ConnectionError("redis failing its calls"))
+    served.readiness = None  # the next check runs now
     async with client.get("/health/ready") as response:
         assert (await response.json())["redis"] == "degraded"
-    assert predictor.cache.breaker.open  # a PING that answers does not close it
+    assert served.cache.breaker.open  # a PING that answers does not close it
 
 
 async def test_rate_limit_buckets_can_live_in_a_redis_of_their_own(

@@ -9,7 +9,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cache_proxy.backend import ModelIdentity, ModelTracker
 from cache_proxy.cache import cache_key, decode_scores
 from cache_proxy.contract import parse_texts, to_predictions, unique
 from cache_proxy.costs import text_cost
@@ -22,6 +21,7 @@ from cache_proxy.errors import (
 )
 from cache_proxy.predictor import cache_status, time_left
 from cache_proxy.settings import Settings
+from cache_proxy.tracker import ModelIdentity, ModelTracker
 
 
 def test_parse_accepts_the_original_payload() -> None:

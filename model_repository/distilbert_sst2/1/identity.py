@@ -1,5 +1,5 @@
 """Who the served model is: the fingerprint of its answers and the
-MODEL_INFO it reports (typed here, parsed by cache_proxy.backend.ModelIdentity).
+MODEL_INFO it reports (typed here, parsed by cache_proxy.tracker.ModelIdentity).
 
 The fingerprint names the answers, not the machinery. It covers everything
 that can change a score: the checkpoint (weights, tokenizer, config), this
