@@ -154,6 +154,7 @@ async def services_ctx(
                 backend,
                 admission,
                 app[SERVED],
+                metrics,
                 settings.triton_max_batch,
                 request_seconds=settings.request_timeout_seconds,
             )

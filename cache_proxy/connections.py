@@ -22,12 +22,12 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
-from cache_proxy.errors import Overloaded
+from cache_proxy.errors import MalformedRequest, Overloaded
 
 log = logging.getLogger(__name__)
 
 REFUSED = Overloaded("too many open connections; retry shortly")
-REFUSAL_BODY = json.dumps({"error": REFUSED.message, "error_type": REFUSED.error_type}).encode()
+REFUSAL_BODY = json.dumps(REFUSED.body()).encode()
 REFUSAL = (
     f"HTTP/1.1 {REFUSED.status} Too Many Requests\r\nContent-Type: application/json\r\n"
     f"Retry-After: {REFUSED.retry_after:.0f}\r\nConnection: close\r\n"
@@ -60,8 +60,7 @@ class JsonErrors(RequestHandler):
         reason = (message or str(exc) or "bad request").strip().splitlines()[0][:200]
         log.debug("malformed HTTP from %s: %s", request.remote, reason)
         response = web.json_response(
-            {"error": f"malformed HTTP request: {reason}", "error_type": "malformed_request"},
-            status=status,
+            MalformedRequest(f"malformed HTTP request: {reason}").body(), status=status
         )
         response.force_close()
         return response

@@ -30,6 +30,10 @@ class ApiError(Exception):
             self.retry_after = retry_after
         self.headers = headers or {}
 
+    def body(self) -> dict[str, str]:
+        """The JSON body of every error answer."""
+        return {"error": self.message, "error_type": self.error_type}
+
     def copy(self) -> ApiError:
         """The same error as a new object (an exception raised to several
         requests must not be shared: handlers add headers to theirs)."""

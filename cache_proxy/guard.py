@@ -1,7 +1,6 @@
-"""Abuse controls on the model routes: who the client is, API keys (a refused
-key costs its address one unit of the rate limit), and the rate limit of the
-routes that cost one unit (/predict reserves its texts' cost once it has read
-them, in one take with its base unit)."""
+"""Abuse controls on the model routes: who the client is (`request[CLIENT]`,
+the name routes charge the rate limit to) and API keys (a refused key costs
+its address one unit of the rate limit)."""
 
 from __future__ import annotations
 
@@ -12,13 +11,12 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
-from cache_proxy.errors import ApiError, Unauthorized
-from cache_proxy.keys import CLIENT, LIMITER, METRICS, RATE_DECISION, SETTINGS
-from cache_proxy.middleware import Handler, error_response, route_name
+from cache_proxy.errors import Unauthorized
+from cache_proxy.keys import CLIENT, LIMITER, METRICS, SETTINGS
+from cache_proxy.middleware import Handler, route_name
 from cache_proxy.settings import IPNetwork, api_key_set, trusted_networks
 
 GUARDED_ROUTES = frozenset({"/predict", "/model"})
-BASE_COST_ROUTES = frozenset({"/model"})  # /predict reserves its whole cost itself
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="sst2"'}
 
 
@@ -125,14 +123,5 @@ async def abuse_controls(request: web.Request, handler: Handler) -> web.StreamRe
         raise Unauthorized(
             f"{reason} API key: send the header Authorization: Bearer <key>", headers=CHALLENGE
         )
-    client = request[CLIENT] = client_identity(token if keys else None, address)
-    base_cost = route_name(request) in BASE_COST_ROUTES
-    if base_cost and (decision := await app[LIMITER].reserve(client, 1)):
-        request[RATE_DECISION] = decision
-    try:
-        response = await handler(request)
-    except ApiError as exc:  # may be shared with other requests (single-flight): not mutated
-        response = error_response(exc)
-    if (decision := request.get(RATE_DECISION)) is not None:  # the route may have charged more
-        response.headers.update(decision.headers())
-    return response
+    request[CLIENT] = client_identity(token if keys else None, address)
+    return await handler(request)

@@ -6,7 +6,7 @@ from cache_proxy.bodies import BodyBudget
 from cache_proxy.drain import Drain
 from cache_proxy.metrics import Metrics
 from cache_proxy.predictor import Predictor
-from cache_proxy.ratelimit import Decision, RateLimiter
+from cache_proxy.ratelimit import Bill, RateLimiter
 from cache_proxy.served import ServedModel
 from cache_proxy.settings import Settings
 
@@ -19,4 +19,4 @@ LIMITER = web.AppKey("limiter", RateLimiter)
 BODIES = web.AppKey("bodies", BodyBudget)
 
 CLIENT = web.RequestKey("client", str)  # fair-share and rate-limit identity
-RATE_DECISION = web.RequestKey("rate_decision", Decision)  # the latest, for X-RateLimit-*
+BILL = web.RequestKey("bill", Bill)  # the route's rate-limit charge, for X-RateLimit-*

@@ -1,5 +1,6 @@
-"""Middlewares: every error becomes `{"error", "error_type"}` JSON (with
-metrics), and requests in flight are tracked for the drain."""
+"""Middlewares: every error becomes `{"error", "error_type"}` JSON, every
+answer gets its rate-limit headers and is counted in metrics, and requests in
+flight are tracked for the drain."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from cache_proxy.errors import ApiError, ClientClosed, MethodNotAllowed, NotFound, PayloadTooLarge
-from cache_proxy.keys import DRAIN, METRICS
+from cache_proxy.keys import BILL, DRAIN, METRICS
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -21,9 +22,7 @@ def error_response(exc: ApiError) -> web.Response:
     headers = dict(exc.headers)
     if exc.retry_after is not None:
         headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
-    return web.json_response(
-        {"error": exc.message, "error_type": exc.error_type}, status=exc.status, headers=headers
-    )
+    return web.json_response(exc.body(), status=exc.status, headers=headers)
 
 
 def route_list(app: web.Application) -> str:
@@ -77,6 +76,8 @@ async def errors_and_metrics(request: web.Request, handler: Handler) -> web.Stre
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         response = error_response(ApiError("internal error; see the proxy log"))
+    if (bill := request.get(BILL)) is not None and bill.decision is not None:
+        response.headers.update(bill.decision.headers())  # what the route was charged
     metrics = request.app[METRICS]
     route = route_name(request)
     metrics.requests.labels(route, str(response.status)).inc()

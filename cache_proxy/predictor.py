@@ -31,6 +31,7 @@ from cache_proxy.backend import Backend
 from cache_proxy.cache import PredictionCache, Scores
 from cache_proxy.contract import Prediction, to_predictions, unique
 from cache_proxy.errors import ApiError, BackendUnavailable, PayloadTooLarge
+from cache_proxy.metrics import Metrics
 from cache_proxy.served import ServedModel
 from cache_proxy.singleflight import SingleFlight
 from cache_proxy.tracker import ModelIdentity
@@ -58,7 +59,6 @@ class PredictResult:
     cache_status: str  # hit | miss | partial
     inference_ms: float
     fingerprints: tuple[str, ...]  # of the answers, in the order of the texts
-    merged: int = 0  # texts computed by a concurrent request (single-flight)
 
 
 @dataclass(frozen=True)
@@ -149,9 +149,11 @@ class Predictor:
         backend: Backend,
         admission: Admission,
         served: ServedModel,
+        metrics: Metrics,
         max_chunk_rows: int,
         request_seconds: float = 10.0,
     ) -> None:
+        self.metrics = metrics
         self.cache = cache
         self.backend = backend
         self.admission = admission
@@ -186,6 +188,7 @@ class Predictor:
             raise BackendUnavailable("the model is changing; retry")
         current = self.served.tracker.current
         identity = next(iter(results.values())).identity if results else current
+        self.metrics.singleflight_merged.inc(len(merged))
         from_cache = sum(o.cached for o in results.values())
         fingerprints = dict.fromkeys(results[t].identity.fingerprint for t in distinct)
         return PredictResult(
@@ -195,7 +198,6 @@ class Predictor:
             cache_status=cache_status(len(distinct), len(distinct) - from_cache),
             inference_ms=(time.monotonic() - started) * 1000 if from_cache < len(distinct) else 0,
             fingerprints=tuple(fingerprints) or ((identity.fingerprint,) if identity else ()),
-            merged=len(merged),
         )
 
     async def _serve(

@@ -1,7 +1,7 @@
 """Per-client token bucket of cost units in Redis, shared by every replica.
 
-A /predict request reserves its base cost (1) and the estimated cost of all
-its texts once its body is read and before any work starts (the body budget,
+A /predict request reserves (`open`, a Bill) its base cost (1) and the
+estimated cost of all its texts once its body is read and before any work starts (the body budget,
 not the bucket, bounds what reading bodies costs), so concurrent requests
 cannot run ahead of the bucket: each one has paid before it runs. /model
 takes its 1 before it runs.
@@ -85,6 +85,23 @@ def decide(allowed: int, tokens: float, wait: float, rate: float, burst: int) ->
     )
 
 
+@dataclass
+class Bill:
+    """One request's charge: reserved before its work starts (RateLimiter.open),
+    settled on what it spent; `decision` is the latest, for X-RateLimit-*."""
+
+    limiter: RateLimiter
+    client: str
+    reserved: int  # 0 when the limit was not enforced or failed open
+    decision: Decision | None
+
+    async def settle(self, spent: int) -> None:
+        """Charge `spent` against the reservation (refund or debt)."""
+        settled = await self.limiter.settle(self.client, self.reserved, spent)
+        if settled is not None:
+            self.decision = settled
+
+
 class RateLimiter:
     def __init__(
         self,
@@ -123,6 +140,11 @@ class RateLimiter:
                 headers=decision.headers(),
             )
         return decision
+
+    async def open(self, client: str, estimate: int) -> Bill:
+        """Reserve `estimate` (raises RateLimited) for a bill settled when the work ends."""
+        decision = await self.reserve(client, estimate)
+        return Bill(self, client, estimate if decision is not None else 0, decision)
 
     async def settle(self, client: str, reserved: int, spent: int) -> Decision | None:
         """Charge `spent` against a reservation of `reserved`: refund the rest,

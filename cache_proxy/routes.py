@@ -14,13 +14,13 @@ from cache_proxy.bodies import body_bound
 from cache_proxy.body import read_body
 from cache_proxy.contract import parse_texts, unique
 from cache_proxy.keys import (
+    BILL,
     BODIES,
     CLIENT,
     DRAIN,
     LIMITER,
     METRICS,
     PREDICTOR,
-    RATE_DECISION,
     SERVED,
     SETTINGS,
 )
@@ -44,22 +44,18 @@ async def answer(request: web.Request, texts: list[str], started: float) -> web.
     app = request.app
     settings = app[SETTINGS]
     app[METRICS].texts_per_request.observe(len(texts))
-    client, predictor, limiter = request[CLIENT], app[PREDICTOR], app[LIMITER]
+    client, limiter = request[CLIENT], app[LIMITER]
     # Reserve the base unit and what every text could cost before any work;
     # settle against the cost admitted to the model, paid even if the request fails.
     estimate = 1 + sum(await app[SERVED].text_costs()(unique(texts))) if limiter.enforced else 1
-    if reserved := await limiter.reserve(client, estimate):
-        request[RATE_DECISION] = reserved
+    bill = request[BILL] = await limiter.open(client, estimate)
     spend = Spend()
     try:
-        result = await predictor.predict(
+        result = await app[PREDICTOR].predict(
             texts, client, deadline=started + settings.request_timeout_seconds, spend=spend
         )
-    finally:  # a reservation that failed open took nothing: settle from zero
-        taken = estimate if reserved is not None else 0
-        if settled := await limiter.settle(client, reserved=taken, spent=1 + spend.admitted):
-            request[RATE_DECISION] = settled
-    app[METRICS].singleflight_merged.inc(result.merged)
+    finally:
+        await bill.settle(1 + spend.admitted)
     headers = {
         "X-Cache": result.cache_status,
         "X-Inference-Time": f"{result.inference_ms:.2f}",
@@ -90,6 +86,7 @@ async def ready(request: web.Request) -> web.Response:
 
 async def model(request: web.Request) -> web.Response:
     """Identity of the served model (name, source, revision, fingerprint, standin)."""
+    request[BILL] = await request.app[LIMITER].open(request[CLIENT], 1)
     identity = await request.app[SERVED].identity()
     return web.json_response({"model": identity.info})
 

@@ -516,11 +516,13 @@ async def test_cache_hits_are_refunded_and_failed_work_is_charged(
     status, headers, _ = await predict(client, ["paid-xxxxx"])  # a hit: 1
     assert (status, headers["X-RateLimit-Remaining"]) == (200, "986")
     model.gate = asyncio.Event()
-    status, _, _ = await predict(client, ["unpaid-xxx"])  # sent, then past the deadline
-    assert status == 503
+    status, headers, _ = await predict(client, ["unpaid-xxx"])  # sent, then past the deadline
+    assert (status, headers["X-RateLimit-Remaining"]) == (503, "973")  # an error says it too
     model.gate.set()
     status, headers, _ = await predict(client, ["paid-xxxxx"])
     assert headers["X-RateLimit-Remaining"] == "972"  # 986 - (1 + 12) - 1
+    async with client.get("/model") as response:  # one unit
+        assert (response.status, response.headers["X-RateLimit-Remaining"]) == (200, "971")
 
 
 async def test_refused_api_keys_count_against_the_address(make_client: Any) -> None:
