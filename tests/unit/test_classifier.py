@@ -9,6 +9,7 @@ import engines
 import numpy as np
 import pytest
 import torch
+from shapes import bucketed, shape_warmup
 from transformers import (
     AutoModelForSequenceClassification,
     BertConfig,
@@ -16,7 +17,7 @@ from transformers import (
 )
 
 import packed_forward
-from batching import Packed, bucketed, shape_warmup
+from batching import Packed
 from classifier import Classifier
 from trainer.data import sst2_sentences as sentences
 

@@ -6,17 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from outputs import requested_outputs, wants_scores
+from shapes import bucketed
 
 import identity
-from batching import (
-    bucketed,
-    pack,
-    plan_micro_batches,
-    requested_outputs,
-    softmax,
-    split_rows,
-    wants_scores,
-)
+from batching import pack, plan_micro_batches, softmax, split_rows
 from identity import (
     checkpoint_digest,
     code_digest,

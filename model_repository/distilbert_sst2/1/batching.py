@@ -1,6 +1,7 @@
 """A dynamic batch's texts into forward passes and back, pure: plan
 length-sorted micro-batches within a token budget, pack each end to end (no
-padding), softmax, and split the rows back per request."""
+padding), softmax, and split the rows back per request. (Padding for engines
+that specialize per shape: shapes.py; which outputs a request needs: outputs.py.)"""
 
 from __future__ import annotations
 
@@ -59,36 +60,6 @@ def pack(token_ids: Sequence[Sequence[int]]) -> Packed:
     return Packed(flat, positions, segments, starts)
 
 
-def bucketed(packed: Packed, tokens: int, texts: int) -> Packed:
-    """`packed` padded to a multiple of `tokens` tokens and `texts` texts, so
-    an engine that specializes per input shape (OpenVINO) sees few shapes.
-
-    The padding tokens form one extra segment of their own (attention keeps
-    them apart from every real text), and the padding texts repeat the first
-    text's start; the caller keeps the first rows of the output only.
-    """
-    extra = -packed.token_ids.size % tokens
-    rows = -packed.starts.size % texts
-    if not (extra or rows):
-        return packed
-    pad_segment = packed.segments[-1] + 1 if packed.segments.size else 0
-    return Packed(
-        token_ids=np.concatenate([packed.token_ids, np.zeros(extra, np.int64)]),
-        positions=np.concatenate([packed.positions, np.arange(extra, dtype=np.int64)]),
-        segments=np.concatenate([packed.segments, np.full(extra, pad_segment, np.int64)]),
-        starts=np.concatenate([packed.starts, np.full(rows, packed.starts[0], np.int64)]),
-    )
-
-
-def shape_warmup(limit: int, step: int, max_length: int) -> list[list[int]]:
-    """Row lengths of one micro-batch per padded size an engine can meet
-    (`step`, 2 x `step`, ... up to `limit` tokens), shortest first. A row
-    holds at most `max_length` tokens, so a size above it takes several rows."""
-    sizes = range(step, -(-limit // step) * step + 1, step)
-    return [[max_length] * (size // max_length) + [size % max_length] * bool(size % max_length)
-            for size in sizes]  # fmt: skip
-
-
 def softmax(logits: NDArray[np.floating[Any]]) -> NDArray[np.float32]:
     """Row-wise softmax in float32; rows sum to 1."""
     shifted = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
@@ -101,14 +72,3 @@ def split_rows(rows: NDArray[np.float32], counts: Iterable[int]) -> list[NDArray
     """Split stacked rows back into one block per request."""
     bounds = np.cumsum([0, *counts])
     return [rows[start:end] for start, end in itertools.pairwise(bounds)]
-
-
-def wants_scores(requested: set[str]) -> bool:
-    """Whether a request's outputs need a forward pass (MODEL_INFO and TOKENIZER do not)."""
-    return "PROBABILITIES" in requested
-
-
-def requested_outputs(names: Iterable[str]) -> set[str]:
-    """The outputs to produce: those requested, else PROBABILITIES alone
-    (MODEL_INFO only when asked for)."""
-    return set(names) or {"PROBABILITIES"}

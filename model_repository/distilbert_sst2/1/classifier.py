@@ -11,9 +11,10 @@ import engines
 import numpy as np
 from engines import Engine
 from numpy.typing import NDArray
+from shapes import shape_warmup
 from transformers import AutoConfig, AutoTokenizer
 
-from batching import pack, plan_micro_batches, shape_warmup, softmax
+from batching import pack, plan_micro_batches, softmax
 from packed_forward import require_distilbert
 from tokens import bounded_token_ids
 

@@ -24,8 +24,9 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+from shapes import bucketed
 
-from batching import Packed, bucketed
+from batching import Packed
 from identity import checkpoint_digest
 
 ENGINES = (

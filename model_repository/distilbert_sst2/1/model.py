@@ -28,9 +28,10 @@ import engines
 import numpy as np
 import selection
 import triton_python_backend_utils as pb_utils
+from outputs import requested_outputs, wants_scores
 
 import packed_forward
-from batching import requested_outputs, split_rows, wants_scores
+from batching import split_rows
 from classifier import Classifier
 from identity import checkpoint_digest, code_digest, describe, read_provenance
 from runtime import cpu_quota, engine_setting, intra_op_threads, parameters
