@@ -64,21 +64,15 @@ def set_instance_count(config: str, count: int) -> str:
     return str(text_format.MessageToString(message))
 
 
-def set_batcher(
-    config: str, delay_us: int, *, every_size_preferred: bool, queue_policy: str = ""
-) -> str:
-    """The config with the dynamic batcher's delay set, every batch size
-    preferred (dispatch at once) or none, and its default queue policy replaced
-    by `queue_policy` (ModelQueuePolicy text; "": none)."""
+def set_batcher(config: str, delay_us: int, *, every_size_preferred: bool) -> str:
+    """The config with the dynamic batcher's delay set, and every batch size
+    preferred (dispatch at once) or none."""
     message = parse_config(config)
     batching = message.dynamic_batching
     batching.max_queue_delay_microseconds = delay_us
     del batching.preferred_batch_size[:]
     if every_size_preferred:
         batching.preferred_batch_size.extend(range(1, message.max_batch_size + 1))
-    batching.ClearField("default_queue_policy")
-    if queue_policy:
-        text_format.Parse(queue_policy, batching.default_queue_policy)
     return str(text_format.MessageToString(message))
 
 

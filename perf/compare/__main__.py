@@ -161,6 +161,34 @@ def stop_on_sigterm() -> None:
 
 def main() -> int:
     stop_on_sigterm()
+    args = parse_args()
+    mode, steps = ("short" if args.short else "full"), set(args.steps)
+    started = datetime.datetime.now(datetime.UTC)
+    out = RESULTS / f"{started:%Y%m%dT%H%M%SZ}-compare"
+    raw = out / "raw"
+    raw.mkdir(parents=True)
+    step(f"{mode} run; results in {out.relative_to(ROOT)}")
+    results, series, panels = measure_systems(mode, steps, args.engine, raw)
+    meta = {
+        "command": command_line(args.short, steps, args.engine),
+        "engine": args.engine,
+        "mode": mode,
+        "cpu": cpu_summary(),
+        "started": f"{started:%Y-%m-%d %H:%M}",
+        "commit": subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+        ).stdout.strip(),
+        "cpus": os.cpu_count(),
+        "profiles": {p.name: p.what for p in PROFILES},
+        "under_attack": under_attack.WHAT,
+    }
+    report = write_outputs(out, meta, results, series, panels)
+    step(f"report: {report.relative_to(ROOT)}")
+    print(report.read_text())
+    return 0
+
+
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--short", action="store_true", help="shorter windows (~20 min in all)")
     parser.add_argument(
@@ -175,23 +203,33 @@ def main() -> int:
         default="auto",
         help="the engine ours serves (config.pbtxt's `engine`; default: auto, as committed)",
     )
-    args = parser.parse_args()
-    mode = "short" if args.short else "full"
-    steps = set(args.steps)
-    started = datetime.datetime.now(datetime.UTC)
-    out = RESULTS / f"{started:%Y%m%dT%H%M%SZ}-compare"
-    raw = out / "raw"
-    raw.mkdir(parents=True)
-    step(f"{mode} run; results in {out.relative_to(ROOT)}")
+    return parser.parse_args()
+
+
+def command_line(short: bool, steps: set[str], engine: str) -> str:
+    """The command that reruns this benchmark, as the report quotes it (pure)."""
+    if steps == set(STEPS):
+        command = "make bench" + (" SHORT=1" if short else "")
+        return command + ("" if engine == "auto" else f" ENGINE={engine}")
+    command = "python -m perf.compare" + (" --short" if short else "")
+    command += " --steps " + " ".join(s for s in STEPS if s in steps)
+    return command + ("" if engine == "auto" else f" --engine {engine}")
+
+
+def measure_systems(
+    mode: str, steps: set[str], engine: str, raw: Path
+) -> tuple[dict[str, Any], dict[str, dict[str, list[Sample]]], dict[str, Panels]]:
+    """Start the systems, run `steps` against them, stop them: (results,
+    latency series per profile and system, our dashboard's panels per profile)."""
     step("getting standin-base (DistilBERT-base compute)")
     checkpoint = resolve(ModelSpec.parse("standin-base"), default_cache_dir())
     # never-seen texts come from SST-2 train, read at run time (not stored in the repo)
     sentences = Path(tempfile.mkdtemp(prefix="bench-sst2-")) / "sentences.json"
     sentences.write_text(json.dumps(sst2_sentences(5000, offset=40000)))
 
-    step(f"starting ours: redis-server, tritonserver (engine {args.engine}), cache_proxy, "
+    step(f"starting ours: redis-server, tritonserver (engine {engine}), cache_proxy, "
          "Prometheus")  # fmt: skip
-    ours = start_ours(checkpoint, raw, args.engine)
+    ours = start_ours(checkpoint, raw, engine)
     assert ours.metrics_targets is not None
     # not one of ours.servers: its CPU and memory are not the stack's
     prometheus = start_prometheus(raw / "prometheus", raw, *ours.metrics_targets)
@@ -230,27 +268,17 @@ def main() -> int:
     finally:
         prometheus.stop()
         ours.stop()
+    return results, series, panels
 
-    command = "make bench" + (" SHORT=1" if args.short else "")
-    if args.engine != "auto":
-        command += f" ENGINE={args.engine}"
-    if steps != set(STEPS):
-        command = "python -m perf.compare" + (" --short" if args.short else "")
-        command += " --steps " + " ".join(s for s in STEPS if s in steps)
-        command += "" if args.engine == "auto" else f" --engine {args.engine}"
-    meta = {
-        "command": command,
-        "engine": args.engine,
-        "mode": mode,
-        "cpu": cpu_summary(),
-        "started": f"{started:%Y-%m-%d %H:%M}",
-        "commit": subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-        ).stdout.strip(),
-        "cpus": os.cpu_count(),
-        "profiles": {p.name: p.what for p in PROFILES},
-        "under_attack": under_attack.WHAT,
-    }
+
+def write_outputs(
+    out: Path,
+    meta: dict[str, Any],
+    results: dict[str, Any],
+    series: dict[str, dict[str, list[Sample]]],
+    panels: dict[str, Panels],
+) -> Path:
+    """results.json, the plots and report.md; returns the report's path."""
     (out / "results.json").write_text(json.dumps({"meta": meta, **results}, indent=2) + "\n")
     if "profiles" in results:
         plot_latency(series, out / "latency-over-time.png")
@@ -259,10 +287,7 @@ def main() -> int:
         plot_sweep(results["sweep"], out / "miss-throughput.png")
     if "lengths" in results:
         plot_lengths(results["lengths"], out / "throughput-by-length.png")
-    report = write_report(out, meta, results)
-    step(f"report: {report.relative_to(ROOT)}")
-    print(report.read_text())
-    return 0
+    return write_report(out, meta, results)
 
 
 def run_all(

@@ -10,12 +10,12 @@
 2. per engine: batch drift against adversarial batch-mates and distance from
    torch fp32 (selection.measure, what `engine: auto` measures at load), and
    held-out accuracy of the SST-2-trained offline model (when the data is here);
-3. tritonserver with `engine: auto` and with the previous default
-   (torch-int8), perf_analyzer at concurrency 1/8/16 on other SST-2 phrases
-   of 8+ words: throughput, p50/p99, and its ratio to the kernel at batch 32;
+3. tritonserver with `engine: auto` (config.pbtxt's) and `auto-fp32` (the
+   Deployment's pin), perf_analyzer at concurrency 1/8/16 on other SST-2
+   phrases of 8+ words: throughput, p50/p99, and its ratio to the kernel at
+   batch 32;
 4. the thread layout (instances x intra-op threads) at concurrency 8;
-5. the dynamic batcher's delay, and the queue policy that made it stall
-   (model README, "The dynamic batcher's 500 ms wait"), at concurrency 1/8/16;
+5. the dynamic batcher's delay and preferred sizes, at concurrency 1/8/16;
 6. a report in perf/results/<UTC time>-triton/report.md (raw files in raw/).
 """
 
@@ -60,18 +60,13 @@ BATCH_SIZES = (1, 8, 32)
 PADDING_BATCHES = (1, 2, 4, 8, 32)
 PADDING_MULTIPLES = (8, 32, 64)  # OpenVINO's token padding, against the served one
 CONCURRENCIES = (1, 8, 16)
-SERVED = ("auto", "torch-int8")  # the engine setting now, and the previous default
+SERVED = ("auto", "auto-fp32")  # config.pbtxt's engine setting, and the Deployment's pin
 LAYOUTS = ((1, 2), (2, 1))  # (instances, intra-op threads each)
-OLD_QUEUE_POLICY = (  # config.pbtxt's until 2026-12-01
-    "max_queue_size: 128 timeout_action: REJECT "
-    "default_timeout_microseconds: 10000000 allow_timeout_override: true"
-)
-BATCHERS = (  # (label, max_queue_delay_microseconds, every size preferred, queue policy)
-    ("no delay (served)", 0, False, ""),
-    ("every size preferred, 2 ms delay (served until 2026-12-02)", 2000, True, ""),
-    ("every size preferred, no delay", 0, True, ""),
-    ("2 ms delay", 2000, False, ""),
-    ("2 ms delay + queue policy", 2000, False, OLD_QUEUE_POLICY),
+BATCHERS = (  # (label, max_queue_delay_microseconds, every size preferred)
+    ("no delay (served)", 0, False),
+    ("every size preferred, 2 ms delay", 2000, True),
+    ("every size preferred, no delay", 0, True),
+    ("2 ms delay", 2000, False),
 )
 
 
@@ -225,9 +220,9 @@ def batchers(
 ) -> list[dict[str, Any]]:
     base = (MODEL_SOURCE / "config.pbtxt").read_text()
     rows = []
-    for number, (label, delay_us, preferred, policy) in enumerate(BATCHERS):
+    for number, (label, delay_us, preferred) in enumerate(BATCHERS):
         step(f"batcher: {label}, engine auto, concurrency {CONCURRENCIES}")
-        config = set_batcher(base, delay_us, every_size_preferred=preferred, queue_policy=policy)
+        config = set_batcher(base, delay_us, every_size_preferred=preferred)
         server, url, _ = serve(checkpoint, engines, raw, f"batcher-{number}", config)
         try:
             for concurrency in CONCURRENCIES:
@@ -235,8 +230,7 @@ def batchers(
                 measured = analyzer.run(url, input_data, concurrency, csv_path,
                                         interval_ms=interval)  # fmt: skip
                 rows.append({"batcher": label, "delay_us": delay_us,
-                             "every_size_preferred": preferred, "queue_policy": policy,
-                             **asdict(measured)})  # fmt: skip
+                             "every_size_preferred": preferred, **asdict(measured)})  # fmt: skip
         finally:
             server.stop()
     return rows

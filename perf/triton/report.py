@@ -68,7 +68,7 @@ def write_report(path: Path, results: dict[str, Any], command: str) -> Path:
         "",
         *_kernel_table(kernel),
         "",
-        *padding_section(results.get("padding")),
+        *padding_section(results["padding"]),
         "## Accuracy and batch invariance per engine",
         "",
         "Batch drift: the largest change of a probe text's scores between scored alone and",
@@ -120,7 +120,7 @@ def write_report(path: Path, results: dict[str, Any], command: str) -> Path:
             f"{row['infer_per_second']:.1f} | {row['p50_ms']:.1f} | {row['p99_ms']:.1f} | "
             f"{row['p99_ms'] / row['p50_ms']:.2f} |"
         )
-    lines += batcher_section(results.get("batcher", []), served)
+    lines += batcher_section(results["batcher"], served)
     lines += [
         "",
         "## Resident memory (tritonserver + Python stub, full-size model)",
@@ -134,10 +134,7 @@ def write_report(path: Path, results: dict[str, Any], command: str) -> Path:
 
 
 def batcher_section(rows: list[dict[str, Any]], served: str) -> list[str]:
-    """Dynamic batcher settings side by side (absent from reports before 2026-12-01)."""
-    if not rows:
-        return []
-    policy = next((r["queue_policy"] for r in rows if r["queue_policy"]), "")
+    """Dynamic batcher settings side by side."""
     lines = [
         "",
         f"## Dynamic batcher settings (engine auto: {served})",
@@ -146,10 +143,8 @@ def batcher_section(rows: list[dict[str, Any]], served: str) -> list[str]:
         "free, and a queued batch grows while the instance computes; every batch",
         "size preferred makes it dispatch at once even with a delay, but with no",
         "delay closes a batch at its first size; a delay alone makes a lone request",
-        f"wait it out. And the queue policy the config had before (`{policy}`):",
-        "any queue policy turns off tritonserver",
-        "2.51's payload prefetching, and its batcher then sleeps out a 500 ms wait",
-        'under load (the model README, "The dynamic batcher\'s 500 ms wait").',
+        "wait it out. (No queue policy: why, the model README, \"The dynamic batcher's",
+        '500 ms wait".)',
         "",
         "| batcher | concurrency | infer/s | p50 ms | p99 ms | p99 / p50 | queue ms |",
         "|---|---|---|---|---|---|---|",
@@ -163,14 +158,14 @@ def batcher_section(rows: list[dict[str, Any]], served: str) -> list[str]:
     return lines
 
 
-def padding_section(padding: dict[str, Any] | None) -> list[str]:
-    """OpenVINO's token padding (absent from reports before 2026-12-02)."""
-    if not padding or not padding["ratios"]:
+def padding_section(padding: dict[str, Any]) -> list[str]:
+    """OpenVINO's token padding (none without an OpenVINO engine)."""
+    if not padding["ratios"]:
         return []
     served = padding["served"]
     first = next(iter(padding["ratios"].values()))
     sizes = list(next(iter(first.values())))
-    texts = padding.get("texts", 8)  # reports of 2026-12-02 09:31 lack it: 8 then
+    texts = padding["texts"]
     lines = [
         "OpenVINO prepares each new input shape anew, so its inputs are padded to a multiple",
         f"of **{served} tokens** and {texts} texts. Time per call padded to another multiple",

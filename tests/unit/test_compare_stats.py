@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from devstack.process import ServerProcess, free_port
+from perf.compare.__main__ import STEPS, command_line
 from perf.compare.k6run import as_unseen, children_cpu_seconds
 from perf.compare.report import KERNEL_SHARE, miss_ceiling, miss_cpu_section, write_report
 from perf.compare.stats import (
@@ -28,6 +29,7 @@ from perf.compare.stats import (
     triton_counts,
 )
 from perf.compare.systems import System
+from perf.compare.targets import check
 from perf.machine import cpu_summary
 
 HEADER = "metric_name,timestamp,metric_value,name\n"
@@ -232,3 +234,48 @@ def test_the_miss_path_ceiling_needs_the_cpu_split_and_the_kernel() -> None:
     assert miss_cpu_section({"profiles": {}}, cpus=2) == []
     no_kernel = {**miss_results(160.0, 0.5), "kernel": {}}
     assert miss_ceiling(no_kernel, cpus=2) is None
+
+
+def figures(req_per_s: float, p50_ms: float = 1.0, p99_ms: float = 1.0) -> dict[str, float]:
+    return {"req_per_s": req_per_s, "p50_ms": p50_ms, "p99_ms": p99_ms, "failed_rate": 0.0}
+
+
+def test_targets_are_checked_on_the_figures_of_one_run() -> None:
+    results = {
+        "profiles": {
+            "original": {
+                "ours": figures(300.0, 3.0, 20.0),
+                "original": figures(30.0),
+                "mlserver": figures(10.0),
+            },
+            "cache-miss": {"ours": figures(100.0, 40.0, 130.0), "original": figures(20.0)},
+            "mixed": {"ours": figures(30.0, 5.0, 400.0), "mlserver": figures(10.0, 1.0, 500.0)},
+        },
+        "kernel": {"engine": "e", "sentences_per_second": {"1": 100.0, "32": 125.0}},
+        "sweep": {"ours": [{"vus": 1, "p50_ms": 12.0}]},
+    }
+    checks = {c.target.what: (pytest.approx(c.measured), c.met) for c in check(results)}
+    assert checks == {
+        "original: req/s ÷ the original's": (10.0, True),
+        "original: p99 ms": (20.0, True),
+        "original: failed share": (0.0, True),
+        "original: req/s ÷ MLServer's": (30.0, True),
+        "cache-miss: req/s ÷ the original's": (5.0, False),
+        "cache-miss: req/s ÷ the original's, any CPU": (5.0, True),
+        "cache-miss: p99 ms": (130.0, False),
+        "cache-miss: p99 ÷ p50": (3.25, False),
+        "cache-miss: req/s ÷ the served engine's batch-32 kernel rate": (0.8, True),
+        "one user: p50 ÷ the served engine's batch-1 kernel time": (1.2, True),
+        "mixed: p99 ÷ p50": (80.0, False),
+        "mixed: p99 ÷ MLServer's": (0.8, True),
+        "mixed: req/s ÷ MLServer's": (3.0, True),
+    }  # what this run did not measure (soak, mixed-length, ...) is left out
+
+
+def test_the_report_quotes_the_command_that_reruns_it() -> None:
+    assert command_line(True, set(STEPS), "auto") == "make bench SHORT=1"
+    assert command_line(False, set(STEPS), "openvino-fp32") == "make bench ENGINE=openvino-fp32"
+    assert (
+        command_line(True, {"lengths", "profiles"}, "auto")
+        == "python -m perf.compare --short --steps profiles lengths"
+    )

@@ -43,19 +43,14 @@ def test_set_instance_count() -> None:
 
 def test_set_batcher() -> None:
     config = (SOURCE / "config.pbtxt").read_text()
-    policy = "max_queue_size: 128 default_timeout_microseconds: 10000000"
-    changed = set_batcher(config, 0, every_size_preferred=False, queue_policy=policy)
-    batching = parse_config(changed).dynamic_batching
+    preferred = parse_config(set_batcher(config, 500, every_size_preferred=True))
+    assert preferred.dynamic_batching.max_queue_delay_microseconds == 500
+    assert list(preferred.dynamic_batching.preferred_batch_size) == list(
+        range(1, preferred.max_batch_size + 1)
+    )
+    batching = parse_config(set_batcher(config, 0, every_size_preferred=False)).dynamic_batching
     assert batching.max_queue_delay_microseconds == 0
     assert not batching.preferred_batch_size
-    assert batching.default_queue_policy.max_queue_size == 128
-    assert batching.default_queue_policy.default_timeout_microseconds == 10_000_000
-    cleared = parse_config(set_batcher(changed, 500, every_size_preferred=True))
-    assert cleared.dynamic_batching.max_queue_delay_microseconds == 500
-    assert list(cleared.dynamic_batching.preferred_batch_size) == list(
-        range(1, cleared.max_batch_size + 1)
-    )
-    assert not cleared.dynamic_batching.HasField("default_queue_policy")
 
 
 def test_copy_has_code_and_config_but_no_checkpoint(tmp_path: Path) -> None:
