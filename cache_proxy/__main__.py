@@ -8,13 +8,12 @@ import sys
 
 from cache_proxy.app import create_app
 from cache_proxy.server import serve
-from cache_proxy.settings import Settings, redacted, trusted_networks
+from cache_proxy.settings import Settings, redacted
 
 
 def main() -> int:
     try:
         settings = Settings.from_env()
-        trusted_networks(settings)  # a bad TRUSTED_PROXIES entry fails here, not per request
     except ValueError as exc:
         print(f"cache_proxy: configuration error: {exc}", file=sys.stderr)
         return 2

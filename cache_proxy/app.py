@@ -28,7 +28,7 @@ from cache_proxy.middleware import errors_and_metrics, in_flight
 from cache_proxy.predictor import Predictor
 from cache_proxy.ratelimit import RateLimiter
 from cache_proxy.served import ServedModel
-from cache_proxy.settings import Settings, api_key_set, redacted
+from cache_proxy.settings import Settings, redacted
 from cache_proxy.tracker import ModelTracker
 
 log = logging.getLogger(__name__)
@@ -96,7 +96,7 @@ def create_app(
         [lambda app: services_ctx(app, open_backend, connect), model_refresh_ctx]
     )
     routes.setup(app)
-    if keys := api_key_set(settings):
+    if keys := settings.api_keys:
         log.info("authentication: %d API key(s); /predict and /model need a Bearer key", len(keys))
     return app
 

@@ -14,7 +14,7 @@ from aiohttp import web
 from cache_proxy.errors import Unauthorized
 from cache_proxy.keys import CLIENT, LIMITER, METRICS, SETTINGS
 from cache_proxy.middleware import Handler, route_name
-from cache_proxy.settings import IPNetwork, api_key_set, trusted_networks
+from cache_proxy.settings import IPNetwork
 
 GUARDED_ROUTES = frozenset({"/predict", "/model"})
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="sst2"'}
@@ -112,9 +112,9 @@ async def abuse_controls(request: web.Request, handler: Handler) -> web.StreamRe
     app = request.app
     settings = app[SETTINGS]
     token = bearer_token(request.headers.get("Authorization"))
-    keys = api_key_set(settings)
+    keys = settings.api_keys
     address = client_address(
-        request.remote, request.headers.getall("X-Forwarded-For", []), trusted_networks(settings)
+        request.remote, request.headers.getall("X-Forwarded-For", []), settings.trusted_proxies
     )
     if keys and not key_is_valid(token, keys):
         app[METRICS].shed(reason="unauthorized")

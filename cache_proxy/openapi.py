@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from cache_proxy.errors import taxonomy, when
-from cache_proxy.settings import Settings, api_key_set
+from cache_proxy.settings import Settings
 
 API_VERSION = "1.0.0"
 JSON = "application/json"
@@ -168,7 +168,7 @@ def predict_operation(settings: Settings, guarded: bool) -> Schema:
 
 def openapi_spec(settings: Settings) -> Schema:
     """The document served at /openapi.json (limits and auth as configured)."""
-    guarded = bool(api_key_set(settings))
+    guarded = bool(settings.api_keys)
     predict = predict_operation(settings, guarded)
     model: Schema = {
         "operationId": "model",

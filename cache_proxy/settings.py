@@ -1,15 +1,14 @@
-"""All proxy settings, read from the environment in one place."""
+"""All proxy settings, read from the environment in one place (pydantic-settings)."""
 
 from __future__ import annotations
 
-import functools
 import ipaddress
-import os
 from collections.abc import Mapping
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
+from pydantic import BeforeValidator, Field, ValidationError
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -18,18 +17,42 @@ def _empty_is_false(raw: object) -> object:
     return False if raw == "" else raw
 
 
+def _comma_separated(raw: object) -> object:
+    """`a, b,,c` -> ("a", "b", "c"); anything else as given."""
+    if isinstance(raw, str):
+        return tuple(entry.strip() for entry in raw.split(",") if entry.strip())
+    return raw
+
+
+def _networks(raw: object) -> object:
+    """Addresses or CIDRs, host bits allowed (10.0.0.1/8 is 10.0.0.0/8)."""
+    entries = _comma_separated(raw)
+    if not isinstance(entries, tuple):
+        return entries
+    return tuple(
+        ipaddress.ip_network(e, strict=False) if isinstance(e, str) else e for e in entries
+    )
+
+
 Flag = Annotated[bool, BeforeValidator(_empty_is_false)]
 """A boolean setting: 1/true/yes/on or 0/false/no/off; empty is false."""
+Keys = Annotated[frozenset[str], NoDecode, BeforeValidator(_comma_separated)]
+"""Comma-separated; blanks ignored."""
+Networks = Annotated[tuple[IPNetwork, ...], NoDecode, BeforeValidator(_networks)]
+"""Comma-separated addresses or CIDRs; a bad entry fails at load."""
 
 
-class Settings(BaseModel):
+class Settings(BaseSettings):
     """Every field has a default; the env var is the field name upper-cased.
 
-    pydantic checks the types and reads each field's docstring, which
-    `describe()` turns into the README's settings table.
+    pydantic-settings reads the environment and checks the types (a bad
+    value fails at load, naming the variable); each field's docstring is
+    what `describe()` turns into the README's settings table.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+    model_config = SettingsConfigDict(
+        frozen=True, extra="forbid", use_attribute_docstrings=True, case_sensitive=False
+    )
 
     proxy_host: str = "127.0.0.1"
     """Address the proxy listens on."""
@@ -101,7 +124,7 @@ class Settings(BaseModel):
     shutdown_timeout_seconds: float = 10.0
     """After the listener closes, how long in-flight requests may take to finish;
     the process exits within delay + timeout of SIGTERM."""
-    api_keys: str = ""
+    api_keys: Keys = Field(default=frozenset(), repr=False)
     """Comma-separated API keys; when set, /predict and /model need
     `Authorization: Bearer <key>` (401 otherwise). Empty: no authentication."""
     rate_limit_per_second: float = 0.0
@@ -118,7 +141,7 @@ class Settings(BaseModel):
     rate_limit_burst: int = 2048
     """Token bucket size in cost units; a request that may cost more than the
     bucket holds passes only when it is full, and may leave it in debt."""
-    trusted_proxies: str = ""
+    trusted_proxies: Networks = ()
     """Comma-separated addresses or CIDRs of proxies in front of this one. When
     the peer is one of them, the client is the rightmost X-Forwarded-For
     address that is not (over every X-Forwarded-For header; ip:port hops read
@@ -138,25 +161,17 @@ class Settings(BaseModel):
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Build settings from `env` (default: os.environ); bad values raise ValueError."""
-        env = os.environ if env is None else env
-        given = {name: env[name.upper()] for name in cls.model_fields if name.upper() in env}
+        """Settings from the environment, over it `env` (tests); a bad value
+        raises ValueError naming its variable."""
+        env = env or {}
+        given: dict[str, Any] = {n: env[n.upper()] for n in cls.model_fields if n.upper() in env}
         try:
-            return cls.model_validate(given)
+            return cls(**given)
         except ValidationError as exc:
             error = exc.errors()[0]
             name = str(error["loc"][0])
-            raise ValueError(f"{name.upper()}={given[name]!r}: {error['msg']}") from None
-
-
-@functools.cache  # Settings is frozen: parsed once, not on every request
-def trusted_networks(settings: Settings) -> tuple[IPNetwork, ...]:
-    """TRUSTED_PROXIES parsed; a bad entry raises ValueError at startup."""
-    return tuple(
-        ipaddress.ip_network(entry.strip(), strict=False)
-        for entry in settings.trusted_proxies.split(",")
-        if entry.strip()
-    )
+            shown = f"={given[name]!r}" if name in given else ""
+            raise ValueError(f"{name.upper()}{shown}: {error['msg']}") from None
 
 
 SECRET_PARAMETERS = frozenset({"password", "pass", "pwd", "token", "secret"})
@@ -176,12 +191,6 @@ def redacted(url: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(query, safe="*/")))
 
 
-@functools.cache  # Settings is frozen: parsed once, not on every request
-def api_key_set(settings: Settings) -> frozenset[str]:
-    """The accepted API keys (empty: authentication is off)."""
-    return frozenset(k.strip() for k in settings.api_keys.split(",") if k.strip())
-
-
 def describe() -> list[tuple[str, str, str]]:
     """(ENV_VAR, default, meaning) for every setting, from the docstrings above."""
     return [
@@ -191,6 +200,8 @@ def describe() -> list[tuple[str, str, str]]:
 
 
 def show_default(value: object) -> str:
+    if isinstance(value, frozenset | tuple) and not value:
+        return "(empty)"
     if isinstance(value, bool):
         return "`false`" if not value else "`true`"
     return f"`{value}`" if value != "" else "(empty)"

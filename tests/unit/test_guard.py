@@ -6,7 +6,7 @@ import pytest
 
 from cache_proxy.guard import bearer_token, client_address, client_identity, key_is_valid
 from cache_proxy.ratelimit import decide
-from cache_proxy.settings import Settings, api_key_set, redacted, trusted_networks
+from cache_proxy.settings import Settings, redacted
 
 
 @pytest.mark.parametrize(
@@ -26,7 +26,7 @@ def test_bearer_token(header: str | None, token: str | None) -> None:
 
 
 def test_key_validity() -> None:
-    keys = api_key_set(Settings(api_keys=" k1 , k2,, "))
+    keys = Settings(api_keys=" k1 , k2,, ").api_keys
     assert keys == {"k1", "k2"}
     assert key_is_valid("k2", keys)
     assert not key_is_valid("k3", keys)
@@ -36,7 +36,7 @@ def test_key_validity() -> None:
 
 def test_a_key_that_is_not_utf8_is_invalid_not_an_error() -> None:
     """aiohttp keeps an undecodable header byte as a surrogate: `Bearer \\xff`."""
-    keys = api_key_set(Settings(api_keys="k1"))
+    keys = Settings(api_keys="k1").api_keys
     assert not key_is_valid("\udcff", keys)
     assert client_identity("\udcff", "10.0.0.1").startswith("key:")
 
@@ -48,7 +48,7 @@ def test_client_identity_prefers_the_key() -> None:
     assert client_identity(None, "10.0.0.1") == "ip:10.0.0.1"
 
 
-TRUSTED = trusted_networks(Settings(trusted_proxies="10.0.0.0/8, 192.168.1.7"))
+TRUSTED = Settings(trusted_proxies="10.0.0.0/8, 192.168.1.7").trusted_proxies
 
 
 @pytest.mark.parametrize(
@@ -89,12 +89,25 @@ def test_every_forwarded_for_header_is_read_in_order() -> None:
 
 
 def test_forwarded_for_is_ignored_without_trusted_proxies() -> None:
-    assert client_address("10.0.0.1", ["1.2.3.4"], trusted_networks(Settings())) == "10.0.0.1"
+    assert client_address("10.0.0.1", ["1.2.3.4"], Settings().trusted_proxies) == "10.0.0.1"
 
 
-def test_bad_trusted_proxy_is_an_error() -> None:
-    with pytest.raises(ValueError, match="does not appear to be an IPv4 or IPv6"):
-        trusted_networks(Settings(trusted_proxies="10.0.0.0/8, proxy.local"))
+def test_bad_trusted_proxy_fails_at_load_naming_the_variable() -> None:
+    with pytest.raises(
+        ValueError, match=r"TRUSTED_PROXIES=.*does not appear to be an IPv4 or IPv6"
+    ):
+        Settings.from_env({"TRUSTED_PROXIES": "10.0.0.0/8, proxy.local"})
+
+
+def test_list_settings_are_read_from_the_environment_comma_separated(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TRUSTED_PROXIES", "10.1.2.3/8, 2001:db8::/32")
+    monkeypatch.setenv("API_KEYS", "k1, k2")
+    settings = Settings.from_env()
+    assert [str(n) for n in settings.trusted_proxies] == ["10.0.0.0/8", "2001:db8::/32"]
+    assert settings.api_keys == {"k1", "k2"}
+    assert "k1" not in repr(settings)  # keys never reach a log
 
 
 def test_passwords_never_reach_the_log() -> None:
