@@ -1,90 +1,18 @@
-"""The OpenAPI 3.1 description of the proxy, built from the running settings."""
+"""The OpenAPI 3.1 description of the proxy, built from the running settings;
+the JSON schemas are generated from the pydantic models in schemas.py."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from cache_proxy.errors import taxonomy, when
+from cache_proxy.schemas import components, predict_request
 from cache_proxy.settings import Settings
 
 API_VERSION = "1.0.0"
 JSON = "application/json"
 Schema = dict[str, Any]
 
-
-SCHEMAS: dict[str, Schema] = {
-    "Error": {
-        "type": "object",
-        "required": ["error", "error_type"],
-        "properties": {
-            "error": {"type": "string", "description": "What went wrong, for people."},
-            "error_type": {"type": "string", "description": "Stable, for programs."},
-        },
-        "example": {"error": 'missing field "text": a list of strings', "error_type": "validation"},
-    },
-    "Score": {
-        "type": "object",
-        "required": ["label", "score"],
-        "properties": {
-            "label": {"type": "string", "example": "POSITIVE"},
-            "score": {"type": "number", "minimum": 0, "maximum": 1},
-        },
-    },
-    "PredictResponse": {
-        "type": "object",
-        "required": ["predictions"],
-        "properties": {
-            "predictions": {
-                "type": "array",
-                "description": "One list of label scores per input text, in input order.",
-                "items": {"type": "array", "items": {"$ref": "#/components/schemas/Score"}},
-            }
-        },
-        "example": {
-            "predictions": [
-                [{"label": "NEGATIVE", "score": 0.0036}, {"label": "POSITIVE", "score": 0.9964}]
-            ]
-        },
-    },
-    "ModelInfo": {
-        "type": "object",
-        "description": "Identity of the served model; `fingerprint` keys the cache.",
-        "required": ["fingerprint", "labels"],
-        "properties": {
-            "name": {"type": "string"},
-            "source": {"type": "string"},
-            "revision": {"type": ["string", "null"]},
-            "fingerprint": {"type": "string"},
-            "labels": {"type": "array", "items": {"type": "string"}},
-            "standin": {"type": "boolean"},
-            "precision": {"type": "string"},
-            "engine": {"type": "string", "description": "the inference engine that scores"},
-        },
-    },
-    "Model": {
-        "type": "object",
-        "required": ["model"],
-        "properties": {"model": {"$ref": "#/components/schemas/ModelInfo"}},
-    },
-    "Readiness": {
-        "type": "object",
-        "required": ["status"],
-        "properties": {
-            "status": {"type": "string", "enum": ["ready", "degraded", "not_ready", "draining"]},
-            "triton": {"type": "string", "enum": ["ready", "unavailable"]},
-            "redis": {"type": "string", "enum": ["ok", "degraded", "disabled"]},
-            "costs": {
-                "type": "string",
-                "enum": ["tokens", "characters"],
-                "description": "What admission and rate limits count: the model's "
-                "tokens once its tokenizer is loaded, else the character bound",
-            },
-            "model": {
-                "oneOf": [{"$ref": "#/components/schemas/ModelInfo"}, {"type": "null"}],
-            },
-        },
-    },
-}
 
 PREDICT_HEADERS = {
     "X-Cache": ("hit, miss or partial: how many of the texts came from the cache.", "string"),
@@ -140,17 +68,7 @@ def predict_operation(settings: Settings, guarded: bool) -> Schema:
             "required": True,
             "content": {
                 JSON: {
-                    "schema": {
-                        "type": "object",
-                        "required": ["text"],
-                        "properties": {
-                            "text": {
-                                "type": "array",
-                                "maxItems": settings.max_texts,
-                                "items": {"type": "string", "maxLength": settings.max_text_chars},
-                            }
-                        },
-                    },
+                    "schema": predict_request(settings),
                     "example": {"text": ["I love you!", "I hate you!"]},
                 }
             },
@@ -198,19 +116,7 @@ def openapi_spec(settings: Settings) -> Schema:
                 "get": {
                     "operationId": "health",
                     "summary": "Liveness: the process answers",
-                    "responses": {
-                        "200": {
-                            "description": "Alive.",
-                            "content": {
-                                JSON: {
-                                    "schema": {
-                                        "type": "object",
-                                        "properties": {"status": {"const": "alive"}},
-                                    }
-                                }
-                            },
-                        }
-                    },
+                    "responses": {"200": json_response("Alive.", "Alive")},
                 }
             },
             "/health/ready": {
@@ -236,7 +142,7 @@ def openapi_spec(settings: Settings) -> Schema:
                 }
             },
         },
-        "components": {"schemas": SCHEMAS},
+        "components": {"schemas": components()},
     }
     if guarded:
         spec["components"]["securitySchemes"] = {"bearerAuth": {"type": "http", "scheme": "bearer"}}
