@@ -17,6 +17,8 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
@@ -66,10 +68,33 @@ class JsonErrors(RequestHandler):
         return response
 
 
-def new_connection(server: web.Server) -> RequestHandler:
-    """What `server()` makes, as JsonErrors (the handler arguments aiohttp
-    keeps for it live in `server._kwargs`)."""
-    return JsonErrors(server, loop=asyncio.get_running_loop(), **server._kwargs)
+@dataclass(frozen=True)
+class Internals:
+    """What a site of our own needs that aiohttp keeps private: the low-level
+    server, the listen backlog, and the arguments `server()` gives each
+    connection handler. Read only here (`internals`), and checked against the
+    pinned aiohttp by a unit test."""
+
+    server: web.Server
+    backlog: int
+    handler_kwargs: dict[str, Any]
+
+
+def internals(site: web.BaseSite) -> Internals:
+    server = site._runner.server
+    if not isinstance(server, web.Server):
+        raise TypeError(f"aiohttp changed: the runner's server is {type(server).__name__}")
+    return Internals(server, site._backlog, server._kwargs)
+
+
+def adopt_listener(site: web.BaseSite, listener: asyncio.AbstractServer) -> None:
+    """Make `listener` the site's, so `site.stop()` closes it (aiohttp's `_server`)."""
+    site._server = listener
+
+
+def new_connection(aiohttp: Internals) -> RequestHandler:
+    """What `server()` makes, as JsonErrors."""
+    return JsonErrors(aiohttp.server, loop=asyncio.get_running_loop(), **aiohttp.handler_kwargs)
 
 
 class CappedSite(web.BaseSite):
@@ -94,22 +119,22 @@ class CappedSite(web.BaseSite):
 
     async def start(self) -> None:
         await super().start()
-        server = self._runner.server
-        assert isinstance(server, web.Server)
+        aiohttp = internals(self)
 
         def protocol() -> asyncio.Protocol:
-            connections = server.connections  # oldest first
+            connections = aiohttp.server.connections  # oldest first
             if len(connections) < self.limit:
-                return new_connection(server)
+                return new_connection(aiohttp)
             idle = next((c for c in connections if not self.busy(c)), None)
             if idle is None:
                 self.on_refuse("connection_cap")
                 return Refusal()
             idle.force_close()
             self.on_refuse("idle_connection_closed")
-            return new_connection(server)
+            return new_connection(aiohttp)
 
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            protocol, self.host, self.port, backlog=self._backlog, reuse_address=True
+        listener = await loop.create_server(
+            protocol, self.host, self.port, backlog=aiohttp.backlog, reuse_address=True
         )
+        adopt_listener(self, listener)
