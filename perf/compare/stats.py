@@ -7,7 +7,7 @@ import gzip
 import itertools
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,21 +28,24 @@ class Run:
     hits: int  # /predict answers the cache served whole
     cache_checked: int
     by_length: dict[str, list[float]]  # /predict latencies per `tokens` tag (mixed-length)
+    by_texts: dict[str, list[float]] = field(default_factory=dict)  # per `texts` tag (mixed)
 
 
 def read_k6_csv(path: Path) -> Run:
     """k6 `--out csv=...gz` with K6_CSV_TIME_FORMAT=unix_milli."""
     predicts: list[Sample] = []
     by_length: dict[str, list[float]] = {}
+    by_texts: dict[str, list[float]] = {}
     failed = requests = hits = checked = 0
     with gzip.open(path, "rt", newline="") as handle:
         for row in csv.DictReader(handle):
             metric = row["metric_name"]
             if metric == "http_req_duration" and row["name"] == "predict":
                 predicts.append(Sample(int(row["timestamp"]) / 1000, float(row["metric_value"])))
-                length = extra_tags(row.get("extra_tags") or "").get("tokens")
-                if length is not None:
-                    by_length.setdefault(length, []).append(float(row["metric_value"]))
+                tags = extra_tags(row.get("extra_tags") or "")
+                for tag, groups in (("tokens", by_length), ("texts", by_texts)):
+                    if tag in tags:
+                        groups.setdefault(tags[tag], []).append(float(row["metric_value"]))
             elif metric == "http_req_failed":
                 requests += 1
                 failed += float(row["metric_value"]) > 0
@@ -50,7 +53,7 @@ def read_k6_csv(path: Path) -> Run:
                 checked += 1
                 hits += float(row["metric_value"]) > 0
     predicts.sort(key=lambda s: s.at)
-    return Run(predicts, failed, requests, hits, checked, by_length)
+    return Run(predicts, failed, requests, hits, checked, by_length, by_texts)
 
 
 def extra_tags(field: str) -> dict[str, str]:
@@ -80,10 +83,16 @@ def summarize(run: Run, seconds: float, cpu_seconds: float) -> dict[str, Any]:
         "hit_ratio": run.hits / run.cache_checked if run.cache_checked else math.nan,
         "cpu_s_per_1k": cpu_seconds / count * 1000 if count else math.nan,
         "by_length": {
-            length: {"n": len(ms), "p50_ms": percentile(ms, 50), "p99_ms": percentile(ms, 99)}
+            length: tail_of(ms)
             for length, ms in sorted(run.by_length.items(), key=lambda kv: first_int(kv[0]))
         },
+        "by_texts": {kind: tail_of(ms) for kind, ms in sorted(run.by_texts.items())},
     }
+
+
+def tail_of(latencies: Sequence[float]) -> dict[str, float]:
+    return {"n": len(latencies), "p50_ms": percentile(latencies, 50),
+            "p99_ms": percentile(latencies, 99)}  # fmt: skip
 
 
 def first_int(label: str) -> int:

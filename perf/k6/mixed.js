@@ -13,5 +13,10 @@ const CACHE_RATE = parseFloat(__ENV.CACHE_RATE || '0.5');
 
 export default function () {
   health();
-  predict(Math.random() > CACHE_RATE ? unseen(SENTENCES, 10) : FIXED);
+  // tag `texts`: the report's miss tail is the `new` requests' alone
+  if (Math.random() > CACHE_RATE) {
+    predict(unseen(SENTENCES, 10), { texts: 'new' });
+  } else {
+    predict(FIXED, { texts: 'fixed' });
+  }
 }
