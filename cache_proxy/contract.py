@@ -4,12 +4,28 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from cache_proxy.costs import MAX_TOKENS
 from cache_proxy.errors import MalformedRequest, PayloadTooLarge, ValidationFailed
 
 Prediction = list[dict[str, Any]]
+
+
+class LongTexts(StrEnum):
+    """What to do with a text longer than the model reads (long_texts.py)."""
+
+    TRUNCATE = "truncate"
+    REJECT = "reject"
+    WINDOWS = "windows"
+
+
+@dataclass(frozen=True)
+class PredictRequest:
+    texts: list[str]
+    long_texts: LongTexts = LongTexts.TRUNCATE
 
 
 def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -23,8 +39,9 @@ def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
-def parse_texts(body: bytes, max_texts: int, max_chars: int) -> list[str]:
-    """`{"text": [str, ...]}` -> the texts; raises the matching ApiError otherwise.
+def parse_request(body: bytes, max_texts: int, max_chars: int) -> PredictRequest:
+    """`{"text": [str, ...], "long_texts": "truncate" | "reject" | "windows"}`
+    (`long_texts` optional); raises the matching ApiError otherwise.
 
     The Content-Type header is not consulted: the original k6 script sends none.
     """
@@ -61,7 +78,11 @@ def parse_texts(body: bytes, max_texts: int, max_chars: int) -> list[str]:
             raise ValidationFailed(
                 f'"text"[{i}] holds a lone surrogate: not valid Unicode'
             ) from None
-    return texts
+    mode = payload.get("long_texts", LongTexts.TRUNCATE.value)
+    if not isinstance(mode, str) or mode not in {m.value for m in LongTexts}:
+        choices = ", ".join(f'"{m}"' for m in LongTexts)
+        raise ValidationFailed(f'"long_texts" must be one of {choices}, not {_json_type(mode)}')
+    return PredictRequest(texts, LongTexts(mode))
 
 
 def _json_type(value: Any) -> str:

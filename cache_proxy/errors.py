@@ -82,9 +82,11 @@ class RequestTimeout(ApiError):
 
 class PayloadTooLarge(ApiError):
     """Body over `MAX_BODY_BYTES` (as sent or decoded), more than `MAX_TEXTS`
-    texts, a text over `MAX_TEXT_CHARS` characters, or cache misses costing
-    more than the model computes within `REQUEST_TIMEOUT_SECONDS` at its
-    learned rate (refused before any work; the message names the limit)."""
+    texts, a text over `MAX_TEXT_CHARS` characters, a text over 512 tokens
+    with `"long_texts": "reject"` or over `MAX_WINDOWS` windows with
+    `"windows"`, or cache misses costing more than the model computes within
+    `REQUEST_TIMEOUT_SECONDS` at its learned rate (refused before any work;
+    the message names the limit or the texts)."""
 
     status = 413
     error_type = "payload_too_large"

@@ -52,6 +52,16 @@ class Metrics:
             "Triton answers from a retired model release, asked again (a rolling update)",
             registry=r,
         )
+        self.truncated_texts = Counter(
+            "proxy_truncated_texts",
+            "Texts over 512 tokens the model read only the first 512 of (X-Truncated)",
+            registry=r,
+        )
+        self.windowed_texts = Counter(
+            "proxy_windowed_texts",
+            'Texts over 512 tokens read in windows ("long_texts": "windows")',
+            registry=r,
+        )
         self.singleflight_merged = Counter(
             "proxy_singleflight_merged_texts",
             "Texts that waited for a concurrent request's computation instead of Triton",

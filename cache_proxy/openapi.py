@@ -19,6 +19,12 @@ PREDICT_HEADERS = {
     "X-Total-Time": ("Time spent in the proxy, ms.", "string"),
     "X-Inference-Time": ("Time spent getting the misses computed, ms (0 on a hit).", "string"),
     "X-Model-Fingerprint": ("Fingerprint of the model that computed the scores.", "string"),
+    "X-Truncated": (
+        "Only when some text is over 512 tokens and `long_texts` is `truncate`: the indexes "
+        "of those texts, of which the model read the first 512 (`0, 3`); `unknown` while "
+        "the model's tokenizer is not loaded yet.",
+        "string",
+    ),
 }
 RATE_LIMIT_HEADERS = {
     "X-RateLimit-Limit": ("Token bucket size (RATE_LIMIT_BURST).", "integer"),
@@ -27,10 +33,19 @@ RATE_LIMIT_HEADERS = {
 }
 
 
+LONG_REVIEW = "A gripping first act. " * 10 + "Then it drags on and on, and on. " * 120
+
+
+HEADER_EXAMPLES = {"X-Cache": "partial", "X-Truncated": "1, 3"}
+
+
 def headers(spec: dict[str, tuple[str, str]]) -> Schema:
-    return {
-        name: {"description": text, "schema": {"type": kind}} for name, (text, kind) in spec.items()
-    }
+    described: Schema = {}
+    for name, (text, kind) in spec.items():
+        described[name] = {"description": text, "schema": {"type": kind}}
+        if name in HEADER_EXAMPLES:
+            described[name]["example"] = HEADER_EXAMPLES[name]
+    return described
 
 
 def json_response(description: str, ref: str, extra_headers: Schema | None = None) -> Schema:
@@ -69,7 +84,20 @@ def predict_operation(settings: Settings, guarded: bool) -> Schema:
             "content": {
                 JSON: {
                     "schema": predict_request(settings),
-                    "example": {"text": ["I love you!", "I hate you!"]},
+                    "examples": {
+                        "texts": {
+                            "summary": "Two texts",
+                            "value": {"text": ["I love you!", "I hate you!"]},
+                        },
+                        "windows": {
+                            "summary": "A long review read whole, in windows",
+                            "value": {"text": [LONG_REVIEW], "long_texts": "windows"},
+                        },
+                        "reject": {
+                            "summary": "413 rather than reading only the first 512 tokens",
+                            "value": {"text": [LONG_REVIEW], "long_texts": "reject"},
+                        },
+                    },
                 }
             },
         },

@@ -12,7 +12,7 @@ from swagger_ui import api_doc
 
 from cache_proxy.bodies import body_bound
 from cache_proxy.body import read_body
-from cache_proxy.contract import parse_texts, unique
+from cache_proxy.contract import LongTexts, parse_request, unique
 from cache_proxy.keys import (
     BILL,
     BODIES,
@@ -24,6 +24,7 @@ from cache_proxy.keys import (
     SERVED,
     SETTINGS,
 )
+from cache_proxy.long_texts import may_be_long, plan_request
 from cache_proxy.openapi import openapi_spec
 from cache_proxy.predictor import Spend
 
@@ -35,19 +36,32 @@ async def predict(request: web.Request) -> web.Response:
     with request.app[BODIES].hold(body_bound(request, settings.max_body_bytes)) as held:
         body = await read_body(request, settings.max_body_bytes, settings.body_timeout_seconds)
         held.resize(len(body))
-        texts = parse_texts(body, settings.max_texts, settings.max_text_chars)
+        parsed = parse_request(body, settings.max_texts, settings.max_text_chars)
         del body
-        return await answer(request, texts, started)
+        return await answer(request, parsed.texts, parsed.long_texts, started)
 
 
-async def answer(request: web.Request, texts: list[str], started: float) -> web.Response:
+async def answer(
+    request: web.Request, asked: list[str], long_texts: LongTexts, started: float
+) -> web.Response:
     app = request.app
     settings = app[SETTINGS]
-    app[METRICS].texts_per_request.observe(len(texts))
+    app[METRICS].texts_per_request.observe(len(asked))
+    served = app[SERVED]
+    if any(may_be_long(t) for t in asked) and served.text_costs().tokenizer is None:
+        await served.load_tokenizer()  # tell which texts are too long (one fetch per release)
+    plan = await plan_request(
+        asked,
+        long_texts,
+        served.text_costs().tokenizer,
+        settings.window_overlap_tokens,
+        settings.max_windows,
+    )
+    texts = plan.texts
     client, limiter = request[CLIENT], app[LIMITER]
     # Reserve the base unit and what every text could cost before any work;
     # settle against the cost admitted to the model, paid even if the request fails.
-    estimate = 1 + sum(await app[SERVED].text_costs()(unique(texts))) if limiter.enforced else 1
+    estimate = 1 + sum(await served.text_costs()(unique(texts))) if limiter.enforced else 1
     bill = request[BILL] = await limiter.open(client, estimate)
     spend = Spend()
     try:
@@ -63,7 +77,12 @@ async def answer(request: web.Request, texts: list[str], started: float) -> web.
     }
     if result.fingerprints:  # several only while the fleet serves one release at two numerics
         headers["X-Model-Fingerprint"] = ", ".join(result.fingerprints)
-    return web.json_response({"predictions": result.predictions}, headers=headers)
+    if plan.truncated:  # the texts the model read only in part ([-1]: not known)
+        known = plan.truncated != [-1]
+        headers["X-Truncated"] = ", ".join(map(str, plan.truncated)) if known else "unknown"
+        app[METRICS].truncated_texts.inc(len(plan.truncated) if known else 0)
+    app[METRICS].windowed_texts.inc(plan.windowed)
+    return web.json_response({"predictions": plan.answers(result.predictions)}, headers=headers)
 
 
 async def health(request: web.Request) -> web.Response:

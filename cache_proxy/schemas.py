@@ -94,12 +94,28 @@ def components() -> dict[str, Any]:
     return schemas
 
 
+LongTextsMode = Literal["truncate", "reject", "windows"]  # contract.LongTexts (a test checks)
+LONG_TEXTS = (
+    "What to do with a text over 512 tokens ([CLS] and [SEP] included), of which the "
+    "model reads the first 512: `truncate` (the default) reads those and names the text "
+    "in the `X-Truncated` header; `reject` answers 413 naming the texts, before any work; "
+    "`windows` reads the whole text in windows of at most 502 tokens sharing "
+    "WINDOW_OVERLAP_TOKENS, each scored as a text of its own (and admitted and cached as "
+    "one), and answers the softmax of their logits averaged with each token counted once "
+    "(at most MAX_WINDOWS windows a text, else 413)."
+)
+
+
 def predict_request(settings: Settings) -> dict[str, Any]:
-    """`{"text": [...]}` with this deployment's limits."""
+    """`{"text": [...], "long_texts": ...}` with this deployment's limits."""
     text = Annotated[str, StringConstraints(max_length=settings.max_text_chars)]
     request = create_model(
         "PredictRequest",
         text=(list[text], Field(max_length=settings.max_texts)),
+        long_texts=(
+            LongTextsMode,
+            Field(default="truncate", description=LONG_TEXTS),
+        ),
     )
     schema: dict[str, Any] = request.model_json_schema(ref_template=REF)
     return schema

@@ -44,6 +44,7 @@ class ServedModel:
         self.view_key = view_key  # where the proxies share the release they serve (fleet.py)
         self.costs = CHARACTER_BOUND  # replaced by the served model's tokenizer (load_tokenizer)
         self.tokenizer_failed_at = float("-inf")
+        self.tokenizer_fetch = asyncio.Lock()  # one fetch at a time (the refresh loop, requests)
         self.readiness: tuple[float, asyncio.Task[dict[str, Any]]] | None = None
 
     # The request path.
@@ -161,7 +162,12 @@ class ServedModel:
 
     async def load_tokenizer(self) -> None:
         """Fetch the current model's tokenizer if it is not the one held
-        (after a failure, again TOKENIZER_RETRY_SECONDS later)."""
+        (after a failure, again TOKENIZER_RETRY_SECONDS later). Called by the
+        refresh loop, and by a request that needs token counts before it ran."""
+        async with self.tokenizer_fetch:
+            await self._load_tokenizer()
+
+    async def _load_tokenizer(self) -> None:
         current = self.tracker.current  # one tokenizer per release (it is in the checkpoint)
         if current is None or current.release == self.costs.release:
             return

@@ -92,6 +92,12 @@ class Settings(BaseSettings):
     max_text_chars: int = 20_000
     """Longest accepted text, in characters; longer gets 413. The model reads
     a text's first 512 tokens (about 2,500 characters of English) exactly."""
+    window_overlap_tokens: int = Field(default=64, ge=0, le=256)
+    """With `"long_texts": "windows"`, the tokens consecutive windows of a
+    long text share (each window reads at most 502)."""
+    max_windows: int = Field(default=16, ge=1)
+    """With `"long_texts": "windows"`, the most windows one text may take;
+    a longer text gets 413."""
     admission_target_seconds: float = 0.1
     """Work in flight to Triton is sized to take about this long: the budget is
     the model's learned rate (cost units per second, measured from its own

@@ -5,6 +5,7 @@ tests' settings, and tritonclient helpers. Servers start through devstack.launch
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -136,6 +137,18 @@ def swapped_labels_checkpoint(checkpoint: Path, dest: Path) -> Path:
     info = json.loads((dest / "model_info.json").read_text())
     (dest / "model_info.json").write_text(json.dumps({**info, "name": "standin-tiny-swapped"}))
     return dest
+
+
+def proxy_metric(url: str, name: str) -> float:
+    """One unlabelled sample of the proxy's /metrics, e.g. proxy_admitted_cost_total."""
+    metrics = request("GET", f"{url}/metrics").body.decode()
+    found = re.search(rf"^{name} (\S+)$", metrics, re.M)
+    assert found is not None, f"{name} not in the proxy's metrics"
+    return float(found[1])
+
+
+def admitted_cost(url: str) -> float:
+    return proxy_metric(url, "proxy_admitted_cost_total")
 
 
 def distilbert_tokens(text: str) -> int:

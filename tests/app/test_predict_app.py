@@ -644,3 +644,40 @@ async def test_a_text_shared_with_a_request_too_large_is_computed_by_the_other(
     (big_status, _, _), (small_status, _, body) = await asyncio.gather(big, small)
     assert big_status == 413
     assert small_status == 200, body
+
+
+async def post_long(client: TestClient, texts: list[str], mode: str) -> tuple[int, Any, Any]:
+    return await predict(client, [], data=json.dumps({"text": texts, "long_texts": mode}))
+
+
+async def test_long_texts_are_named_refused_or_read_in_windows(
+    make_client: Any, model: FakeModel
+) -> None:
+    model.tokenizer_json = bert_like_json()  # "film" one token: 600 of them are too long
+    client = await make_client()
+    await until(lambda: client.app[SERVED].text_costs().tokenizer is not None)
+    long = "film " * 600
+    status, headers, _ = await predict(client, ["i love you", long, long])
+    assert (status, headers["X-Truncated"]) == (200, "1, 2")
+    assert client.app[METRICS].truncated_texts._value.get() == 2
+    assert (await post_long(client, ["i love you", long], "reject"))[0] == 413
+    model.calls.clear()
+    status, headers, body = await post_long(client, ["i love you", long], "windows")
+    assert status == 200 and "X-Truncated" not in headers and len(body["predictions"]) == 2
+    windows = [t for call in model.calls for t in call if t != "i love you"]
+    assert [len(w.split()) for w in windows] == [502, 162]  # 600 tokens, 64 shared
+    first, second = model.score(windows[0]), model.score(windows[1])
+    expected = 1 / (
+        1 + ((1 - first) / first) ** (502 / 600) * ((1 - second) / second) ** (98 / 600)
+    )
+    assert positives(body)[1] == pytest.approx(expected)  # logits averaged, each token once
+
+
+async def test_before_the_tokenizer_long_texts_are_unknown_not_guessed(
+    make_client: Any, model: FakeModel
+) -> None:
+    client = await make_client()  # the model sends no tokenizer
+    status, headers, _ = await predict(client, ["film " * 600])
+    assert (status, headers["X-Truncated"]) == (200, "unknown")
+    assert (await post_long(client, ["film " * 600], "windows"))[0] == 503
+    assert "X-Truncated" not in (await predict(client, ["film " * 30]))[1]  # short: known

@@ -29,6 +29,8 @@ def test_openapi_describes_the_configured_limits_and_auth(guarded_proxy: str) ->
     predict = spec["paths"]["/predict"]["post"]
     body = predict["requestBody"]["content"]["application/json"]["schema"]
     assert body["properties"]["text"]["maxItems"] == 64
+    assert body["properties"]["long_texts"]["enum"] == ["truncate", "reject", "windows"]
+    assert predict["responses"]["200"]["headers"]["X-Truncated"]["example"] == "1, 3"
     assert predict["security"] == [{"bearerAuth": []}]
     assert {"400", "401", "413", "422", "429", "502", "503"} <= set(predict["responses"])
 

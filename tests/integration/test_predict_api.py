@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -15,6 +14,7 @@ from tests.http import predict, request
 from tests.stack import (
     ProxyFactory,
     Triton,
+    admitted_cost,
     distilbert_tokens,
     http_scores,
     stats,
@@ -43,11 +43,6 @@ def test_contract_matches_the_original_project(proxy_url: str, triton: Triton) -
     direct = http_scores(triton, texts[:2])
     got = np.array([[p["score"] for p in e] for e in predictions[:2]])
     np.testing.assert_allclose(got, direct, atol=1e-6)
-
-
-def admitted_cost(proxy_url: str) -> float:
-    metrics = request("GET", f"{proxy_url}/metrics").body.decode()
-    return float(re.search(r"^proxy_admitted_cost_total (\S+)$", metrics, re.M)[1])
 
 
 def test_a_miss_costs_its_tokens_under_the_models_tokenizer(proxy_url: str) -> None:

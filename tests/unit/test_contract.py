@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cache_proxy.cache import cache_key, decode_scores
-from cache_proxy.contract import parse_texts, to_predictions, unique
+from cache_proxy.contract import LongTexts, parse_request, to_predictions, unique
 from cache_proxy.costs import text_cost
 from cache_proxy.errors import (
     ApiError,
@@ -25,11 +25,11 @@ from cache_proxy.tracker import ModelIdentity, ModelTracker
 
 
 def test_parse_accepts_the_original_payload() -> None:
-    assert parse_texts(b'{"text": ["I love you!", "I hate you!"]}', 10, 100) == [
+    assert parse_request(b'{"text": ["I love you!", "I hate you!"]}', 10, 100).texts == [
         "I love you!",
         "I hate you!",
     ]
-    assert parse_texts(b'{"text": []}', 10, 100) == []
+    assert parse_request(b'{"text": []}', 10, 100).texts == []
 
 
 @pytest.mark.parametrize(
@@ -57,15 +57,23 @@ def test_parse_accepts_the_original_payload() -> None:
         (b'{"text": [{"k": 1, "k": 2}]}', MalformedRequest),
         (b'{"text": ' + b"[" * 5000 + b"]" * 5000 + b"}", MalformedRequest),
         (b'{"text": ["a"], "n": ' + b"1" * 5000 + b"}", MalformedRequest),
+        (b'{"text": ["a"], "long_texts": "summarize"}', ValidationFailed),
+        (b'{"text": ["a"], "long_texts": ["windows"]}', ValidationFailed),
     ],
 )
 def test_parse_rejects(body: bytes, error: type[Exception]) -> None:
     with pytest.raises(error):
-        parse_texts(body, max_texts=3, max_chars=10)
+        parse_request(body, max_texts=3, max_chars=10)
+
+
+def test_long_texts_defaults_to_truncation_as_before() -> None:
+    assert parse_request(b'{"text": ["a"]}', 3, 10).long_texts is LongTexts.TRUNCATE
+    body = b'{"text": ["a"], "long_texts": "windows"}'
+    assert parse_request(body, 3, 10).long_texts is LongTexts.WINDOWS
 
 
 def test_huge_numbers_outside_the_texts_are_harmless() -> None:
-    assert parse_texts(b'{"text": ["a"], "n": 1e99999}', 3, 10) == ["a"]
+    assert parse_request(b'{"text": ["a"], "n": 1e99999}', 3, 10).texts == ["a"]
 
 
 @pytest.mark.parametrize(
@@ -90,10 +98,10 @@ def test_parse_round_trips_any_text_list(texts: list[str]) -> None:
         return
     valid = all(_encodable(t) for t in texts)
     if valid:
-        assert parse_texts(body, max_texts=20, max_chars=10_000) == texts
+        assert parse_request(body, max_texts=20, max_chars=10_000).texts == texts
     else:
         with pytest.raises(ValidationFailed):
-            parse_texts(body, max_texts=20, max_chars=10_000)
+            parse_request(body, max_texts=20, max_chars=10_000)
 
 
 def _encodable(text: str) -> bool:
@@ -168,7 +176,7 @@ JSON_VALUES = st.recursive(
 def parse_outcome(body: bytes, max_texts: int) -> list[str] | ApiError:
     """The parsed texts or the ApiError; any other exception propagates (a bug)."""
     try:
-        return parse_texts(body, max_texts, max_chars=10_000)
+        return parse_request(body, max_texts, max_chars=10_000).texts
     except ApiError as exc:
         return exc
 
