@@ -9,7 +9,8 @@ offline model never trained on them): 20 to 60 sentences, the document's
 label their majority. Half are shuffled; in the other half ("minority
 first") the minority label's sentences (42% of 48 to 60) come first, so the
 first 512 tokens read mostly the minority. Each run's documents start with
-a fresh marker word, so no cache answers them. Writes
+a fresh marker word, and each run draws other documents (its seed is in the
+report), so no cache answers them or their windows. Writes
 perf/results/<UTC time>-long-documents/{report.md, results.json}.
 """
 
@@ -122,7 +123,8 @@ def report(results: dict[str, Any]) -> str:
         [
             "# Long documents: the first 512 tokens against windows",
             "",
-            f"Command: `python -m perf.long_documents --documents {results['documents']}` against "
+            f"Command: `python -m perf.long_documents --documents {results['documents']} "
+            f"--seed {results['seed']}` against "
             f"`make up`, {results['started']} UTC. CPU: **{results['cpu']}**, 2 cores shared by "
             "the service and this client. Model: "
             f"`{results['model'].get('name')}` (engine {results['model'].get('engine')}).",
@@ -148,18 +150,23 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--url", default="http://127.0.0.1:8080")
     parser.add_argument("--documents", type=int, default=200)
-    parser.add_argument("--seed", type=int, default=20261204)
+    parser.add_argument(
+        "--seed", type=int, default=None, help="documents' seed (default: new ones each run)"
+    )
     args = parser.parse_args()
     recipe = Recipe()
     _, heldout = holdout_split(read_tsv(default_train_tsv()), recipe.holdout_fraction, recipe.seed)
     started = datetime.datetime.now(datetime.UTC)
+    seed = int(started.timestamp()) if args.seed is None else args.seed
     marker = f"review{started:%H%M%S}:"
-    documents = build(sentences(heldout), args.documents, random.Random(args.seed), marker)
+    documents = build(sentences(heldout), args.documents, random.Random(seed), marker)
     checkpoint = resolve(ModelSpec.parse("trained-offline"), default_cache_dir())
     tokenizer = Tokenizer.from_file(str(checkpoint / "tokenizer.json"))
+    tokenizer.no_truncation()
     lengths = sorted(len(tokenizer.encode(d.text).ids) for d in documents)
     results: dict[str, Any] = {
         "documents": len(documents),
+        "seed": seed,
         "started": f"{started:%Y-%m-%d %H:%M}",
         "cpu": cpu_summary(),
         "model": model_info(args.url),

@@ -168,6 +168,9 @@ def main() -> int:
     raw = out / "raw"
     raw.mkdir(parents=True)
     step(f"{mode} run; results in {out.relative_to(ROOT)}")
+    commit = subprocess.run(  # at the start: what is measured, whatever is committed meanwhile
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+    ).stdout.strip()
     results, series, panels = measure_systems(mode, steps, args.engine, raw)
     meta = {
         "command": command_line(args.short, steps, args.engine),
@@ -175,9 +178,7 @@ def main() -> int:
         "mode": mode,
         "cpu": cpu_summary(),
         "started": f"{started:%Y-%m-%d %H:%M}",
-        "commit": subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-        ).stdout.strip(),
+        "commit": commit,
         "cpus": os.cpu_count(),
         "profiles": {p.name: p.what for p in PROFILES},
         "under_attack": under_attack.WHAT,
