@@ -11,8 +11,9 @@ as the request's `long_texts` asks:
   served for a first-512 one.
 
 Token counts come from the served model's tokenizer (costs.TextCosts); a
-text shorter than its character bound can never be too long, so only texts
-whose bound reaches 512 are tokenized.
+text whose character bound stays under 512 can never be too long, so only
+the others are tokenized, once per distinct text, and only as far as telling
+needs (a prefix), except for windows, which read the whole text.
 """
 
 from __future__ import annotations
@@ -69,23 +70,52 @@ def may_be_long(text: str) -> bool:
     return 3 * len(text) + SPECIAL_TOKENS > MAX_TOKENS and text_cost(text) >= MAX_TOKENS
 
 
-def word_starts(tokenizer: Tokenizer, text: str) -> tuple[list[bool], list[tuple[int, int]]]:
-    """Per token of `text` (no [CLS]/[SEP]): whether it starts a word, and its characters."""
-    encoding = tokenizer.encode(text, add_special_tokens=False)
-    words = encoding.word_ids
-    starts = [i == 0 or words[i] != words[i - 1] for i in range(len(words))]
-    return starts, list(encoding.offsets)
+PREFIX_CHARS = 16 * MAX_TOKENS  # tokenized to tell a long text; far more than 512 tokens of prose
+
+
+def prefix(text: str) -> str:
+    """`text` up to the last space within PREFIX_CHARS: its first words, whole."""
+    if len(text) <= PREFIX_CHARS:
+        return text
+    cut = text.rfind(" ", 0, PREFIX_CHARS)
+    return text[: cut + 1] if cut > 0 else text
+
+
+def over_limit(tokenizer: Tokenizer, texts: Sequence[str]) -> list[bool]:
+    """Whether each text has more than MAX_TOKENS tokens ([CLS] and [SEP]
+    included). Only a prefix cut where a word starts is tokenized (its tokens
+    are the text's first ones); a text whose prefix falls short is tokenized
+    whole. One encode_batch each time: it releases the GIL."""
+    prefixes = [prefix(t) for t in texts]
+    over = [len(e.ids) > MAX_TOKENS for e in tokenizer.encode_batch(prefixes)]
+    unsure = [i for i, t in enumerate(texts) if not over[i] and prefixes[i] != t]
+    for i, encoding in zip(unsure, tokenizer.encode_batch([texts[i] for i in unsure]), strict=True):
+        over[i] = len(encoding.ids) > MAX_TOKENS
+    return over
 
 
 def window_texts(
-    tokenizer: Tokenizer, text: str, overlap: int, max_windows: int
-) -> list[tuple[str, int]]:
-    """`text` as (window text, weight) pairs; raises TooManyWindows."""
-    starts, offsets = word_starts(tokenizer, text)
-    windows: list[Window] = plan_windows(starts, WINDOW_TOKENS, overlap, max_windows)
-    if len(windows) == 1:
-        return [(text, 1)]
-    return [(text[offsets[w.start][0] : offsets[w.end - 1][1]], w.weight) for w in windows]
+    tokenizer: Tokenizer, texts: Sequence[str], overlap: int, max_windows: int
+) -> list[list[tuple[str, int]]]:
+    """Each of `texts` as (window text, weight) pairs, itself alone if the
+    model reads it whole; raises TooManyWindows (with the text's index)."""
+    pieces = []
+    for i, (text, encoding) in enumerate(
+        zip(texts, tokenizer.encode_batch(list(texts), add_special_tokens=False), strict=True)
+    ):
+        words, offsets = encoding.word_ids, encoding.offsets
+        if len(words) + SPECIAL_TOKENS <= MAX_TOKENS:
+            pieces.append([(text, 1)])
+            continue
+        starts = [k == 0 or words[k] != words[k - 1] for k in range(len(words))]
+        try:
+            windows: list[Window] = plan_windows(starts, WINDOW_TOKENS, overlap, max_windows)
+        except TooManyWindows as exc:
+            raise TooManyWindows(i) from exc
+        pieces.append(
+            [(text[offsets[w.start][0] : offsets[w.end - 1][1]], w.weight) for w in windows]
+        )
+    return pieces
 
 
 def plan(
@@ -95,20 +125,23 @@ def plan(
     overlap: int,
     max_windows: int,
 ) -> Plan:
-    """What to score for `texts` under `mode` (pure; blocks while tokenizing).
-    Raises PayloadTooLarge (reject, or too many windows), or
-    BackendUnavailable if a text may be long and no tokenizer is loaded yet."""
-    long = [i for i, text in enumerate(texts) if may_be_long(text)]
+    """What to score for `texts` under `mode` (pure; blocks while tokenizing
+    the distinct texts that may be long). Raises PayloadTooLarge (reject, or
+    too many windows), or BackendUnavailable if a text may be long and the
+    model's tokenizer is not loaded yet."""
+    long = list(dict.fromkeys(t for t in texts if may_be_long(t)))
     if long and tokenizer is None:
         if mode is LongTexts.TRUNCATE:
             return Plan(list(texts), truncated=[-1])  # -1: not known (X-Truncated: unknown)
         raise BackendUnavailable(
             "the model's tokenizer is not loaded yet, so texts over "
-            f"{MAX_TOKENS} tokens cannot be told apart; retry"
+            f"{MAX_TOKENS} tokens cannot be told apart; retry shortly"
         )
+    if not long or tokenizer is None:
+        return Plan(list(texts))
     if mode is not LongTexts.WINDOWS:
-        assert tokenizer is not None or not long
-        over = [i for i in long if tokenizer and len(tokenizer.encode(texts[i]).ids) > MAX_TOKENS]
+        too_long = {t for t, over in zip(long, over_limit(tokenizer, long), strict=True) if over}
+        over = [i for i, text in enumerate(texts) if text in too_long]
         if over and mode is LongTexts.REJECT:
             raise PayloadTooLarge(
                 ", ".join(f'"text"[{i}]' for i in over)
@@ -117,20 +150,18 @@ def plan(
                 '"truncate" or "windows"'
             )
         return Plan(list(texts), truncated=over)
+    try:
+        split = dict(zip(long, window_texts(tokenizer, long, overlap, max_windows), strict=True))
+    except TooManyWindows as exc:
+        index = texts.index(long[exc.args[0]])
+        raise PayloadTooLarge(
+            f'"text"[{index}] needs more than {max_windows} windows of {WINDOW_TOKENS} tokens '
+            f"(MAX_WINDOWS): send a shorter document"
+        ) from None
     scored: list[str] = []
     parts: list[list[tuple[int, int]]] = []
-    for i, text in enumerate(texts):
-        try:
-            pieces = (
-                window_texts(tokenizer, text, overlap, max_windows)
-                if tokenizer is not None and may_be_long(text)
-                else [(text, 1)]
-            )
-        except TooManyWindows:
-            raise PayloadTooLarge(
-                f'"text"[{i}] needs more than {max_windows} windows of {WINDOW_TOKENS} tokens '
-                f"(MAX_WINDOWS): send a shorter document"
-            ) from None
+    for text in texts:
+        pieces = split.get(text, [(text, 1)])
         parts.append([(len(scored) + k, weight) for k, (_, weight) in enumerate(pieces)])
         scored += [piece for piece, _ in pieces]
     return Plan(scored, parts=parts)

@@ -1,6 +1,7 @@
 """Middlewares: every error becomes `{"error", "error_type"}` JSON, every
-answer gets its rate-limit headers and is counted in metrics, and requests in
-flight are tracked for the drain."""
+answer of a route that charged the rate limit gets its X-RateLimit-* (errors
+included; a body refused before the charge, such as a 400, has none), every
+answer is counted in metrics, and requests in flight are tracked for the drain."""
 
 from __future__ import annotations
 

@@ -317,7 +317,7 @@ class Predictor:
         try:
             rows, identity = await self.backend.classify(texts, time_left(deadline))
             retries = 0
-            while not await self.served.observe(identity):
+            while not self.served.observe(identity):
                 # A replica still serving a retired release (rolling update):
                 # its answer is kept under its own fingerprint (a rollback can
                 # use it), and asked again on a new connection, which may reach

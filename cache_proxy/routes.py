@@ -24,7 +24,7 @@ from cache_proxy.keys import (
     SERVED,
     SETTINGS,
 )
-from cache_proxy.long_texts import may_be_long, plan_request
+from cache_proxy.long_texts import plan_request
 from cache_proxy.openapi import openapi_spec
 from cache_proxy.predictor import Spend
 
@@ -47,26 +47,23 @@ async def answer(
     app = request.app
     settings = app[SETTINGS]
     app[METRICS].texts_per_request.observe(len(asked))
-    served = app[SERVED]
-    if any(may_be_long(t) for t in asked) and served.text_costs().tokenizer is None:
-        await served.load_tokenizer()  # tell which texts are too long (one fetch per release)
-    plan = await plan_request(
-        asked,
-        long_texts,
-        served.text_costs().tokenizer,
-        settings.window_overlap_tokens,
-        settings.max_windows,
-    )
-    texts = plan.texts
-    client, limiter = request[CLIENT], app[LIMITER]
-    # Reserve the base unit and what every text could cost before any work;
-    # settle against the cost admitted to the model, paid even if the request fails.
-    estimate = 1 + sum(await served.text_costs()(unique(texts))) if limiter.enforced else 1
+    served, client, limiter = app[SERVED], request[CLIENT], app[LIMITER]
+    # Reserve the base unit and what every text could cost before any work
+    # (tokenizing long texts included); settle against the cost admitted to
+    # the model, paid even if the request fails. Windows are charged as sent.
+    estimate = 1 + sum(await served.text_costs()(unique(asked))) if limiter.enforced else 1
     bill = request[BILL] = await limiter.open(client, estimate)
     spend = Spend()
     try:
+        plan = await plan_request(
+            asked,
+            long_texts,
+            served.text_costs().tokenizer,  # fetched by the refresh loop, never here
+            settings.window_overlap_tokens,
+            settings.max_windows,
+        )
         result = await app[PREDICTOR].predict(
-            texts, client, deadline=started + settings.request_timeout_seconds, spend=spend
+            plan.texts, client, deadline=started + settings.request_timeout_seconds, spend=spend
         )
     finally:
         await bill.settle(1 + spend.admitted)

@@ -44,7 +44,8 @@ class ServedModel:
         self.view_key = view_key  # where the proxies share the release they serve (fleet.py)
         self.costs = CHARACTER_BOUND  # replaced by the served model's tokenizer (load_tokenizer)
         self.tokenizer_failed_at = float("-inf")
-        self.tokenizer_fetch = asyncio.Lock()  # one fetch at a time (the refresh loop, requests)
+        self.unpublished: View | None = None  # a move not written yet (the latest wins)
+        self.publisher: asyncio.Task[None] | None = None
         self.readiness: tuple[float, asyncio.Task[dict[str, Any]]] | None = None
 
     # The request path.
@@ -60,15 +61,27 @@ class ServedModel:
         """Where the cache is read: the current release's fingerprints (tracker.accepted)."""
         return self.tracker.accepted()
 
-    async def observe(self, identity: ModelIdentity, *, poll: bool = False) -> bool:
-        """tracker.observe; a move to another release is written for the
-        other proxies before this returns (so two moves are written in order)."""
+    def observe(self, identity: ModelIdentity, *, poll: bool = False) -> bool:
+        """tracker.observe; a move to another release is written for the other
+        proxies in the background (a slow Redis never holds an answer, or the
+        admission budget it holds), one write at a time, the latest move last."""
         accepted = self.tracker.observe(identity, counted=not poll)
         if self.tracker.moved:
             self.tracker.moved = False
-            view = View(identity.info, tuple(self.tracker.retired))
-            await self.cache.set_record(self.view_key, view.to_json(), VIEW_SECONDS)
+            self.unpublished = View(identity.info, tuple(self.tracker.retired))
+            if self.publisher is None or self.publisher.done():
+                self.publisher = asyncio.create_task(self._publish())
         return accepted
+
+    async def _publish(self) -> None:
+        while self.unpublished is not None:
+            view, self.unpublished = self.unpublished, None
+            await self.cache.set_record(self.view_key, view.to_json(), VIEW_SECONDS)
+
+    async def published(self) -> None:
+        """Until the moves observed so far are written (tests, shutdown)."""
+        if self.publisher is not None:
+            await asyncio.shield(self.publisher)
 
     async def identity(self) -> ModelIdentity:
         """The served model's identity, asking Triton if none is known yet."""
@@ -153,21 +166,16 @@ class ServedModel:
         known identity if it does not answer."""
         try:
             answer = await self.backend.identity(IDENTITY_TIMEOUT_SECONDS)
-            if not await self.observe(answer, poll=True):
+            if not self.observe(answer, poll=True):
                 answer = await self.backend.identity(IDENTITY_TIMEOUT_SECONDS, fresh=True)
-                await self.observe(answer, poll=True)
+                self.observe(answer, poll=True)
         except ApiError as exc:
             log.debug("model identity not available: %s", exc.message)
         return self.tracker.current
 
     async def load_tokenizer(self) -> None:
         """Fetch the current model's tokenizer if it is not the one held
-        (after a failure, again TOKENIZER_RETRY_SECONDS later). Called by the
-        refresh loop, and by a request that needs token counts before it ran."""
-        async with self.tokenizer_fetch:
-            await self._load_tokenizer()
-
-    async def _load_tokenizer(self) -> None:
+        (called every interval; after a failure, retried later)."""
         current = self.tracker.current  # one tokenizer per release (it is in the checkpoint)
         if current is None or current.release == self.costs.release:
             return

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from cache_proxy.settings import Settings
 from checkout.repository import SOURCE as MODEL_SOURCE
 from checkout.repository import copy_model_definition, set_parameter
 from checkpoints.cache_dir import default_cache_dir
@@ -17,6 +19,13 @@ from modelctl.install import install
 from modelctl.resolve import resolve
 from modelctl.spec import ModelSpec
 from tests.stack import ProxyFactory, Triton, launch_proxy
+
+# Tests build the proxy's settings explicitly. pydantic-settings reads the
+# environment (any case), so a proxy variable exported in the shell running
+# them (API_KEYS, RATE_LIMIT_PER_SECOND, ...) would change what they test.
+for name in Settings.model_fields:
+    for variable in (name.upper(), name):
+        os.environ.pop(variable, None)
 
 
 @pytest.fixture(scope="session")

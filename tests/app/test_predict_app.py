@@ -192,6 +192,7 @@ async def test_a_proxy_follows_the_release_another_proxy_met_first(make_client: 
     assert (await predict(second, ["a"]))[1]["X-Model-Fingerprint"] == "model-a"
     first_model.fingerprint = "model-b"
     assert (await predict(first, ["bb"]))[1]["X-Model-Fingerprint"] == "model-b"
+    await first.app[SERVED].published()  # the shared view is written
     await second.app[SERVED].follow_the_fleet()
     tracker = second.app[SERVED].tracker
     assert tracker.current is not None and tracker.current.fingerprint == "model-b"
@@ -654,13 +655,14 @@ async def test_long_texts_are_named_refused_or_read_in_windows(
     make_client: Any, model: FakeModel
 ) -> None:
     model.tokenizer_json = bert_like_json()  # "film" one token: 600 of them are too long
-    client = await make_client()
+    client = await make_client(rate_limit_per_second=0.01, rate_limit_burst=100_000)
     await until(lambda: client.app[SERVED].text_costs().tokenizer is not None)
     long = "film " * 600
     status, headers, _ = await predict(client, ["i love you", long, long])
     assert (status, headers["X-Truncated"]) == (200, "1, 2")
     assert client.app[METRICS].truncated_texts._value.get() == 2
-    assert (await post_long(client, ["i love you", long], "reject"))[0] == 413
+    status, headers, _ = await post_long(client, ["i love you", long], "reject")
+    assert (status, "X-RateLimit-Remaining" in headers) == (413, True)  # charged, and says so
     model.calls.clear()
     status, headers, body = await post_long(client, ["i love you", long], "windows")
     assert status == 200 and "X-Truncated" not in headers and len(body["predictions"]) == 2

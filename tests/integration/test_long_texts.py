@@ -76,7 +76,7 @@ def test_windows_read_a_long_text_whole_each_window_a_text_of_its_own(
 ) -> None:
     wait_for_token_costs(proxy_url)
     doc = document(1500)
-    pieces = window_texts(distilbert(), doc, OVERLAP, MAX_WINDOWS)
+    pieces = window_texts(distilbert(), [doc], OVERLAP, MAX_WINDOWS)[0]
     assert len(pieces) >= 3
     before, cost_before = stats(triton), admitted_cost(proxy_url)
     reply = post(proxy_url, [doc], "windows")

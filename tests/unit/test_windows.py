@@ -10,7 +10,7 @@ import pytest
 
 from cache_proxy.contract import LongTexts
 from cache_proxy.errors import BackendUnavailable, PayloadTooLarge
-from cache_proxy.long_texts import WINDOW_TOKENS, Plan, plan, window_texts
+from cache_proxy.long_texts import PREFIX_CHARS, WINDOW_TOKENS, Plan, plan, prefix, window_texts
 from cache_proxy.schemas import LongTextsMode
 from cache_proxy.windows import TooManyWindows, combine, plan_windows
 from tests.wordpiece import distilbert
@@ -84,7 +84,7 @@ def test_window_texts_each_fit_the_model_and_together_read_the_whole_text() -> N
     tokenizer = distilbert()
     words = [f"{w}" for w in ("great", "acting", "but", "a", "dull,", "overlong", "plot.")]
     text = " ".join(words[i % len(words)] for i in range(1500))
-    pieces = window_texts(tokenizer, text, overlap=64, max_windows=16)
+    pieces = window_texts(tokenizer, [text], overlap=64, max_windows=16)[0]
     assert len(pieces) > 2
     for piece, _ in pieces:
         assert len(tokenizer.encode(piece).ids) <= WINDOW_TOKENS + 2  # with [CLS] and [SEP]
@@ -115,3 +115,20 @@ def test_a_text_over_max_windows_is_413() -> None:
 
 def test_the_openapi_values_of_long_texts_are_the_contract_s() -> None:
     assert get_args(LongTextsMode) == tuple(m.value for m in LongTexts)
+
+
+def test_a_text_the_model_reads_whole_is_one_window() -> None:
+    whole = WORD * 510  # 512 tokens with [CLS] and [SEP]: more than a window, not too long
+    assert window_texts(distilbert(), [whole], 64, 16) == [[(whole, 1)]]
+    assert plan([whole], LongTexts.WINDOWS, distilbert(), 64, 16).texts == [whole]
+
+
+def test_telling_a_long_text_tokenizes_whole_words_of_a_prefix() -> None:
+    text = WORD * 4000  # 20,000 characters
+    cut = prefix(text)
+    assert len(cut) <= PREFIX_CHARS and cut.endswith(" ") and text.startswith(cut)
+    assert prefix("x" * (PREFIX_CHARS + 10)) == "x" * (PREFIX_CHARS + 10)  # no space: all of it
+    assert prefix("short text") == "short text"
+    texts = [WORD * 4000, "tiny " * 20, WORD * 4000]
+    found = plan(texts, LongTexts.TRUNCATE, distilbert(), 64, 16)
+    assert found.truncated == [0, 2]  # duplicates named each time, tokenized once
