@@ -287,7 +287,9 @@ class Predictor:
             ungranted[0] -= cost
             spend.admitted += cost
             # Sent, so paid for: the answer is awaited and cached even if this request fails.
-            answer = self._detach(self._answer(part, [costs[i] for i in chunk], client, on_chunk))
+            answer = self._detach(
+                self._answer(part, [costs[i] for i in chunk], client, flow, on_chunk)
+            )
             return await asyncio.shield(answer)
 
         tasks = [asyncio.ensure_future(run(chunk)) for chunk in chunks]
@@ -308,9 +310,10 @@ class Predictor:
         texts: Sequence[str],
         costs: Sequence[int],
         client: str,
+        flow: object,
         on_chunk: Callable[[dict[str, Outcome]], None],
     ) -> dict[str, Outcome]:
-        """One granted chunk: Triton's answer (holding the chunk's budget until
+        """One granted chunk of request `flow`: Triton's answer (holding the chunk's budget until
         it arrives), cached, then handed to `on_chunk`."""
         deadline = time.monotonic() + ANSWER_TIMEOUT_SECONDS
         answered = False
@@ -330,7 +333,7 @@ class Predictor:
                 rows, identity = await self.backend.classify(texts, time_left(deadline), fresh=True)
             answered = True
         finally:
-            self.admission.release(client, sum(costs), answered=answered)
+            self.admission.release(client, sum(costs), answered=answered, flow=flow)
         outcomes = {
             text: Outcome(row.tolist(), identity, cached=False)
             for text, row in zip(texts, rows, strict=True)

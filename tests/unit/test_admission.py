@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from cache_proxy import admission as admission_module
 from cache_proxy.admission import Admission, FairTags, learned_budget, much_cheaper, rounded
 from cache_proxy.errors import Overloaded
 from cache_proxy.metrics import Metrics
@@ -683,3 +684,69 @@ async def test_a_cancelled_head_is_skipped_at_once() -> None:
     assert gate.inflight == 5  # y granted in the same dispatch, not when x's task resumes
     await asyncio.gather(head, behind, return_exceptions=True)
     gate.release("y", 5, answered=True)
+
+
+async def test_a_request_s_own_chunk_in_flight_is_no_debt_for_its_next_one() -> None:
+    """A request's chunks arrive together. Its first chunk in flight counted
+    as its client's debt for the second, which then started after the virtual
+    time, while every newcomer of a client that starts afresh started at it,
+    and the virtual time did not move: the second chunk waited out the 5 s
+    admission timeout while the rest flowed (the mixed profile's requests of
+    ten texts in two chunks: 4 of 954 got 429)."""
+    gate, order = admission(budget=100), []
+    y_done = asyncio.Event()
+    y = asyncio.create_task(hold(gate, "y", 50, order, y_done, "y"))
+    await settle()
+    flow = object()
+    first = asyncio.create_task(gate.acquire("x", 50, 5.0, flow, 100))
+    second = asyncio.create_task(gate.acquire("x", 50, 5.0, flow, 50))
+    await settle()
+    assert first.done() and not second.done()  # the budget is full
+    newcomers = [
+        asyncio.create_task(hold(gate, f"z{i}", 50, order, asyncio.Event(), f"z{i}"))
+        for i in range(3)
+    ]
+    await settle()
+    y_done.set()
+    await y
+    await settle()
+    assert second.done() and order == ["y"]  # the request's second chunk, not a newcomer
+    for task in newcomers:
+        task.cancel()
+    await asyncio.gather(*newcomers, return_exceptions=True)
+    gate.release("x", 50, answered=True, flow=flow)
+    gate.release("x", 50, answered=True, flow=flow)
+    assert (gate.inflight, gate.queued, gate.inflight_by_flow) == (0, 0, {})
+
+
+async def test_a_stream_of_newcomers_keeps_a_client_with_work_in_flight_waiting_only_so_long(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A client with another request in flight owes it; newcomers that start
+    afresh go first. They start at the virtual time and do not move it, so a
+    stream of them kept the owing client waiting until its 429; past
+    DEBT_FORGIVEN_AFTER_SECONDS its waiter goes at the virtual time."""
+    monkeypatch.setattr(admission_module, "DEBT_FORGIVEN_AFTER_SECONDS", 0.05)
+    gate, order = admission(budget=100), []
+    a_done, z0_done = asyncio.Event(), asyncio.Event()
+    a = asyncio.create_task(hold(gate, "heavy", 50, order, a_done, "heavy-a"))
+    z0 = asyncio.create_task(hold(gate, "z0", 50, order, z0_done, "z0"))
+    await settle()
+    waiting = [asyncio.create_task(hold(gate, "heavy", 50, order, asyncio.Event(), "heavy-b"))]
+    await settle()
+    waiting.append(asyncio.create_task(hold(gate, "z1", 50, order, asyncio.Event(), "z1")))
+    await settle()
+    z0_done.set()
+    await z0
+    await settle()
+    assert order[-1] == "z1"  # a newcomer first: heavy owes what it has in flight
+    await asyncio.sleep(0.06)
+    waiting.append(asyncio.create_task(hold(gate, "z2", 50, order, asyncio.Event(), "z2")))
+    await settle()
+    a_done.set()
+    await a
+    await settle()
+    assert order[-1] == "heavy-b"  # waited past the limit: before the next newcomer
+    for task in waiting:
+        task.cancel()
+    await asyncio.gather(*waiting, return_exceptions=True)
