@@ -10,12 +10,8 @@ import urllib.request
 from collections import defaultdict
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-
 from devstack.monitoring import dashboard_graphs
+from perf.compare.plots import pyplot
 
 # {panel title: {series label: [(seconds into the profile, value), ...]}}
 Panels = dict[str, dict[str, list[tuple[float, float]]]]
@@ -49,6 +45,7 @@ def record(prometheus: str, start: float, end: float) -> Panels:
 def plot_panels(runs: dict[str, Panels], path: Path) -> Path:
     """One row per profile, one column per panel."""
     titles = list(dict.fromkeys(g.panel for g in dashboard_graphs(main_only=True)))
+    plt = pyplot()
     fig, axes = plt.subplots(
         len(runs), len(titles), figsize=(3.4 * len(titles), 2.6 * len(runs)), squeeze=False
     )

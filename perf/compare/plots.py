@@ -5,18 +5,27 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-
 from perf.compare.stats import Sample, over_time
+
+
+def pyplot() -> Any:
+    """matplotlib's pyplot drawing to files (Agg), imported when a plot is
+    drawn: it is a `make bench` dependency (requirements/perf.txt), and
+    perf.compare's pure parts are tested without it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
 
 COLORS = {"ours": "tab:blue", "original": "tab:red", "mlserver": "tab:green"}
 
 
 def plot_latency(series: dict[str, dict[str, list[Sample]]], path: Path) -> Path:
     profiles = list(series)
+    plt = pyplot()
     fig, axes = plt.subplots(len(profiles), 1, figsize=(9, 3.2 * len(profiles)), squeeze=False)
     for ax, profile in zip(axes[:, 0], profiles, strict=True):
         for system, samples in series[profile].items():
@@ -33,6 +42,7 @@ def plot_latency(series: dict[str, dict[str, list[Sample]]], path: Path) -> Path
 
 
 def plot_sweep(sweep: dict[str, list[dict[str, float]]], path: Path) -> Path:
+    plt = pyplot()
     fig, (rate, tail) = plt.subplots(1, 2, figsize=(10, 3.8))
     for system, rows in sweep.items():
         vus = [r["vus"] for r in rows]
@@ -52,6 +62,7 @@ def plot_sweep(sweep: dict[str, list[dict[str, float]]], path: Path) -> Path:
 
 
 def plot_lengths(lengths: dict[str, list[dict[str, float]]], path: Path) -> Path:
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
     for system, rows in lengths.items():
         tokens = [r["tokens"] for r in rows]
@@ -69,5 +80,5 @@ def plot_lengths(lengths: dict[str, list[dict[str, float]]], path: Path) -> Path
 def save(fig: Any, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
+    pyplot().close(fig)
     return path
