@@ -40,6 +40,7 @@ $(VENV)/.installed: requirements/*.txt $(VENV)/.up-installed
 
 # command:package pairs from Debian, apt-installed when the command is missing
 MONITORING ?=
+TRACING ?=
 RUNTIME_TOOLS := redis-server:redis-server $(if $(filter-out 0,$(MONITORING)),prometheus:prometheus)
 TEST_TOOLS := chromium:chromium prometheus:prometheus podman:podman runc:runc \
 	mmdebstrap:mmdebstrap haproxy:haproxy
@@ -63,8 +64,8 @@ install: $(VENV)/.installed system-deps  ## everything: + test, lint and load-te
 model: install-up  ## get MODEL (auto|hub|trained-offline|standin-base|standin-tiny|PATH) into model_repository/
 	$(PY) -m modelctl get $(MODEL)
 
-up: install-up  ## run redis + tritonserver + proxy on 127.0.0.1 (proxy :8080); MONITORING=1: + Prometheus; Ctrl-C stops
-	MODEL=$(MODEL) MONITORING=$(MONITORING) $(PY) -m devstack.up
+up: install-up  ## run redis + tritonserver + proxy on 127.0.0.1 (proxy :8080); MONITORING=1: + Prometheus; TRACING=1: + traces; Ctrl-C stops
+	MODEL=$(MODEL) MONITORING=$(MONITORING) TRACING=$(TRACING) $(PY) -m devstack.up
 
 test: install test-system-deps  ## the whole test suite against real servers
 	$(PY) -m pytest

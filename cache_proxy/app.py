@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 
 from aiohttp import web
+from opentelemetry.trace import Tracer
 from redis.asyncio import Redis, RedisCluster
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -22,13 +23,23 @@ from cache_proxy.cache import PredictionCache
 from cache_proxy.drain import Drain
 from cache_proxy.fleet import view_key
 from cache_proxy.guard import abuse_controls
-from cache_proxy.keys import BODIES, DRAIN, LIMITER, METRICS, PREDICTOR, SERVED, SETTINGS
+from cache_proxy.keys import (
+    BODIES,
+    DRAIN,
+    LIMITER,
+    METRICS,
+    PREDICTOR,
+    SERVED,
+    SETTINGS,
+    TRACER,
+)
 from cache_proxy.metrics import Metrics
-from cache_proxy.middleware import errors_and_metrics, in_flight
+from cache_proxy.middleware import errors_and_metrics, in_flight, traced
 from cache_proxy.predictor import Predictor
 from cache_proxy.ratelimit import RateLimiter
 from cache_proxy.served import ServedModel
 from cache_proxy.settings import Settings, redacted
+from cache_proxy.tracing import open_tracer
 from cache_proxy.tracker import ModelTracker
 
 log = logging.getLogger(__name__)
@@ -36,6 +47,7 @@ log = logging.getLogger(__name__)
 
 BackendOpener = Callable[[Settings, Metrics], AbstractAsyncContextManager[Backend]]
 RedisConnector = Callable[[Settings], "Redis | RedisCluster | None"]
+TracerOpener = Callable[[], AbstractAsyncContextManager[Tracer]]
 
 
 @contextlib.asynccontextmanager
@@ -78,11 +90,13 @@ def create_app(
     settings: Settings,
     open_backend: BackendOpener = open_triton,
     connect: RedisConnector = connect_redis,
+    open_tracing: TracerOpener = open_tracer,
 ) -> web.Application:
-    """The proxy; the app-level tests pass a fake backend and fakeredis."""
+    """The proxy; the app-level tests pass a fake backend, fakeredis and an
+    in-memory span exporter."""
     app = web.Application(
         client_max_size=settings.max_body_bytes,
-        middlewares=[in_flight, errors_and_metrics, abuse_controls],
+        middlewares=[in_flight, traced, errors_and_metrics, abuse_controls],
         # cache_proxy.body decodes gzip/deflate itself, within limits, as 4xx errors
         handler_args={"auto_decompress": False},
     )
@@ -93,12 +107,24 @@ def create_app(
         settings.max_body_bytes_in_flight, settings.max_body_bytes, app[METRICS]
     )
     app.cleanup_ctx.extend(
-        [lambda app: services_ctx(app, open_backend, connect), model_refresh_ctx]
+        [
+            lambda app: tracing_ctx(app, open_tracing),
+            lambda app: services_ctx(app, open_backend, connect),
+            model_refresh_ctx,
+        ]
     )
     routes.setup(app)
     if keys := settings.api_keys:
         log.info("authentication: %d API key(s); /predict and /model need a Bearer key", len(keys))
     return app
+
+
+async def tracing_ctx(app: web.Application, open_tracing: TracerOpener) -> AsyncIterator[None]:
+    """The tracer (tracing.py), first in and last out: spans of the last
+    requests are exported at shutdown."""
+    async with open_tracing() as tracer:
+        app[TRACER] = tracer
+        yield
 
 
 async def services_ctx(
@@ -157,6 +183,7 @@ async def services_ctx(
                 metrics,
                 settings.triton_max_batch,
                 request_seconds=settings.request_timeout_seconds,
+                tracer=app[TRACER],
             )
             yield
     finally:

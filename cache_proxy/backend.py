@@ -28,6 +28,7 @@ from tritonclient.utils import InferenceServerException
 
 from cache_proxy.errors import ApiError, BackendFailed, BackendUnavailable, Overloaded
 from cache_proxy.metrics import Metrics
+from cache_proxy.tracing import sampled_context_headers
 from cache_proxy.tracker import ModelIdentity
 
 log = logging.getLogger(__name__)
@@ -175,7 +176,11 @@ class TritonBackend:
         try:
             async with asyncio.timeout(time_budget):
                 result: InferResult = await client.infer(
-                    self.model, [tensor], outputs=requested, timeout=int(time_budget * 1e6)
+                    self.model,
+                    [tensor],
+                    outputs=requested,
+                    timeout=int(time_budget * 1e6),
+                    headers=sampled_context_headers(),  # Triton's spans join the trace
                 )
         except TimeoutError:
             self.metrics.triton_errors.labels("deadline").inc()

@@ -1,6 +1,7 @@
 """Typed keys for what the app and a request hold."""
 
 from aiohttp import web
+from opentelemetry.trace import Tracer
 
 from cache_proxy.bodies import BodyBudget
 from cache_proxy.drain import Drain
@@ -17,6 +18,7 @@ PREDICTOR = web.AppKey("predictor", Predictor)
 SERVED = web.AppKey("served", ServedModel)
 LIMITER = web.AppKey("limiter", RateLimiter)
 BODIES = web.AppKey("bodies", BodyBudget)
+TRACER = web.AppKey("tracer", Tracer)  # a no-op one when tracing is off
 
 CLIENT = web.RequestKey("client", str)  # fair-share and rate-limit identity
 BILL = web.RequestKey("bill", Bill)  # the route's rate-limit charge, for X-RateLimit-*

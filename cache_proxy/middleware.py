@@ -1,7 +1,8 @@
 """Middlewares: every error becomes `{"error", "error_type"}` JSON, every
 answer of a route that charged the rate limit gets its X-RateLimit-* (errors
 included; a body refused before the charge, such as a 400, has none), every
-answer is counted in metrics, and requests in flight are tracked for the drain."""
+answer is counted in metrics, requests in flight are tracked for the drain, and each
+request has its trace span (tracing.py)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from opentelemetry.trace import StatusCode
 
 from cache_proxy.errors import ApiError, ClientClosed, MethodNotAllowed, NotFound, PayloadTooLarge
-from cache_proxy.keys import BILL, DRAIN, METRICS
+from cache_proxy.keys import BILL, DRAIN, METRICS, TRACER
+from cache_proxy.tracing import TRACE_HEADER, server_span, trace_id
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -99,4 +102,18 @@ async def in_flight(request: web.Request, handler: Handler) -> web.StreamRespons
         drain.leave(request.protocol)
     if drain.draining:
         response.force_close()
+    return response
+
+
+@web.middleware
+async def traced(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The request's span (a 5xx answer marks it failed); a sampled request's
+    answer names its trace in X-Trace-Id (and so does the access log)."""
+    with server_span(request.app[TRACER], request, route_name(request)) as span:
+        response = await handler(request)
+        span.set_attribute("http.response.status_code", response.status)
+        if response.status >= 500:
+            span.set_status(StatusCode.ERROR)
+        if (sampled := trace_id(span)) is not None:
+            response.headers[TRACE_HEADER] = sampled
     return response

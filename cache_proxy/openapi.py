@@ -25,6 +25,11 @@ PREDICT_HEADERS = {
         "the model's tokenizer is not loaded yet.",
         "string",
     ),
+    "X-Trace-Id": (
+        "Only when tracing is on (OTEL_EXPORTER_OTLP_ENDPOINT) and this request was "
+        "sampled: its OpenTelemetry trace id, also in the access log.",
+        "string",
+    ),
 }
 RATE_LIMIT_HEADERS = {
     "X-RateLimit-Limit": ("Token bucket size (RATE_LIMIT_BURST).", "integer"),
@@ -36,7 +41,11 @@ RATE_LIMIT_HEADERS = {
 LONG_REVIEW = "A gripping first act. " * 10 + "Then it drags on and on, and on. " * 120
 
 
-HEADER_EXAMPLES = {"X-Cache": "partial", "X-Truncated": "1, 3"}
+HEADER_EXAMPLES = {
+    "X-Cache": "partial",
+    "X-Truncated": "1, 3",
+    "X-Trace-Id": "0af7651916cd43dd8448eb211c80319c",
+}
 
 
 def headers(spec: dict[str, tuple[str, str]]) -> Schema:

@@ -26,6 +26,8 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from opentelemetry.trace import Tracer
+
 from cache_proxy.admission import Admission
 from cache_proxy.backend import Backend
 from cache_proxy.cache import PredictionCache, Scores
@@ -34,6 +36,7 @@ from cache_proxy.errors import ApiError, BackendUnavailable, PayloadTooLarge
 from cache_proxy.metrics import Metrics
 from cache_proxy.served import ServedModel
 from cache_proxy.singleflight import SingleFlight
+from cache_proxy.tracing import NO_TRACER, step
 from cache_proxy.tracker import ModelIdentity
 
 log = logging.getLogger(__name__)
@@ -152,6 +155,7 @@ class Predictor:
         metrics: Metrics,
         max_chunk_rows: int,
         request_seconds: float = 10.0,
+        tracer: Tracer = NO_TRACER,
     ) -> None:
         self.metrics = metrics
         self.cache = cache
@@ -162,6 +166,7 @@ class Predictor:
         self.request_seconds = request_seconds  # a request's deadline
         self.answering: set[asyncio.Task[Any]] = set()  # granted chunks awaiting Triton
         self.flights: SingleFlight[Outcome] = SingleFlight()
+        self.tracer = tracer  # each step's span (tracing.py)
 
     async def predict(
         self, texts: Sequence[str], client: str, deadline: float, spend: Spend | None = None
@@ -223,7 +228,11 @@ class Predictor:
             )
             self.flights.fail(mine, error)  # releases only what was not resolved yet
             raise
-        return {**hits, **computed, **await wait_for_others(theirs, deadline)}, set(theirs)
+        if not theirs:
+            return {**hits, **computed}, set()
+        with step(self.tracer, "single-flight wait", texts=len(theirs)):
+            others = await wait_for_others(theirs, deadline)
+        return {**hits, **computed, **others}, set(theirs)
 
     async def _serve_claimed(
         self,
@@ -241,7 +250,9 @@ class Predictor:
         """
         width = len(accepted[0].labels) if accepted else 0
         fingerprints = [identity.fingerprint for identity in accepted]
-        found = await self.cache.get_many(fingerprints, mine, width)
+        with step(self.tracer, "cache lookup", texts=len(mine)) as span:
+            found = await self.cache.get_many(fingerprints, mine, width)
+            span.set_attribute("hits", sum(hit is not None for hit in found))
         hits: dict[str, Outcome] = {}
         for text, hit in zip(mine, found, strict=True):
             if hit is not None:
@@ -281,9 +292,9 @@ class Predictor:
         async def run(chunk: range) -> dict[str, Outcome]:
             part = [texts[i] for i in chunk]
             cost = sum(costs[i] for i in chunk)
-            await self.admission.acquire(
-                client, cost, min(self.admission.timeout, time_left(deadline)), flow, ungranted[0]
-            )
+            wait = min(self.admission.timeout, time_left(deadline))
+            with step(self.tracer, "admission wait", cost=cost, texts=len(chunk)):
+                await self.admission.acquire(client, cost, wait, flow, ungranted[0])
             ungranted[0] -= cost
             spend.admitted += cost
             # Sent, so paid for: the answer is awaited and cached even if this request fails.
@@ -318,7 +329,8 @@ class Predictor:
         deadline = time.monotonic() + ANSWER_TIMEOUT_SECONDS
         answered = False
         try:
-            rows, identity = await self.backend.classify(texts, time_left(deadline))
+            with step(self.tracer, "triton infer", texts=len(texts), cost=sum(costs)):
+                rows, identity = await self.backend.classify(texts, time_left(deadline))
             retries = 0
             while not self.served.observe(identity):
                 # A replica still serving a retired release (rolling update):
@@ -330,7 +342,10 @@ class Predictor:
                 )
                 retries += 1
                 await asyncio.sleep(min(RETRY_PAUSE_SECONDS * retries, time_left(deadline)))
-                rows, identity = await self.backend.classify(texts, time_left(deadline), fresh=True)
+                with step(self.tracer, "triton infer", texts=len(texts), retry=retries):
+                    rows, identity = await self.backend.classify(
+                        texts, time_left(deadline), fresh=True
+                    )
             answered = True
         finally:
             self.admission.release(client, sum(costs), answered=answered, flow=flow)
@@ -338,7 +353,10 @@ class Predictor:
             text: Outcome(row.tolist(), identity, cached=False)
             for text, row in zip(texts, rows, strict=True)
         }
-        await self.cache.put_many(identity.fingerprint, {t: o.scores for t, o in outcomes.items()})
+        with step(self.tracer, "cache write", texts=len(outcomes)):
+            await self.cache.put_many(
+                identity.fingerprint, {t: o.scores for t, o in outcomes.items()}
+            )
         on_chunk(outcomes)
         return outcomes
 

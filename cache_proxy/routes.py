@@ -23,10 +23,12 @@ from cache_proxy.keys import (
     PREDICTOR,
     SERVED,
     SETTINGS,
+    TRACER,
 )
 from cache_proxy.long_texts import plan_request
 from cache_proxy.openapi import openapi_spec
 from cache_proxy.predictor import Spend
+from cache_proxy.tracing import step
 
 
 async def predict(request: web.Request) -> web.Response:
@@ -34,10 +36,12 @@ async def predict(request: web.Request) -> web.Response:
     started = time.monotonic()
     settings = request.app[SETTINGS]
     with request.app[BODIES].hold(body_bound(request, settings.max_body_bytes)) as held:
-        body = await read_body(request, settings.max_body_bytes, settings.body_timeout_seconds)
-        held.resize(len(body))
-        parsed = parse_request(body, settings.max_texts, settings.max_text_chars)
-        del body
+        with step(request.app[TRACER], "body and parse") as span:
+            body = await read_body(request, settings.max_body_bytes, settings.body_timeout_seconds)
+            held.resize(len(body))
+            parsed = parse_request(body, settings.max_texts, settings.max_text_chars)
+            span.set_attributes({"bytes": len(body), "texts": len(parsed.texts)})
+            del body
         return await answer(request, parsed.texts, parsed.long_texts, started)
 
 

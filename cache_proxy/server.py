@@ -35,7 +35,8 @@ async def serve(app: web.Application) -> None:
         app,
         handle_signals=False,
         access_log_class=QuietAccessLogger,
-        access_log_format='%a "%r" %s %b %Tfs',
+        # X-Trace-Id: a sampled request's trace (tracing.py), else -
+        access_log_format='%a "%r" %s %b %Tfs trace=%{X-Trace-Id}o',
         shutdown_timeout=CANCEL_GRACE_SECONDS,
         keepalive_timeout=settings.keepalive_timeout_seconds,
     )

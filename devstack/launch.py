@@ -35,8 +35,9 @@ def start_triton(
     """tritonserver on `repository`, ready (its models loaded and warm);
     `env` adds to its environment."""
     ports = ports or TritonPorts(free_port(), free_port(), free_port())
-    command = server_command(repository, prepare_backends(TRITON_BACKENDS), ports)
-    server = ServerProcess(f"triton-{ports.http}", command, logs, {**server_env(), **(env or {})})
+    environment = {**server_env(), **(env or {})}
+    command = server_command(repository, prepare_backends(TRITON_BACKENDS), ports, env=environment)
+    server = ServerProcess(f"triton-{ports.http}", command, logs, environment)
     ready = f"http://127.0.0.1:{ports.http}/v2/health/ready"
     return server.start().wait_until(lambda: http_status(ready) == 200, timeout), ports
 
@@ -50,6 +51,15 @@ def start_proxy(logs: Path, **settings: str) -> ServerProcess:
     url = f"http://127.0.0.1:{port}"
     server = ServerProcess(f"proxy-{port}", python_module("cache_proxy"), logs, env, url)
     return server.start().wait_until(lambda: http_status(f"{url}/health/ready") == 200, 60)
+
+
+def start_otlp_receiver(logs: Path) -> ServerProcess:
+    """devstack.otlp, an OTLP/HTTP trace receiver; its URL is the process's `url`."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = python_module("devstack.otlp", "--port", str(port))
+    server = ServerProcess(f"otlp-{port}", command, logs, url=url)
+    return server.start().wait_until(lambda: http_status(f"{url}/traces") == 200, 30)
 
 
 def start_prometheus(workdir: Path, logs: Path, proxy: str, triton_metrics: str) -> ServerProcess:

@@ -1,5 +1,7 @@
 """`make up`: redis-server, tritonserver and the proxy on 127.0.0.1, supervised
-(MONITORING=1: also Prometheus, scraping both, with the alert rules).
+(MONITORING=1: also Prometheus, scraping both, with the alert rules;
+TRACING=1: also a local OTLP receiver, devstack.otlp, that both export
+traces to, browsable at http://127.0.0.1:4318/traces).
 
 honcho runs the three (plus a readiness watcher), prefixes their logs, stops
 all of them on Ctrl-C or SIGTERM, and stops the rest if one dies.
@@ -36,6 +38,8 @@ class UpSettings:
     triton: TritonPorts = field(default_factory=TritonPorts)
     monitoring: bool = False
     prometheus_port: int = 9090
+    tracing: bool = False
+    otlp_port: int = 4318
 
     @classmethod
     def from_env(cls) -> UpSettings:
@@ -52,6 +56,8 @@ class UpSettings:
             ),
             monitoring=env.get("MONITORING", "") not in ("", "0"),
             prometheus_port=int(env.get("PROMETHEUS_PORT", "9090")),
+            tracing=env.get("TRACING", "") not in ("", "0"),
+            otlp_port=int(env.get("OTLP_PORT", "4318")),
         )
 
     def ports(self) -> dict[str, int]:
@@ -62,7 +68,14 @@ class UpSettings:
             "TRITON_GRPC_PORT": self.triton.grpc,
             "TRITON_METRICS_PORT": self.triton.metrics,
             **({"PROMETHEUS_PORT": self.prometheus_port} if self.monitoring else {}),
+            **({"OTLP_PORT": self.otlp_port} if self.tracing else {}),
         }
+
+    def tracing_env(self) -> dict[str, str]:
+        """What points tritonserver, the model and the proxy at the local receiver."""
+        if not self.tracing:
+            return {}
+        return {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{self.host}:{self.otlp_port}"}
 
 
 def busy_ports(host: str, ports: dict[str, int]) -> list[str]:
@@ -88,8 +101,9 @@ def main() -> int:
     backends = prepare_backends(TRITON_BACKENDS)
     url = f"http://{settings.host}:{settings.proxy_port}"
     python = sys.executable
+    traced = dict(os.environ, **settings.tracing_env())
     proxy_env = dict(
-        os.environ,
+        traced,
         PYTHONUNBUFFERED="1",
         PROXY_HOST=settings.host,
         PROXY_PORT=str(settings.proxy_port),
@@ -100,11 +114,13 @@ def main() -> int:
     honcho.manager.KILL_WAIT = DRAIN_SECONDS
     manager = Manager()
     manager.add_process("redis", shlex.join(redis_command(settings.redis_port, run_dir / "redis")))
-    manager.add_process(
-        "triton",
-        shlex.join(server_command(repository, backends, settings.triton, host=settings.host)),
-        env=server_env(),
-    )
+    if settings.tracing:
+        receiver = [python, "-m", "devstack.otlp", "--host", settings.host]
+        receiver += ["--port", str(settings.otlp_port), "--file", str(run_dir / "traces.jsonl")]
+        manager.add_process("traces", shlex.join(receiver))
+        print(f"up: traces at http://{settings.host}:{settings.otlp_port}/traces (TRACING=1)")
+    triton = server_command(repository, backends, settings.triton, host=settings.host, env=traced)
+    manager.add_process("triton", shlex.join(triton), env=server_env(traced))
     manager.add_process("proxy", shlex.join([python, "-m", "cache_proxy"]), env=proxy_env)
     watch = [python, "-m", "devstack.watch", "--url", url]
     if settings.monitoring:

@@ -26,6 +26,9 @@ from tests.stack import ProxyFactory, Triton, launch_proxy
 for name in Settings.model_fields:
     for variable in (name.upper(), name):
         os.environ.pop(variable, None)
+# Likewise OpenTelemetry's (an exported endpoint would turn tracing on).
+for variable in [name for name in os.environ if name.upper().startswith("OTEL_")]:
+    os.environ.pop(variable)
 
 
 @pytest.fixture(scope="session")

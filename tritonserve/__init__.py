@@ -11,11 +11,13 @@ import os
 import shutil
 import sys
 import sysconfig
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
 
 BACKEND_FILES = ("libtriton_python.so", "triton_python_backend_utils.py")
+TRACE_SERVICE = "triton-inference-server"  # Triton's spans and the model stub's
 
 
 @dataclass(frozen=True)
@@ -70,10 +72,45 @@ def server_env(base: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def traces_url(env: Mapping[str, str]) -> str | None:
+    """Where OTLP/HTTP traces go, from OpenTelemetry's standard variables (the
+    ones the proxy reads), or None: tracing is off."""
+    if url := env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+        return url
+    if base := env.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        return f"{base.rstrip('/')}/v1/traces"
+    return None
+
+
+def trace_flags(env: Mapping[str, str]) -> list[str]:
+    """Triton's OpenTelemetry tracing when an endpoint is set. rate=0: Triton
+    traces exactly the requests that carry a W3C `traceparent`, which the
+    proxy sends only with the calls of requests it sampled; their spans
+    (request, model with its queue events, compute) join the proxy's trace."""
+    url = traces_url(env)
+    if url is None:
+        return []
+    settings = (
+        "mode=opentelemetry",
+        "rate=0",
+        "count=-1",
+        "level=TIMESTAMPS",
+        f"opentelemetry,url={url}",
+        f"opentelemetry,resource=service.name={TRACE_SERVICE}",
+    )
+    return [flag for setting in settings for flag in ("--trace-config", setting)]
+
+
 def server_command(
-    repository: Path, backends: Path, ports: TritonPorts, *, host: str = "127.0.0.1"
+    repository: Path,
+    backends: Path,
+    ports: TritonPorts,
+    *,
+    host: str = "127.0.0.1",
+    env: Mapping[str, str] | None = None,
 ) -> list[str]:
-    """The tritonserver command line for one model repository."""
+    """The tritonserver command line for one model repository (`env`, default
+    this process's: whether and where it exports traces)."""
     return [
         str(triton_root() / "bin" / "tritonserver"),
         f"--model-repository={repository}",
@@ -92,4 +129,5 @@ def server_command(
         # preStop 5 s + 20 s < its terminationGracePeriodSeconds 30)
         "--exit-timeout-secs=20",
         "--log-info=true",
+        *trace_flags(os.environ if env is None else env),
     ]

@@ -17,6 +17,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 from fakeredis import FakeAsyncRedis
 from numpy.typing import NDArray
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import Tracer
 
 from cache_proxy.app import create_app
 from cache_proxy.backend import Backend
@@ -25,6 +28,7 @@ from cache_proxy.fleet import View
 from cache_proxy.keys import BODIES, METRICS, PREDICTOR, SERVED
 from cache_proxy.metrics import Metrics
 from cache_proxy.settings import Settings
+from cache_proxy.tracing import tracer_provider
 from cache_proxy.tracker import ModelIdentity, ModelTracker
 from tests.wordpiece import bert_like_json
 
@@ -683,3 +687,62 @@ async def test_before_the_tokenizer_long_texts_are_unknown_not_guessed(
     assert (status, headers["X-Truncated"]) == (200, "unknown")
     assert (await post_long(client, ["film " * 600], "windows"))[0] == 503
     assert "X-Truncated" not in (await predict(client, ["film " * 30]))[1]  # short: known
+
+
+@pytest.fixture
+def traced_client(aiohttp_client: AiohttpClient, model: FakeModel) -> Any:
+    """A proxy whose spans go to an in-memory exporter, as they end."""
+    exporter = InMemorySpanExporter()
+
+    @asynccontextmanager
+    async def open_backend(s: Settings, metrics: Metrics) -> AsyncIterator[Backend]:
+        yield model
+
+    @asynccontextmanager
+    async def open_tracing() -> AsyncIterator[Tracer]:
+        provider = tracer_provider(SimpleSpanProcessor(exporter), {})
+        yield provider.get_tracer("test")
+
+    async def make() -> tuple[TestClient, InMemorySpanExporter]:
+        settings = Settings(model_refresh_seconds=3600)
+        redis = FakeAsyncRedis()
+        app = create_app(settings, open_backend, lambda s: redis, open_tracing)
+        return await aiohttp_client(app), exporter
+
+    return make
+
+
+async def test_a_request_waiting_on_anothers_text_has_a_single_flight_span(
+    traced_client: Any, model: FakeModel
+) -> None:
+    client, exporter = await traced_client()
+    model.gate = asyncio.Event()
+    first = asyncio.create_task(predict(client, ["same"]))
+    await asyncio.sleep(0.05)
+    second = asyncio.create_task(predict(client, ["same", "other"]))
+    await asyncio.sleep(0.05)
+    model.gate.set()
+    (_, h1, _), (_, h2, _) = await asyncio.gather(first, second)
+    spans = exporter.get_finished_spans()
+    waiting = [s for s in spans if s.context.trace_id == int(h2["X-Trace-Id"], 16)]
+    request = next(s for s in waiting if s.name == "POST /predict")
+    wait = next(s for s in waiting if s.name == "single-flight wait")
+    assert wait.parent is not None and wait.parent.span_id == request.context.span_id
+    computing = [s for s in spans if s.context.trace_id == int(h1["X-Trace-Id"], 16)]
+    assert "single-flight wait" not in {s.name for s in computing}
+    assert "triton infer" in {s.name for s in computing}
+
+
+async def test_a_callers_traceparent_continues_its_trace(traced_client: Any) -> None:
+    client, exporter = await traced_client()
+    caller = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    _, headers, _ = await predict(client, ["a"], headers={"traceparent": caller})
+    assert headers["X-Trace-Id"] == "0af7651916cd43dd8448eb211c80319c"
+    request = next(s for s in exporter.get_finished_spans() if s.name == "POST /predict")
+    assert request.parent is not None and request.parent.span_id == 0xB7AD6B7169203331
+
+
+async def test_without_tracing_answers_name_no_trace(make_client: Any) -> None:
+    client = await make_client()
+    status, headers, _ = await predict(client, ["a"])
+    assert status == 200 and "X-Trace-Id" not in headers

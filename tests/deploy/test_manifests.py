@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import kubernetes_validate
 import pytest
 import yaml
 
+from devstack import kubeplay
 from tests.deploy.manifests import (
     K8S,
     OVERLAYS,
@@ -22,6 +24,7 @@ from tests.deploy.manifests import (
     render,
     templates_selected,
 )
+from tritonserve import trace_flags
 
 KUBERNETES_VERSION = "1.31"  # AKS's oldest supported minor at the time of writing
 CRD_GROUPS = ("monitoring.coreos.com/",)  # no offline schema: checked structurally below
@@ -267,3 +270,28 @@ def test_every_triton_pod_serves_one_numeric_class(overlay: str) -> None:
         e["name"]: e.get("value") for e in templates["sst2-triton"]["spec"]["containers"][0]["env"]
     }
     assert env.get("SST2_ENGINE") == "auto-fp32", env
+
+
+def test_the_tracing_component_points_both_deployments_at_one_collector(tmp_path: Path) -> None:
+    shutil.copytree(K8S, tmp_path / "k8s")
+    overlay = tmp_path / "k8s" / "overlays" / "traced"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+        "namespace: sst2\nresources: [../prod]\ncomponents: [../../components/tracing]\n"
+    )
+    objects = tuple(kubeplay.render(overlay))
+    [config] = [c for c in of_kind(objects, "ConfigMap") if "tracing" in c["metadata"]["name"]]
+    endpoint = config["data"]["OTEL_EXPORTER_OTLP_ENDPOINT"]
+    for name, template in pod_templates(objects):
+        if name not in ("sst2-proxy", "sst2-triton"):
+            continue
+        [container] = template["spec"]["containers"]
+        refs = [e["configMapRef"]["name"] for e in container["envFrom"] if "configMapRef" in e]
+        assert config["metadata"]["name"] in refs, name
+        env = {**config["data"], **{e["name"]: e.get("value", "") for e in container["env"]}}
+        if name == "sst2-triton":  # its entry point turns the variables into flags
+            assert f"opentelemetry,url={endpoint}/v1/traces" in trace_flags(env)
+        else:
+            assert env["OTEL_SERVICE_NAME"] == "sst2-proxy"
+            assert "sst2-proxy-config" in refs[0]  # its own settings kept

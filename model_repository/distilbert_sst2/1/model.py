@@ -29,6 +29,7 @@ import numpy as np
 import selection
 import triton_python_backend_utils as pb_utils
 from outputs import requested_outputs, wants_scores
+from spans import StepSpans
 
 import packed_forward
 from batching import split_rows
@@ -99,6 +100,7 @@ class TritonPythonModel:
         self.info = describe(checkpoint, self.classifier.labels, serving, content, code_digest())
         self.info_bytes = self.info.to_json()
         self.tokenizer_bytes = self.classifier.tokenizer.backend_tokenizer.to_str().encode()
+        self.spans = StepSpans()  # tokenize and forward in traces (spans.py)
         self.classifier.predict(WARMUP_TEXTS)  # first real request is then fast
         warmed, shapes = self.classifier.warm_up_shapes(SHAPE_WARMUP_SECONDS)
         return_freed_memory()
@@ -157,8 +159,13 @@ class TritonPythonModel:
                     errors[n] = pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG)
             texts.extend(batch)
             counts.append(len(batch))
+        traced = self.spans.parents(requests)
         try:
-            scores = self.classifier.predict(texts)
+            with self.spans.step(traced, "tokenize", texts=len(texts), requests=len(requests)):
+                ids = self.classifier.token_ids(texts) if texts else []
+            tokens = sum(len(row) for row in ids)
+            with self.spans.step(traced, "forward", texts=len(texts), tokens=tokens):
+                scores = self.classifier.score_token_ids(ids)
         except Exception as exc:  # one failed forward must not kill the stub
             self.logger.log_error(f"forward failed for {len(texts)} texts: {exc!r}")
             error = pb_utils.TritonError(f"inference failed: {exc}", pb_utils.TritonError.INTERNAL)
@@ -170,6 +177,9 @@ class TritonPythonModel:
             else:
                 responses.append(self._response(request, rows, wanted[n]))
         return responses
+
+    def finalize(self):
+        self.spans.shutdown()
 
     def _response(self, request, rows, wanted):
         outputs = []
