@@ -30,12 +30,12 @@ from typing import Any
 
 from checkout.paths import RESULTS, ROOT
 from checkpoints.cache_dir import default_cache_dir
-from devstack.launch import start_prometheus
+from devstack.launch import start_otlp_receiver, start_prometheus
 from modelctl.convert import calibration, ensure_engines
 from modelctl.resolve import resolve
 from modelctl.spec import ModelSpec
 from perf import engine_check
-from perf.compare import under_attack
+from perf.compare import tracing_cost, under_attack
 from perf.compare.k6run import as_unseen, run_k6
 from perf.compare.panels import Panels, plot_panels, record
 from perf.compare.plots import plot_latency, plot_lengths, plot_sweep
@@ -112,7 +112,7 @@ PROFILES = (
 SWEEP = {"full": ((1, 2, 4, 8, 16), "30s"), "short": ((1, 4, 16), "12s")}
 LENGTHS = {"full": ((8, 32, 128, 512), "20s"), "short": ((8, 32, 128, 512), "10s")}
 ATTACK_SECONDS = {"full": 60.0, "short": 20.0}
-STEPS = ("profiles", "sweep", "lengths", "under-attack")
+STEPS = ("profiles", "sweep", "lengths", "tracing", "under-attack")
 
 
 def step(message: str) -> None:
@@ -262,6 +262,8 @@ def measure_systems(
                 peer.stop()
                 original.stop()
         measure_kernel()
+        if "tracing" in steps:
+            results["tracing"] = tracing_step(ours, checkpoint, raw, sentences, mode)
         if "under-attack" in steps:
             seconds = ATTACK_SECONDS[mode]
             step(f"under attack: the honest client alone, then beside each attack, {seconds} s")
@@ -270,6 +272,42 @@ def measure_systems(
         prometheus.stop()
         ours.stop()
     return results, series, panels
+
+
+def tracing_step(
+    ours: System, checkpoint: Path, raw: Path, sentences: Path, mode: str
+) -> dict[str, Any]:
+    """The original profile on ours with tracing off and on (perf/compare/tracing_cost.py):
+    a second copy of ours, on the engine ours serves, traces into a local receiver."""
+    with urllib.request.urlopen(f"{ours.url}/model", timeout=10) as response:
+        engine = json.loads(response.read())["model"]["engine"]
+    receiver = start_otlp_receiver(raw)
+    step(f"tracing: a copy of ours ({engine}) tracing at {tracing_cost.RATIO:.0%}; original "
+         "profile, off and on in turn")  # fmt: skip
+    environment = tracing_cost.environment(receiver.url)
+    try:
+        traced = start_ours(checkpoint, raw, engine, name="traced", tracing=environment)
+    except BaseException:
+        receiver.stop()
+        raise
+    original = PROFILES[0]
+    env = original.short if mode == "short" else original.full
+    systems = {"off": ours, "on": traced}
+
+    def measure_one(setting: str, n: int) -> dict[str, Any]:
+        label = f"tracing-{setting}-{n}"
+        return measure(systems[setting], original.script, env, raw, label, sentences)[0]
+
+    def spans() -> int:
+        time.sleep(6)  # one export interval (5 s) for the last spans
+        with urllib.request.urlopen(f"{receiver.url}/spans", timeout=30) as response:
+            return len(json.loads(response.read()))
+
+    try:
+        return tracing_cost.run(measure_one, spans)
+    finally:
+        traced.stop()
+        receiver.stop()
 
 
 def write_outputs(

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from perf import engine_check
-from perf.compare import targets, under_attack
+from perf.compare import targets, tracing_cost, under_attack
 from perf.compare.targets import KERNEL_SHARE
 
 SYSTEMS = ("ours", "original", "mlserver")
@@ -245,6 +245,15 @@ def write_report(out: Path, meta: dict[str, Any], results: dict[str, Any]) -> Pa
         lines += sweep_section(results["sweep"])
     if results.get("lengths"):
         lines += lengths_section(results["lengths"])
+    if results.get("tracing"):
+        lines += [
+            "## What tracing costs",
+            "",
+            tracing_cost.WHAT,
+            "",
+            *tracing_cost.table(results["tracing"]),
+            "",
+        ]
     if results.get("under_attack"):
         lines += [
             "## Under attack: an honest client beside each attack",

@@ -104,16 +104,24 @@ def start_http(
     server.start().wait_until(lambda: http_status(f"{system.url}{health_path}") == 200, timeout)
 
 
-def start_ours(checkpoint: Path, logs: Path, engine: str = "auto") -> System:
-    """`engine`: config.pbtxt's `engine` parameter (the committed config says auto)."""
+def start_ours(
+    checkpoint: Path,
+    logs: Path,
+    engine: str = "auto",
+    *,
+    name: str = "ours",
+    tracing: dict[str, str] | None = None,
+) -> System:
+    """`engine`: config.pbtxt's `engine` parameter (the committed config says
+    auto); `tracing`: OpenTelemetry variables for tritonserver and the proxy."""
     redis, redis_port = start_redis(logs)
-    system = System("ours", "", redis_port, [redis])
+    system = System(name, "", redis_port, [redis])
     try:
         engines = ensure_engines(checkpoint, default_cache_dir(), calibration())
         config = (MODEL_SOURCE / "config.pbtxt").read_text()
         if engine != "auto":
             config = set_parameter(config, "engine", engine)
-        triton, triton_url, ports = serve_triton(checkpoint, engines, logs, "ours", config)
+        triton, triton_url, ports = serve_triton(checkpoint, engines, logs, name, config, tracing)
         system.servers.append(triton)
         assert triton.env is not None
         system.engine_trials = Path(triton.env["XDG_CACHE_HOME"]) / "distilbert_sst2-engines"
@@ -125,7 +133,7 @@ def start_ours(checkpoint: Path, logs: Path, engine: str = "auto") -> System:
             "redis_url": redis_url,
             "trusted_proxies": "127.0.0.1",
         }
-        proxy = start_proxy(logs, **system.proxy_settings)
+        proxy = start_proxy(logs, **system.proxy_settings, **(tracing or {}))
         system.servers.append(proxy)
         system.url = proxy.url
         # each k6 VU a user of its own, as behind the ingress (perf/k6/lib.js)

@@ -88,15 +88,22 @@ def workloads(short: bool) -> tuple[list[str], list[str]]:
 
 
 def serve(
-    checkpoint: Path, engines: Path, raw: Path, name: str, config: str
+    checkpoint: Path,
+    engines: Path,
+    raw: Path,
+    name: str,
+    config: str,
+    env: dict[str, str] | None = None,
 ) -> tuple[ServerProcess, str, TritonPorts]:
-    """tritonserver on a copy of the model with `config`, ready: (server, host:port, ports).
-    Its engine choice (auto) is measured afresh: a private cache directory."""
+    """tritonserver on a copy of the model with `config` (`env`: more of its
+    environment), ready: (server, host:port, ports). Its engine choice (auto)
+    is measured afresh: a private cache directory."""
     workdir = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
     repository = copy_model_definition(workdir / "repo", config)
     (raw / f"config-{name}.pbtxt").write_text(config)
     install(checkpoint, repository, engines=engines)
-    server, ports = start_triton(repository, raw, env={"XDG_CACHE_HOME": str(workdir / "xdg")})
+    env = {**(env or {}), "XDG_CACHE_HOME": str(workdir / "xdg")}
+    server, ports = start_triton(repository, raw, env=env)
     return server, f"127.0.0.1:{ports.http}", ports
 
 
