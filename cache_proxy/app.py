@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 
 from aiohttp import web
-from opentelemetry.trace import Tracer
 from redis.asyncio import Redis, RedisCluster
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -31,7 +30,7 @@ from cache_proxy.keys import (
     PREDICTOR,
     SERVED,
     SETTINGS,
-    TRACER,
+    TRACING,
 )
 from cache_proxy.metrics import Metrics
 from cache_proxy.middleware import errors_and_metrics, in_flight, traced
@@ -39,7 +38,7 @@ from cache_proxy.predictor import Predictor
 from cache_proxy.ratelimit import RateLimiter
 from cache_proxy.served import ServedModel
 from cache_proxy.settings import Settings, redacted
-from cache_proxy.tracing import open_tracer
+from cache_proxy.tracing import Tracing, open_tracer
 from cache_proxy.tracker import ModelTracker
 
 log = logging.getLogger(__name__)
@@ -47,7 +46,7 @@ log = logging.getLogger(__name__)
 
 BackendOpener = Callable[[Settings, Metrics], AbstractAsyncContextManager[Backend]]
 RedisConnector = Callable[[Settings], "Redis | RedisCluster | None"]
-TracerOpener = Callable[[], AbstractAsyncContextManager[Tracer]]
+TracingOpener = Callable[[], AbstractAsyncContextManager[Tracing]]
 
 
 @contextlib.asynccontextmanager
@@ -90,7 +89,7 @@ def create_app(
     settings: Settings,
     open_backend: BackendOpener = open_triton,
     connect: RedisConnector = connect_redis,
-    open_tracing: TracerOpener = open_tracer,
+    open_tracing: TracingOpener = open_tracer,
 ) -> web.Application:
     """The proxy; the app-level tests pass a fake backend, fakeredis and an
     in-memory span exporter."""
@@ -119,11 +118,11 @@ def create_app(
     return app
 
 
-async def tracing_ctx(app: web.Application, open_tracing: TracerOpener) -> AsyncIterator[None]:
-    """The tracer (tracing.py), first in and last out: spans of the last
+async def tracing_ctx(app: web.Application, open_tracing: TracingOpener) -> AsyncIterator[None]:
+    """Tracing (tracing.py), first in and last out: spans of the last
     requests are exported at shutdown."""
-    async with open_tracing() as tracer:
-        app[TRACER] = tracer
+    async with open_tracing() as tracing:
+        app[TRACING] = tracing
         yield
 
 
@@ -183,7 +182,7 @@ async def services_ctx(
                 metrics,
                 settings.triton_max_batch,
                 request_seconds=settings.request_timeout_seconds,
-                tracer=app[TRACER],
+                tracer=app[TRACING].tracer,
             )
             yield
     finally:

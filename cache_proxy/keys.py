@@ -1,7 +1,6 @@
 """Typed keys for what the app and a request hold."""
 
 from aiohttp import web
-from opentelemetry.trace import Tracer
 
 from cache_proxy.bodies import BodyBudget
 from cache_proxy.drain import Drain
@@ -10,6 +9,7 @@ from cache_proxy.predictor import Predictor
 from cache_proxy.ratelimit import Bill, RateLimiter
 from cache_proxy.served import ServedModel
 from cache_proxy.settings import Settings
+from cache_proxy.tracing import Tracing
 
 SETTINGS = web.AppKey("settings", Settings)
 METRICS = web.AppKey("metrics", Metrics)
@@ -18,7 +18,7 @@ PREDICTOR = web.AppKey("predictor", Predictor)
 SERVED = web.AppKey("served", ServedModel)
 LIMITER = web.AppKey("limiter", RateLimiter)
 BODIES = web.AppKey("bodies", BodyBudget)
-TRACER = web.AppKey("tracer", Tracer)  # a no-op one when tracing is off
+TRACING = web.AppKey("tracing", Tracing)  # its tracer is a no-op one when tracing is off
 
 CLIENT = web.RequestKey("client", str)  # fair-share and rate-limit identity
 BILL = web.RequestKey("bill", Bill)  # the route's rate-limit charge, for X-RateLimit-*

@@ -14,9 +14,10 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from opentelemetry.trace import StatusCode
 
+from cache_proxy.access_log import QUIET_PATHS
 from cache_proxy.errors import ApiError, ClientClosed, MethodNotAllowed, NotFound, PayloadTooLarge
-from cache_proxy.keys import BILL, DRAIN, METRICS, TRACER
-from cache_proxy.tracing import TRACE_HEADER, server_span, trace_id
+from cache_proxy.keys import BILL, DRAIN, METRICS, TRACING
+from cache_proxy.tracing import TRACE_HEADER, trace_id
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -108,8 +109,11 @@ async def in_flight(request: web.Request, handler: Handler) -> web.StreamRespons
 @web.middleware
 async def traced(request: web.Request, handler: Handler) -> web.StreamResponse:
     """The request's span (a 5xx answer marks it failed); a sampled request's
-    answer names its trace in X-Trace-Id (and so does the access log)."""
-    with server_span(request.app[TRACER], request, route_name(request)) as span:
+    answer names its trace in X-Trace-Id (and so does the access log). Probes
+    and scrapes are not traced (as they are not logged)."""
+    if request.path in QUIET_PATHS:
+        return await handler(request)
+    with request.app[TRACING].request_span(request, route_name(request)) as span:
         response = await handler(request)
         span.set_attribute("http.response.status_code", response.status)
         if response.status >= 500:

@@ -329,7 +329,7 @@ class Predictor:
         deadline = time.monotonic() + ANSWER_TIMEOUT_SECONDS
         answered = False
         try:
-            with step(self.tracer, "triton infer", texts=len(texts), cost=sum(costs)):
+            with step(self.tracer, "triton infer", current=True, texts=len(texts), cost=sum(costs)):
                 rows, identity = await self.backend.classify(texts, time_left(deadline))
             retries = 0
             while not self.served.observe(identity):
@@ -342,7 +342,7 @@ class Predictor:
                 )
                 retries += 1
                 await asyncio.sleep(min(RETRY_PAUSE_SECONDS * retries, time_left(deadline)))
-                with step(self.tracer, "triton infer", texts=len(texts), retry=retries):
+                with step(self.tracer, "triton infer", current=True, retry=retries):
                     rows, identity = await self.backend.classify(
                         texts, time_left(deadline), fresh=True
                     )

@@ -43,6 +43,7 @@ from perf.compare.report import write_report
 from perf.compare.stats import Sample, read_k6_csv, summarize
 from perf.compare.systems import System, start_mlserver, start_original, start_ours
 from perf.machine import cpu_summary
+from perf.procstat import cpu_seconds_split
 from perf.triton import kernel
 from perf.triton.bench import trials
 from trainer.data import default_train_tsv, sst2_sentences
@@ -278,35 +279,41 @@ def tracing_step(
     ours: System, checkpoint: Path, raw: Path, sentences: Path, mode: str
 ) -> dict[str, Any]:
     """The original profile on ours with tracing off and on (perf/compare/tracing_cost.py):
-    a second copy of ours, on the engine ours serves, traces into a local receiver."""
+    a copy of ours per traced setting, on the engine ours serves, into a local receiver."""
     with urllib.request.urlopen(f"{ours.url}/model", timeout=10) as response:
         engine = json.loads(response.read())["model"]["engine"]
     receiver = start_otlp_receiver(raw)
-    step(f"tracing: a copy of ours ({engine}) tracing at {tracing_cost.RATIO:.0%}; original "
-         "profile, off and on in turn")  # fmt: skip
-    environment = tracing_cost.environment(receiver.url)
+    systems = {"off": ours}
     try:
-        traced = start_ours(checkpoint, raw, engine, name="traced", tracing=environment)
-    except BaseException:
-        receiver.stop()
-        raise
-    original = PROFILES[0]
-    env = original.short if mode == "short" else original.full
-    systems = {"off": ours, "on": traced}
+        for n, (setting, ratio) in enumerate(tracing_cost.SETTINGS.items()):
+            if ratio is not None:
+                step(f"tracing: a copy of ours ({engine}), {setting}")
+                environment = tracing_cost.environment(receiver.url, ratio)
+                systems[setting] = start_ours(
+                    checkpoint, raw, engine, name=f"traced{n}", tracing=environment
+                )
+        original = PROFILES[0]
+        env = original.short if mode == "short" else original.full
 
-    def measure_one(setting: str, n: int) -> dict[str, Any]:
-        label = f"tracing-{setting}-{n}"
-        return measure(systems[setting], original.script, env, raw, label, sentences)[0]
+        def receiver_cpu() -> float:
+            assert receiver.process is not None
+            return sum(cpu_seconds_split(receiver.process.pid))
 
-    def spans() -> int:
-        time.sleep(6)  # one export interval (5 s) for the last spans
-        with urllib.request.urlopen(f"{receiver.url}/spans", timeout=30) as response:
-            return len(json.loads(response.read()))
+        def measure_one(setting: str, n: int) -> dict[str, Any]:
+            label, before = f"tracing-{setting.replace(' ', '-')}-{n}", receiver_cpu()
+            summary = measure(systems[setting], original.script, env, raw, label, sentences)[0]
+            return {**summary, "receiver_cpu_s": receiver_cpu() - before}
 
-    try:
+        def spans() -> int:
+            time.sleep(6)  # one export interval (5 s) for the last spans
+            with urllib.request.urlopen(f"{receiver.url}/spans", timeout=30) as response:
+                return len(json.loads(response.read()))
+
         return tracing_cost.run(measure_one, spans)
     finally:
-        traced.stop()
+        for name, system in systems.items():
+            if name != "off":
+                system.stop()
         receiver.stop()
 
 

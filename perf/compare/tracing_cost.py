@@ -1,5 +1,6 @@
-"""What tracing costs: the original profile against ours with tracing off and
-with tracing at 10% (into a local OTLP receiver), alternating, in one run."""
+"""What tracing costs: the original profile against ours with tracing off,
+on with nothing sampled, and on at 10% (into a local OTLP receiver), in
+turn, in one run (pure, but for the measuring the caller does)."""
 
 from __future__ import annotations
 
@@ -7,62 +8,75 @@ import statistics
 from collections.abc import Callable
 from typing import Any
 
-RATIO = 0.1  # the share of requests traced
-ROUNDS = 2  # off, on, off, on: drift within the run falls on both
+# setting -> OTEL_TRACES_SAMPLER_ARG (None: tracing off, the stack as `make up` runs it)
+SETTINGS: dict[str, str | None] = {"off": None, "none sampled": "0", "10% sampled": "0.1"}
+TRACED = "10% sampled"  # the setting the target judges
+ROUNDS = 2  # each setting in turn, twice: drift within the run falls on all
+LIMIT = 0.95  # issue 33: tracing at 10% costs under 5% of the req/s
 WHAT = (
-    f"The original profile against two copies of ours on the same engine: tracing off, "
-    f"and tracing on at {RATIO:.0%} (`OTEL_TRACES_SAMPLER=parentbased_traceidratio`, "
-    f"`OTEL_TRACES_SAMPLER_ARG={RATIO}`; the proxy, tritonserver and the model exporting "
-    f"OTLP/HTTP to a local receiver, devstack.otlp), alternating off/on {ROUNDS} times; "
-    "the median of each."
+    "The original profile against copies of ours on the same engine: tracing off, and "
+    "tracing on (`OTEL_TRACES_SAMPLER=parentbased_traceidratio`; the proxy, tritonserver "
+    "and the model exporting OTLP/HTTP to a local receiver, devstack.otlp) with "
+    "`OTEL_TRACES_SAMPLER_ARG` 0 (the SDK on, no request sampled) and 0.1; each setting "
+    f"in turn, {ROUNDS} times; the median of each."
 )
 
 
-def environment(endpoint: str) -> dict[str, str]:
+def environment(endpoint: str, ratio: str) -> dict[str, str]:
     """The variables that turn tracing on, for tritonserver and the proxy."""
     return {
         "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
         "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
-        "OTEL_TRACES_SAMPLER_ARG": str(RATIO),
+        "OTEL_TRACES_SAMPLER_ARG": ratio,
     }
 
 
 def run(measure: Callable[[str, int], dict[str, Any]], spans: Callable[[], int]) -> dict[str, Any]:
-    """`measure(setting, round)`: one original-profile run of `off` or `on`;
+    """`measure(setting, round)`: one original-profile run of a setting;
     `spans()`: how many spans the receiver holds."""
-    rounds: dict[str, list[dict[str, Any]]] = {"off": [], "on": []}
+    rounds: dict[str, list[dict[str, Any]]] = {setting: [] for setting in SETTINGS}
     for n in range(ROUNDS):
-        for setting in ("off", "on"):
+        for setting in SETTINGS:
             rounds[setting].append(measure(setting, n))
-    median = {s: statistics.median(r["req_per_s"] for r in rounds[s]) for s in rounds}
     return {
         "rounds": rounds,
-        "req_per_s": median,
+        "req_per_s": {s: statistics.median(r["req_per_s"] for r in rounds[s]) for s in rounds},
         "p99_ms": {s: statistics.median(r["p99_ms"] for r in rounds[s]) for s in rounds},
         "spans_received": spans(),
     }
 
 
 def ratio(results: dict[str, Any]) -> float | None:
-    """Tracing on's req/s divided by tracing off's (a target: perf/compare/targets.py)."""
+    """10% sampled's req/s divided by tracing off's (a target: perf/compare/targets.py)."""
     tracing = results.get("tracing")
-    if not tracing or not tracing["req_per_s"]["off"]:
+    if not tracing or TRACED not in tracing["req_per_s"] or not tracing["req_per_s"]["off"]:
         return None
-    return float(tracing["req_per_s"]["on"] / tracing["req_per_s"]["off"])
+    return float(tracing["req_per_s"][TRACED] / tracing["req_per_s"]["off"])
 
 
 def table(tracing: dict[str, Any]) -> list[str]:
-    lines = ["| tracing | req/s (each round) | median req/s | median p99 ms |", "|---|---|---|---|"]
-    for setting in ("off", "on"):
-        runs = ", ".join(f"{r['req_per_s']:.1f}" for r in tracing["rounds"][setting])
-        lines.append(
-            f"| {setting} | {runs} | {tracing['req_per_s'][setting]:.1f} | "
-            f"{tracing['p99_ms'][setting]:.1f} |"
+    lines = [
+        "| tracing | req/s (each round) | median req/s | ÷ off | median p99 ms | proxy CPU ms "
+        "per predict | the receiver's CPU s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    off = tracing["req_per_s"]["off"]
+    for setting, rounds in tracing["rounds"].items():
+        runs = ", ".join(f"{r['req_per_s']:.1f}" for r in rounds)
+        proxy_ms = statistics.median(
+            1000 * r["cpu_s_by_part"]["proxy"] / r["predicts"] for r in rounds
         )
-    on, off = tracing["req_per_s"]["on"], tracing["req_per_s"]["off"]
+        receiver = sum(r.get("receiver_cpu_s", 0.0) for r in rounds)
+        median = tracing["req_per_s"][setting]
+        lines.append(
+            f"| {setting} | {runs} | {median:.1f} | {median / off:.3f} | "
+            f"{tracing['p99_ms'][setting]:.1f} | {proxy_ms:.3f} | {receiver:.1f} |"
+        )
+    measured = ratio({"tracing": tracing})
+    verdict = "met" if measured is not None and measured >= LIMIT else "**NOT met**"
     lines += [
         "",
-        f"Tracing at {RATIO:.0%}: {on / off:.3f}× the req/s of tracing off "
-        f"({(1 - on / off):+.1%} cost); the receiver got {tracing['spans_received']} spans.",
+        f"Target (issue 33): {TRACED} keeps at least {LIMIT:g} of tracing off's req/s: "
+        f"{measured:.3f}, {verdict}. The receiver got {tracing['spans_received']} spans.",
     ]
     return lines

@@ -19,7 +19,7 @@ from fakeredis import FakeAsyncRedis
 from numpy.typing import NDArray
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import Tracer
+from opentelemetry.sdk.trace.sampling import TraceIdRatioBased
 
 from cache_proxy.app import create_app
 from cache_proxy.backend import Backend
@@ -28,7 +28,7 @@ from cache_proxy.fleet import View
 from cache_proxy.keys import BODIES, METRICS, PREDICTOR, SERVED
 from cache_proxy.metrics import Metrics
 from cache_proxy.settings import Settings
-from cache_proxy.tracing import tracer_provider
+from cache_proxy.tracing import Tracing, tracer_provider
 from cache_proxy.tracker import ModelIdentity, ModelTracker
 from tests.wordpiece import bert_like_json
 
@@ -699,9 +699,8 @@ def traced_client(aiohttp_client: AiohttpClient, model: FakeModel) -> Any:
         yield model
 
     @asynccontextmanager
-    async def open_tracing() -> AsyncIterator[Tracer]:
-        provider = tracer_provider(SimpleSpanProcessor(exporter), {})
-        yield provider.get_tracer("test")
+    async def open_tracing() -> AsyncIterator[Tracing]:
+        yield Tracing(tracer_provider(SimpleSpanProcessor(exporter), {}))
 
     async def make() -> tuple[TestClient, InMemorySpanExporter]:
         settings = Settings(model_refresh_seconds=3600)
@@ -746,3 +745,20 @@ async def test_without_tracing_answers_name_no_trace(make_client: Any) -> None:
     client = await make_client()
     status, headers, _ = await predict(client, ["a"])
     assert status == 200 and "X-Trace-Id" not in headers
+
+
+async def test_a_sampled_request_keeps_the_trace_id_it_was_sampled_by(
+    traced_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sampling is decided before the span exists (an unsampled request costs
+    no span): the span must then carry the very trace id the ratio accepted."""
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "traceidratio")
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0.25")
+    client, exporter = await traced_client()
+    ids = [h.get("X-Trace-Id") for _, h, _ in [await predict(client, ["a"]) for _ in range(400)]]
+    sampled = [int(i, 16) for i in ids if i is not None]
+    assert 60 <= len(sampled) <= 140  # binomial(400, 0.25): mean 100, sd 8.7
+    bound = TraceIdRatioBased.get_bound_for_rate(0.25)
+    assert all(i & TraceIdRatioBased.TRACE_ID_LIMIT < bound for i in sampled)
+    roots = [s for s in exporter.get_finished_spans() if s.parent is None]
+    assert sorted(s.context.trace_id for s in roots) == sorted(sampled)

@@ -21,18 +21,20 @@ pytestmark = pytest.mark.integration
 
 
 def start_up(
-    tmp_path: Path, logs_dir: Path, name: str, *, monitoring: bool = False
+    tmp_path: Path, logs_dir: Path, name: str, *, monitoring: bool = False, tracing: bool = False
 ) -> tuple[ServerProcess, dict[str, int]]:
     ports = {
         name: free_port()
         for name in ("PROXY_PORT", "REDIS_PORT", "TRITON_HTTP_PORT", "TRITON_GRPC_PORT",
-                     "TRITON_METRICS_PORT", *(("PROMETHEUS_PORT",) if monitoring else ()))
+                     "TRITON_METRICS_PORT", *(("PROMETHEUS_PORT",) if monitoring else ()),
+                     *(("OTLP_PORT",) if tracing else ()))
     }  # fmt: skip
     env = dict(
         os.environ,
         MODEL="standin-tiny",
         MODEL_REPOSITORY=str(copy_model_definition(tmp_path / "repo")),
         MONITORING="1" if monitoring else "",
+        TRACING="1" if tracing else "",
         **{k: str(v) for k, v in ports.items()},
     )
     up = ServerProcess(name, python_module("devstack.up"), logs_dir, env).start()
@@ -95,6 +97,29 @@ def test_up_with_monitoring_shows_the_dashboards_main_panels(
         assert "Total time series: 0" not in dom
         rules = request("GET", f"http://127.0.0.1:{ports['PROMETHEUS_PORT']}/api/v1/rules")
         assert len([r for g in rules.json()["data"]["groups"] for r in g["rules"]]) == 6
+    finally:
+        up.signal(signal.SIGTERM)
+        assert up.process is not None
+        up.process.wait(60)
+
+
+def test_up_with_tracing_shows_a_requests_trace(tmp_path: Path, logs_dir: Path) -> None:
+    """make up TRACING=1: a miss's trace, proxy to model, at the local receiver."""
+    up, ports = start_up(tmp_path, logs_dir, "up-tracing", tracing=True)
+    try:
+        reply = predict(f"http://127.0.0.1:{ports['PROXY_PORT']}", [f"new {uuid.uuid4()}"])
+        assert reply.status == 200
+        trace = f"http://127.0.0.1:{ports['OTLP_PORT']}/traces/{reply.headers['X-Trace-Id']}"
+        deadline = time.monotonic() + 45  # spans leave in batches, every 5 s (each part)
+        while "forward" not in (shown := request("GET", trace).body.decode()):
+            assert time.monotonic() < deadline, shown
+            time.sleep(0.5)
+        lines = shown.splitlines()
+        assert lines[0].startswith("POST /predict [cache-proxy]")
+        assert any(
+            line.strip().startswith("InferRequest [triton-inference-server]") for line in lines
+        )
+        assert f"http://127.0.0.1:{ports['OTLP_PORT']}/traces" in up.log_tail(400)
     finally:
         up.signal(signal.SIGTERM)
         assert up.process is not None

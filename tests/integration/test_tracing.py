@@ -3,6 +3,7 @@ real OTLP/HTTP receiver (devstack.otlp, decoding with opentelemetry-proto)."""
 
 from __future__ import annotations
 
+import signal
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -13,7 +14,7 @@ import pytest
 
 from devstack.launch import start_otlp_receiver, start_triton
 from devstack.otlp import Span
-from devstack.process import ServerProcess
+from devstack.process import ServerProcess, free_port, port_open, python_module
 from tests.http import Reply, predict, request
 from tests.stack import Triton, launch_proxy
 
@@ -36,11 +37,13 @@ class Traced:
     def proxy(self, **settings: str) -> ServerProcess:
         return launch_proxy(
             self.logs,
-            triton_url=self.triton_url,
-            redis_url=f"redis://127.0.0.1:{self.redis_port}/0",
-            otel_exporter_otlp_endpoint=self.receiver.url,
-            **FLUSH,
-            **settings,
+            **{
+                "triton_url": self.triton_url,
+                "redis_url": f"redis://127.0.0.1:{self.redis_port}/0",
+                "otel_exporter_otlp_endpoint": self.receiver.url,
+                **FLUSH,
+                **settings,
+            },
         )
 
 
@@ -156,3 +159,27 @@ def test_sampling_at_a_ratio_samples_that_share_and_only_those_reach_triton(
     assert roots == sampled
     # Triton traces every call that carries a traceparent: only sampled ones carry one
     assert {s.trace_id for s in spans if s.name == "InferRequest"} == sampled
+
+
+def test_a_collector_that_fails_does_not_hold_the_proxys_exit(
+    traced: Traced, logs_dir: Path
+) -> None:
+    """A collector answering 5xx makes the exporter retry for about a minute
+    (1+2+...+32 s); the proxy still exits within its drain bound."""
+    port = free_port()
+    failing = ServerProcess(  # answers every POST with 501, which the exporter retries
+        f"failing-collector-{port}", python_module("http.server", str(port)), logs_dir
+    ).start()
+    failing.wait_until(lambda: port_open(port), 10)
+    try:
+        proxy = traced.proxy(otel_exporter_otlp_endpoint=f"http://127.0.0.1:{port}")
+        assert predict(proxy.url, [sentence()]).status == 200
+        time.sleep(1.5)  # the first export failed: the exporter now sleeps between retries
+        proxy.signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        assert proxy.process is not None
+        assert proxy.process.wait(30) == 0
+        assert time.monotonic() - signalled < 10  # drain (SHUTDOWN_TIMEOUT 10 s: none in flight)
+        assert "spans still queued at exit were dropped" in proxy.log_tail(50)
+    finally:
+        failing.stop()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -52,7 +53,9 @@ class StepSpans:
 
         # recorded only under a sampled parent: Triton's span of a traced request
         self.provider = TracerProvider(
-            resource=Resource.create({"service.name": SERVICE}), sampler=ParentBased(ALWAYS_OFF)
+            resource=Resource.create({"service.name": SERVICE}),
+            sampler=ParentBased(ALWAYS_OFF),
+            shutdown_on_exit=False,  # shutdown() below bounds the wait instead
         )
         self.provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
         self.tracer = self.provider.get_tracer("distilbert_sst2")
@@ -87,6 +90,10 @@ class StepSpans:
                 )
                 span.end(end_time=ended)
 
-    def shutdown(self) -> None:
-        if self.provider is not None:
-            self.provider.shutdown()  # exports the spans still queued
+    def shutdown(self, seconds: float = 2.0) -> None:
+        """Export the spans still queued, for at most `seconds` (an exporter
+        retrying a dead collector must not hold the model's unload)."""
+        if self.provider is None:
+            return
+        self.provider.force_flush(int(seconds * 1000))
+        threading.Thread(target=self.provider.shutdown, daemon=True).start()
