@@ -66,17 +66,19 @@ class Tracing:
     span (the SDK's own sampler decides, from OTEL_TRACES_SAMPLER)."""
 
     def __init__(self, provider: TracerProvider | None = None) -> None:
+        """`provider`: from tracer_provider(); None: tracing off."""
         self.provider = provider
-        self.tracer: trace.Tracer = (
-            NO_TRACER if provider is None else provider.get_tracer(TRACER_NAME)
-        )
-        ids = provider.id_generator if provider is not None else None
-        self.ids = ids if isinstance(ids, PresetTraceIds) else None
+        self.tracer: trace.Tracer = NO_TRACER
+        self.ids = PresetTraceIds()
+        if provider is not None:
+            if not isinstance(provider.id_generator, PresetTraceIds):
+                raise TypeError("a Tracing provider comes from tracer_provider()")
+            self.tracer, self.ids = provider.get_tracer(TRACER_NAME), provider.id_generator
 
     def request_span(self, request: web.Request, route: str) -> AbstractContextManager[trace.Span]:
         """The request's span (named by its route template), continuing the
         caller's trace if it sent a `traceparent`; none if not sampled."""
-        if self.provider is None or self.ids is None:
+        if self.provider is None:
             return contextlib.nullcontext(trace.INVALID_SPAN)
         name = f"{request.method} {route}"
         parent = propagate.extract(request.headers) if "traceparent" in request.headers else None
