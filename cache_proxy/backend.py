@@ -42,13 +42,16 @@ class ReplicaUnavailable(BackendUnavailable):
 
 
 def map_triton_error(exc: InferenceServerException) -> ApiError:
-    """Triton's error -> the proxy's taxonomy (queue full 429, timeouts 503).
-    Triton's own text stays in the proxy's log, never in a client's answer."""
+    """Triton's error -> the proxy's taxonomy (its queue policy's rejections
+    429, other timeouts 503). Triton's own text stays in the proxy's log,
+    never in a client's answer."""
     message = exc.message() or str(exc)
     lowered = message.lower()
     log.warning("triton error: %s", message)
     if "queue" in lowered and ("full" in lowered or "maximum" in lowered or "size" in lowered):
         return Overloaded("the model's queue is full")
+    if "timeout expired" in lowered:  # waited in the queue past the policy's timeout
+        return Overloaded("the model's queue is too slow")
     if "timeout" in lowered or "timed out" in lowered:
         return BackendUnavailable("the model timed out")
     if "unavailable" in lowered or "not ready" in lowered or "not found" in lowered:

@@ -109,7 +109,7 @@ class ValidationFailed(ApiError):
 
 class Overloaded(ApiError):
     """Work waited past `ADMISSION_TIMEOUT_SECONDS` or was shed from a full
-    queue, Triton's queue is full (if its config sets a queue policy),
+    queue, Triton's queue policy refused it (full or timed out; opt-in),
     `MAX_BODY_BYTES_IN_FLIGHT` of request bodies are held, or
     `MAX_CONNECTIONS` are all busy (with `Retry-After`)."""
 

@@ -76,6 +76,26 @@ def set_batcher(config: str, delay_us: int, *, every_size_preferred: bool) -> st
     return str(text_format.MessageToString(message))
 
 
+def set_queue_policy(config: str, max_queue_size: int, timeout_seconds: float) -> str:
+    """The config with a queue policy for the dynamic batcher: at most
+    `max_queue_size` requests queued, and a request queued longer than
+    `timeout_seconds` rejected (a client may ask for less). Triton answers
+    both with an error the proxy maps to 429 overloaded. Opt-in, a last line
+    of defence for clients calling Triton directly: in tritonserver 2.51 any
+    queue policy turns off the batcher's payload prefetching, which stalls
+    batches up to 500 ms under load (model README, "The dynamic batcher's
+    500 ms wait")."""
+    if max_queue_size < 1 or timeout_seconds <= 0:
+        raise ValueError("a queue policy needs max_queue_size >= 1 and timeout_seconds > 0")
+    message = parse_config(config)
+    policy = message.dynamic_batching.default_queue_policy
+    policy.max_queue_size = max_queue_size
+    policy.timeout_action = policy.REJECT
+    policy.default_timeout_microseconds = round(timeout_seconds * 1_000_000)
+    policy.allow_timeout_override = True
+    return str(text_format.MessageToString(message))
+
+
 def model_module(name: str) -> ModuleType:
     """A module of the Triton model's code (classifier, inference, ...), imported
     from the checkout the way the Python backend imports it."""

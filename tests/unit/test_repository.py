@@ -14,6 +14,7 @@ from checkout.repository import (
     set_batcher,
     set_instance_count,
     set_parameter,
+    set_queue_policy,
 )
 
 
@@ -51,6 +52,18 @@ def test_set_batcher() -> None:
     batching = parse_config(set_batcher(config, 0, every_size_preferred=False)).dynamic_batching
     assert batching.max_queue_delay_microseconds == 0
     assert not batching.preferred_batch_size
+
+
+def test_set_queue_policy_rejects_past_size_and_time() -> None:
+    config = (SOURCE / "config.pbtxt").read_text()
+    batching = parse_config(set_queue_policy(config, 8, 2.5)).dynamic_batching
+    policy = batching.default_queue_policy
+    assert (policy.max_queue_size, policy.default_timeout_microseconds) == (8, 2_500_000)
+    assert policy.timeout_action == policy.REJECT and policy.allow_timeout_override
+    assert batching.max_queue_delay_microseconds == 0  # the rest as committed
+    for size, seconds in ((0, 1.0), (8, 0.0)):
+        with pytest.raises(ValueError, match="queue policy needs"):
+            set_queue_policy(config, size, seconds)
 
 
 def test_copy_has_code_and_config_but_no_checkpoint(tmp_path: Path) -> None:
