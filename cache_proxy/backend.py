@@ -8,7 +8,9 @@ Triton may sit behind a load balancer (a Kubernetes Service): a pooled
 connection stays with one replica, a new connection may reach another. A
 replica that is draining closes its connections or refuses new work; such a
 call is retried once on a new connection (`fresh`), which the balancer sends
-to a replica still serving.
+to a replica still serving. During a rolling update a call names the releases
+the proxy retired (`retired`); a replica still serving one declines it before
+computing (ReleaseDeclined), and it is asked again likewise.
 """
 
 from __future__ import annotations
@@ -41,6 +43,16 @@ class ReplicaUnavailable(BackendUnavailable):
     may succeed on a new connection, which the balancer sends elsewhere."""
 
 
+class ReleaseDeclined(ReplicaUnavailable):
+    """This connection's replica serves a release the caller retired and
+    declined the call before computing (the model's identity.DECLINED): ask
+    again on a new connection, which may reach a new replica."""
+
+
+RETIRED_PARAMETER = "retired_releases"  # the model's identity.RETIRED_PARAMETER
+DECLINED = "release retired by the caller"  # the model's identity.DECLINED
+
+
 def map_triton_error(exc: InferenceServerException) -> ApiError:
     """Triton's error -> the proxy's taxonomy (its queue policy's rejections
     429, other timeouts 503). Triton's own text stays in the proxy's log,
@@ -48,6 +60,8 @@ def map_triton_error(exc: InferenceServerException) -> ApiError:
     message = exc.message() or str(exc)
     lowered = message.lower()
     log.warning("triton error: %s", message)
+    if DECLINED in lowered:
+        return ReleaseDeclined("the replica serves a retired release")
     if "queue" in lowered and ("full" in lowered or "maximum" in lowered or "size" in lowered):
         return Overloaded("the model's queue is full")
     if "timeout expired" in lowered:  # waited in the queue past the policy's timeout
@@ -63,7 +77,12 @@ class Backend(Protocol):
     """What the Predictor needs of a model server (TritonBackend; a fake in tests)."""
 
     async def classify(
-        self, texts: Sequence[str], time_budget: float, *, fresh: bool = False
+        self,
+        texts: Sequence[str],
+        time_budget: float,
+        *,
+        fresh: bool = False,
+        retired: Sequence[str] = (),
     ) -> tuple[NDArray[np.float32], ModelIdentity]: ...
 
     async def identity(self, time_budget: float, *, fresh: bool = False) -> ModelIdentity: ...
@@ -110,11 +129,18 @@ class TritonBackend:
         await self.client.close()
 
     async def classify(
-        self, texts: Sequence[str], time_budget: float, *, fresh: bool = False
+        self,
+        texts: Sequence[str],
+        time_budget: float,
+        *,
+        fresh: bool = False,
+        retired: Sequence[str] = (),
     ) -> tuple[NDArray[np.float32], ModelIdentity]:
         """Scores [len(texts), labels] (at most the model's max_batch_size texts) and the
-        identity of the model that made them. `fresh`: on a new connection."""
-        result = await self._infer(texts, time_budget, ("MODEL_INFO", "PROBABILITIES"), fresh)
+        identity of the model that made them. `fresh`: on a new connection;
+        `retired`: releases whose replicas are to decline the call (ReleaseDeclined)."""
+        outputs = ("MODEL_INFO", "PROBABILITIES")
+        result = await self._infer(texts, time_budget, outputs, fresh, retired)
         return result.as_numpy("PROBABILITIES"), identify(result)
 
     async def identity(self, time_budget: float, *, fresh: bool = False) -> ModelIdentity:
@@ -141,25 +167,35 @@ class TritonBackend:
             return False
 
     async def _infer(
-        self, texts: Sequence[str], time_budget: float, outputs: Outputs, fresh: bool = False
+        self,
+        texts: Sequence[str],
+        time_budget: float,
+        outputs: Outputs,
+        fresh: bool = False,
+        retired: Sequence[str] = (),
     ) -> InferResult:
         deadline = time.monotonic() + time_budget
         try:
-            return await self._infer_once(texts, time_budget, outputs, fresh)
+            return await self._infer_once(texts, time_budget, outputs, fresh, retired)
         except ApiError as error:
             left = deadline - time.monotonic()
             if fresh or not isinstance(error, ReplicaUnavailable) or left <= 0:
                 raise
             self.metrics.triton_errors.labels("retried_elsewhere").inc()
-            return await self._infer_once(texts, left, outputs, fresh=True)
+            return await self._infer_once(texts, left, outputs, True, retired)
 
     async def _infer_once(
-        self, texts: Sequence[str], time_budget: float, outputs: Outputs, fresh: bool
+        self,
+        texts: Sequence[str],
+        time_budget: float,
+        outputs: Outputs,
+        fresh: bool,
+        retired: Sequence[str],
     ) -> InferResult:
         """One call, on the pool or on a new connection (closed after it)."""
         client = InferenceServerClient(self.url, conn_limit=1) if fresh else self.client
         try:
-            return await self._call(client, texts, time_budget, outputs)
+            return await self._call(client, texts, time_budget, outputs, retired)
         finally:
             if fresh:
                 await client.close()
@@ -170,6 +206,7 @@ class TritonBackend:
         texts: Sequence[str],
         time_budget: float,
         outputs: Outputs,
+        retired: Sequence[str] = (),
     ) -> InferResult:
         data = np.array([[t.encode("utf-8")] for t in texts], dtype=np.object_)
         tensor = InferInput("TEXT", list(data.shape), "BYTES")
@@ -184,6 +221,7 @@ class TritonBackend:
                     outputs=requested,
                     timeout=int(time_budget * 1e6),
                     headers=sampled_context_headers(),  # Triton's spans join the trace
+                    parameters={RETIRED_PARAMETER: ",".join(retired)} if retired else None,
                 )
         except TimeoutError:
             self.metrics.triton_errors.labels("deadline").inc()

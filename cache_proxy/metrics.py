@@ -52,6 +52,11 @@ class Metrics:
             "Triton answers from a retired model release, asked again (a rolling update)",
             registry=r,
         )
+        self.model_calls_declined = Counter(
+            "proxy_model_calls_declined",
+            "Triton calls a replica of a retired release declined before computing, asked again",
+            registry=r,
+        )
         self.truncated_texts = Counter(
             "proxy_truncated_texts",
             "Texts over 512 tokens the model read only the first 512 of (X-Truncated)",

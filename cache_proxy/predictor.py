@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 from opentelemetry.trace import Tracer
 
 from cache_proxy.admission import Admission
-from cache_proxy.backend import Backend
+from cache_proxy.backend import Backend, ReleaseDeclined
 from cache_proxy.cache import PredictionCache, Scores
 from cache_proxy.contract import Prediction, to_predictions, unique
 from cache_proxy.errors import ApiError, BackendUnavailable, PayloadTooLarge
@@ -329,23 +329,39 @@ class Predictor:
         deadline = time.monotonic() + ANSWER_TIMEOUT_SECONDS
         answered = False
         try:
-            with step(self.tracer, "triton infer", current=True, texts=len(texts), cost=sum(costs)):
-                rows, identity = await self.backend.classify(texts, time_left(deadline))
             retries = 0
-            while not self.served.observe(identity):
-                # A replica still serving a retired release (rolling update):
-                # its answer is kept under its own fingerprint (a rollback can
-                # use it), and asked again on a new connection, which may reach
+            while True:
+                # A replica still serving a retired release (rolling update)
+                # declines the call before computing, or, if it had not heard
+                # of the new release yet, its answer is refused here; it is kept
+                # under its own fingerprint (a rollback can use it). Either way
+                # the chunk is asked again on a new connection, which may reach
                 # a new replica.
-                await self.cache.put_many(
-                    identity.fingerprint, dict(zip(texts, rows.tolist(), strict=True))
-                )
+                try:
+                    with step(
+                        self.tracer,
+                        "triton infer",
+                        current=True,
+                        texts=len(texts),
+                        cost=sum(costs),
+                        retry=retries,
+                    ):
+                        rows, identity = await self.backend.classify(
+                            texts,
+                            time_left(deadline),
+                            fresh=retries > 0,
+                            retired=self.served.tracker.refusing(),
+                        )
+                except ReleaseDeclined:
+                    self.metrics.model_calls_declined.inc()
+                else:
+                    if self.served.observe(identity):
+                        break
+                    await self.cache.put_many(
+                        identity.fingerprint, dict(zip(texts, rows.tolist(), strict=True))
+                    )
                 retries += 1
                 await asyncio.sleep(min(RETRY_PAUSE_SECONDS * retries, time_left(deadline)))
-                with step(self.tracer, "triton infer", current=True, retry=retries):
-                    rows, identity = await self.backend.classify(
-                        texts, time_left(deadline), fresh=True
-                    )
             answered = True
         finally:
             self.admission.release(client, sum(costs), answered=answered, flow=flow)

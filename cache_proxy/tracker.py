@@ -145,6 +145,13 @@ class ModelTracker:
         self._switch(identity, "")
         return True
 
+    def refusing(self) -> list[str]:
+        """The releases whose answers `observe` refuses now: a call names them
+        to Triton, whose replicas serving one decline it before computing."""
+        if self.current is None or self.age() >= self.reinstate_after:
+            return []
+        return list(self.retired)
+
     def follow(self, identity: ModelIdentity, retired: Sequence[str]) -> bool:
         """Move to `identity`'s release, which another proxy met first and
         which retired `retired`, if this tracker serves one of those and did

@@ -64,8 +64,8 @@ def scores(reply: Reply) -> list[list[float]]:
 
 
 def proxy_counts(urls: list[str]) -> dict[str, float]:
-    """Cache hits and misses and refused answers, summed over the proxies."""
-    counts = {"hit": 0.0, "miss": 0.0, "refused": 0.0}
+    """Cache hits and misses, refused answers and declined calls, summed over the proxies."""
+    counts = {"hit": 0.0, "miss": 0.0, "refused": 0.0, "declined": 0.0}
     for url in urls:
         text = request("GET", f"{url}/metrics").body.decode()
         for family in text_string_to_metric_families(text):
@@ -75,6 +75,8 @@ def proxy_counts(urls: list[str]) -> dict[str, float]:
                     counts[result] = counts.get(result, 0.0) + sample.value
                 elif sample.name == "proxy_model_answers_refused_total":
                     counts["refused"] += sample.value
+                elif sample.name == "proxy_model_calls_declined_total":
+                    counts["declined"] += sample.value
     return counts
 
 

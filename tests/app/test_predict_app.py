@@ -22,7 +22,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.sampling import TraceIdRatioBased
 
 from cache_proxy.app import create_app
-from cache_proxy.backend import Backend
+from cache_proxy.backend import Backend, ReleaseDeclined
 from cache_proxy.errors import ApiError, BackendFailed, BackendUnavailable, Overloaded
 from cache_proxy.fleet import View
 from cache_proxy.keys import BODIES, METRICS, PREDICTOR, SERVED
@@ -53,6 +53,8 @@ class FakeModel:
         self.seconds_per_unit = 0.0  # compute time per cost unit (len + 2 of each text)
         self.busy = asyncio.Lock()  # one instance: calls compute one after another
         self.identity_failures = 0  # identity() raises a plain bug this many times
+        self.retired: list[list[str]] = []  # per call: the releases it named retired
+        self.declines = True  # a replica of a named release declines (the model does)
 
     def identity_now(self) -> ModelIdentity:
         release = self.releases.get(self.fingerprint, "")
@@ -69,12 +71,20 @@ class FakeModel:
         return (len(text) % 7 + (3 if self.fingerprint == "model-b" else 0)) / 10 + int8
 
     async def classify(
-        self, texts: Sequence[str], time_budget: float, *, fresh: bool = False
+        self,
+        texts: Sequence[str],
+        time_budget: float,
+        *,
+        fresh: bool = False,
+        retired: Sequence[str] = (),
     ) -> tuple[NDArray[np.float32], ModelIdentity]:
         self.calls.append(list(texts))
         self.fresh.append(fresh)
+        self.retired.append(list(retired))
         if self.rollout:
             self.fingerprint = self.rollout.pop(0)
+        if self.declines and self.identity_now().release in retired:
+            raise ReleaseDeclined("the replica serves a retired release")
         if self.gate is not None:
             try:  # like the real backend, the call gives up after its time budget
                 async with asyncio.timeout(time_budget):
@@ -172,8 +182,10 @@ async def test_a_rolling_update_never_flips_back_to_the_old_model(
     make_client: Any, model: FakeModel
 ) -> None:
     """Old and new replicas answer side by side: once model-b answered, an
-    answer from model-a is asked again on a new connection, never served."""
+    answer from model-a (a replica whose code does not decline) is asked
+    again on a new connection, never served."""
     client = await make_client()
+    model.declines = False
     model.rollout = ["model-a", "model-b", "model-a", "model-a", "model-b"]
     assert (await predict(client, ["a"]))[1]["X-Model-Fingerprint"] == "model-a"
     assert (await predict(client, ["bb"]))[1]["X-Model-Fingerprint"] == "model-b"
@@ -183,6 +195,26 @@ async def test_a_rolling_update_never_flips_back_to_the_old_model(
     _, headers, body = await predict(client, ["a"])  # cached by model-a: recomputed
     assert (headers["X-Model-Fingerprint"], headers["X-Cache"]) == ("model-b", "miss")
     assert client.app[METRICS].model_answers_refused._value.get() == 2
+
+
+async def test_old_replicas_decline_before_computing_once_a_release_is_retired(
+    make_client: Any, model: FakeModel
+) -> None:
+    """After model-b answered, every call names model-a's release as retired,
+    and a model-a replica declines it (no forward pass, nothing to refuse);
+    the call goes again on a new connection until model-b answers it."""
+    client = await make_client()
+    model.rollout = ["model-a", "model-b", "model-a", "model-a", "model-b"]
+    assert (await predict(client, ["a"]))[1]["X-Model-Fingerprint"] == "model-a"
+    assert (await predict(client, ["bb"]))[1]["X-Model-Fingerprint"] == "model-b"
+    _, headers, body = await predict(client, ["ccc"])  # a, a (both declined), then b
+    assert (headers["X-Model-Fingerprint"], positives(body)) == ("model-b", pytest.approx([0.6]))
+    release_a = "model-a"  # a release of its own (FakeModel.releases has none)
+    assert model.retired == [[], [], [release_a], [release_a], [release_a]]
+    assert model.fresh == [False, False, False, True, True]
+    metrics = client.app[METRICS]
+    assert metrics.model_calls_declined._value.get() == 2
+    assert metrics.model_answers_refused._value.get() == 0
 
 
 async def test_a_proxy_follows_the_release_another_proxy_met_first(make_client: Any) -> None:

@@ -18,6 +18,10 @@ Required, and asserted:
   after the first new-model answer from any proxy (`proxies_apart_seconds`);
 - no old-model answer is served as the new model's (the new model is the old
   one with its labels swapped, so its scores are the old ones reversed);
+- work is computed twice only if it was in flight when a proxy moved: once a
+  proxy retired the old release, old replicas decline its calls before
+  computing (cache_proxy/backend.py), so refused answers (computed, then asked
+  again) are at most the requests the load keeps in flight;
 The figures go to .artifacts/rollout-<balancing>.json and the test log.
 """
 
@@ -56,6 +60,8 @@ pytestmark = pytest.mark.integration
 PROXIES = ("proxy-a", "proxy-b")
 REPLICAS = 3
 REFRESH_SECONDS = 1.0  # the proxies' MODEL_REFRESH_SECONDS
+VUS = (3, 2)  # k6's users: the original profile's, the cache-miss profile's
+IN_FLIGHT = sum(VUS) + 1  # requests the load keeps in flight (and the observer's)
 FIXED = ["I love you!", "I hate you!", "I am a Kubernetes Cluster!"]  # the original's texts
 
 
@@ -144,7 +150,7 @@ def load(
     sentences = workdir / "sentences.json"
     sentences.write_text(json.dumps(sst2_sentences(2000, offset=40000)))
     first, *_, last = urls
-    profiles = {first: ("original", "3"), last: ("cache_miss", "2")}
+    profiles = {first: ("original", str(VUS[0])), last: ("cache_miss", str(VUS[1]))}
     runs, outputs, logs = [], {}, []
     for proxy, (name, vus) in profiles.items():
         env = k6_env(
@@ -275,9 +281,13 @@ def test_rolling_update_and_scale_down_under_load(
         during_scale_down = [a for a in answers if a.sent > rolled]
         assert len(during_scale_down) >= 20, len(during_scale_down)
         k6_requests = {name: check_k6(tmp_path, name) for name, _ in k6_outputs.values()}
+        counts = proxy_counts(list(urls.values()))
+        assert counts["refused"] <= IN_FLIGHT, counts
         figures |= {
-            # old-release answers the proxies refused and had computed again
-            "answers_refused": proxy_counts(list(urls.values()))["refused"],
+            # old-release answers the proxies refused and had computed again,
+            # and calls old replicas declined before computing
+            "answers_refused": counts["refused"],
+            "calls_declined": counts["declined"],
             "rollout_seconds": round(rolled - started - 5, 1),
             "k6_requests": k6_requests,
             "k6_model_answers": len(from_k6),

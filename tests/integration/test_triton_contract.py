@@ -14,7 +14,12 @@ import tritonclient.http as httpclient
 from tokenizers import Tokenizer
 from tritonclient.utils import InferenceServerException
 
-from cache_proxy.backend import ReplicaUnavailable, TritonBackend, map_triton_error
+from cache_proxy.backend import (
+    ReleaseDeclined,
+    ReplicaUnavailable,
+    TritonBackend,
+    map_triton_error,
+)
 from cache_proxy.errors import BackendFailed, BackendUnavailable
 from cache_proxy.metrics import Metrics
 from checkout.repository import model_module
@@ -212,3 +217,20 @@ async def test_real_triton_errors_map_to_the_proxy_s_taxonomy(triton: Triton) ->
         client.infer(MODEL, [tensor])
     error = map_triton_error(caught.value)
     assert isinstance(error, BackendFailed) and not isinstance(error, BackendUnavailable)
+
+
+async def test_a_replica_declines_a_call_that_names_its_release_retired(triton: Triton) -> None:
+    """A rolling update: the proxy names the releases it retired, and a
+    replica serving one declines the call (before tokenizing it: model.py),
+    so no work is done twice; other calls are answered."""
+    metrics = Metrics()
+    backend = TritonBackend(triton.http_url, MODEL, metrics)
+    try:
+        own = (await backend.identity(5.0)).release
+        with pytest.raises(ReleaseDeclined):
+            await backend.classify(["declined, not computed"], 5.0, retired=["r0", own])
+        assert metrics.triton_errors.labels("retried_elsewhere")._value.get() == 1
+        rows, identity = await backend.classify(["answered"], 5.0, retired=[own + "0", "r0"])
+        assert rows.shape == (1, 2) and identity.release == own
+    finally:
+        await backend.close()

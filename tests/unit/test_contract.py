@@ -242,3 +242,18 @@ def test_the_tracker_reads_the_cache_under_every_fingerprint_of_the_current_rele
     new = answer("fp32-new", "r2")
     assert tracker.observe(new) and not tracker.observe(int8)  # r1 retired
     assert tracker.accepted() == [new]
+
+
+def test_the_tracker_names_retired_releases_only_while_it_would_refuse_them() -> None:
+    """What a call asks replicas to decline (tracker.refusing) is exactly
+    what `observe` would refuse: the retired releases, until the current one
+    has been silent for `reinstate_after` (a rollback then reinstates one)."""
+    old, new = (ModelIdentity(f, ("N", "P"), release=r) for f, r in (("a", "r1"), ("b", "r2")))
+    tracker = ModelTracker(reinstate_after=0.05)
+    assert tracker.refusing() == []
+    assert tracker.observe(old) and tracker.refusing() == []
+    assert tracker.observe(new) and tracker.refusing() == ["r1"]
+    assert not tracker.observe(old)
+    time.sleep(0.06)
+    assert tracker.refusing() == []  # r2 silent: r1 may answer again
+    assert tracker.observe(old) and tracker.refusing() == ["r2"]

@@ -17,6 +17,7 @@ from identity import (
     fingerprint,
     library_versions,
     release,
+    retired_by_caller,
     scoring,
 )
 from runtime import cpu_quota, engine_setting, intra_op_threads, parameters
@@ -190,3 +191,13 @@ def test_bucketed_pads_to_few_shapes_without_touching_real_texts() -> None:
     # the padding is one segment of its own, so attention keeps it apart
     assert set(padded.segments[7:]) == {2} and padded.positions[7] == 0
     assert bucketed(padded, tokens=32, texts=8) is padded
+
+
+def test_a_request_naming_the_release_retired_is_declined() -> None:
+    """Triton hands the model a request's parameters as JSON; the proxy names
+    the releases it retired, comma-separated (cache_proxy.backend)."""
+    assert retired_by_caller('{"retired_releases": "r0,r1"}', "r1")
+    assert not retired_by_caller('{"retired_releases": "r0,r12"}', "r1")  # whole names
+    assert not retired_by_caller('{"retired_releases": ""}', "r1")
+    for raw in ("", "{}", "not json", "[1]", '{"retired_releases": 3}'):
+        assert not retired_by_caller(raw, "r1"), raw

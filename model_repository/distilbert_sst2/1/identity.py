@@ -97,6 +97,23 @@ def scoring(
     }
 
 
+# A request parameter: the releases its caller retired (comma-separated).
+# The caller would refuse their answers (a rolling update: cache_proxy.tracker),
+# so a replica serving one of them declines the request before any forward
+# pass, with an error naming DECLINED, and the caller asks again elsewhere.
+RETIRED_PARAMETER = "retired_releases"
+DECLINED = "release retired by the caller"
+
+
+def retired_by_caller(parameters: str, release: str) -> bool:
+    """Triton's JSON of a request's parameters names `release` as retired."""
+    try:
+        value = json.loads(parameters or "{}").get(RETIRED_PARAMETER, "")
+    except (ValueError, AttributeError):
+        return False
+    return isinstance(value, str) and release in value.split(",")
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     """The MODEL_INFO JSON: provenance (model_info.json written by modelctl),

@@ -34,7 +34,14 @@ from spans import StepSpans
 import packed_forward
 from batching import split_rows
 from classifier import Classifier
-from identity import checkpoint_digest, code_digest, describe, read_provenance
+from identity import (
+    DECLINED,
+    checkpoint_digest,
+    code_digest,
+    describe,
+    read_provenance,
+    retired_by_caller,
+)
 from runtime import cpu_quota, engine_setting, intra_op_threads, parameters
 from tokens import decode_texts
 
@@ -151,7 +158,11 @@ class TritonPythonModel:
         texts, counts, errors = [], [], {}
         for n, request in enumerate(requests):
             batch = []
-            if wants_scores(wanted[n]):  # a MODEL_INFO-only request costs no forward pass
+            if retired_by_caller(request.parameters(), self.info.release):
+                errors[n] = pb_utils.TritonError(
+                    f"{DECLINED}: {self.info.release}", pb_utils.TritonError.UNAVAILABLE
+                )
+            elif wants_scores(wanted[n]):  # a MODEL_INFO-only request costs no forward pass
                 try:
                     tensor = pb_utils.get_input_tensor_by_name(request, "TEXT").as_numpy()
                     batch = decode_texts(tensor)
