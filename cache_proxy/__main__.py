@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import sys
 
@@ -26,7 +27,14 @@ def main() -> int:
         settings.triton_url,
         redacted(settings.redis_url) or "disabled",
     )
-    asyncio.run(serve(create_app(settings)))
+    app = create_app(settings)
+    # What was built to start (modules, the app) lives as long as the process:
+    # frozen, a full collection no longer walks it (about 100,000 objects).
+    # Original profile with tracing at 10% on a Xeon, 35 s: 9 full passes
+    # took 0.49 s (55 ms each, a pause for every request in flight); frozen,
+    # 8 took 0.04 s.
+    gc.freeze()
+    asyncio.run(serve(app))
     return 0
 
 
