@@ -29,10 +29,9 @@ def main() -> int:
     )
     app = create_app(settings)
     # What was built to start (modules, the app) lives as long as the process:
-    # frozen, a full collection no longer walks it (about 100,000 objects).
-    # Original profile with tracing at 10% on a Xeon, 35 s: 9 full passes
-    # took 0.49 s (55 ms each, a pause for every request in flight); frozen,
-    # 8 took 0.04 s.
+    # frozen, a full collection no longer walks it, and no longer pauses every
+    # request in flight for as long (perf/README.md, "What tracing costs").
+    gc.collect()
     gc.freeze()
     asyncio.run(serve(app))
     return 0

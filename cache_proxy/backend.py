@@ -55,16 +55,19 @@ DECLINED = "release retired by the caller"  # the model's identity.DECLINED
 
 def map_triton_error(exc: InferenceServerException) -> ApiError:
     """Triton's error -> the proxy's taxonomy (its queue policy's rejections
-    429, other timeouts 503). Triton's own text stays in the proxy's log,
-    never in a client's answer."""
+    429, also when the policy's timeout is the proxy's own deadline, which a
+    call passes on; other timeouts 503). Triton's own text stays in the
+    proxy's log, never in a client's answer. A declined call is no error: a
+    rolling update (counted in proxy_model_calls_declined_total)."""
     message = exc.message() or str(exc)
     lowered = message.lower()
-    log.warning("triton error: %s", message)
     if DECLINED in lowered:
+        log.debug("triton: %s", message)
         return ReleaseDeclined("the replica serves a retired release")
+    log.warning("triton error: %s", message)
     if "queue" in lowered and ("full" in lowered or "maximum" in lowered or "size" in lowered):
         return Overloaded("the model's queue is full")
-    if "timeout expired" in lowered:  # waited in the queue past the policy's timeout
+    if "request timeout expired" in lowered:  # waited in the queue past the policy's timeout
         return Overloaded("the model's queue is too slow")
     if "timeout" in lowered or "timed out" in lowered:
         return BackendUnavailable("the model timed out")
@@ -181,7 +184,8 @@ class TritonBackend:
             left = deadline - time.monotonic()
             if fresh or not isinstance(error, ReplicaUnavailable) or left <= 0:
                 raise
-            self.metrics.triton_errors.labels("retried_elsewhere").inc()
+            if not isinstance(error, ReleaseDeclined):
+                self.metrics.triton_errors.labels("retried_elsewhere").inc()
             return await self._infer_once(texts, left, outputs, True, retired)
 
     async def _infer_once(
@@ -230,7 +234,10 @@ class TritonBackend:
             ) from None
         except InferenceServerException as exc:
             error = map_triton_error(exc)
-            self.metrics.triton_errors.labels(error.error_type).inc()
+            if isinstance(error, ReleaseDeclined):
+                self.metrics.model_calls_declined.inc()
+            else:
+                self.metrics.triton_errors.labels(error.error_type).inc()
             raise error from None
         except (aiohttp.ClientError, OSError) as exc:
             self.metrics.triton_errors.labels("unreachable").inc()

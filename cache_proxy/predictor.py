@@ -299,7 +299,7 @@ class Predictor:
             spend.admitted += cost
             # Sent, so paid for: the answer is awaited and cached even if this request fails.
             answer = self._detach(
-                self._answer(part, [costs[i] for i in chunk], client, flow, on_chunk)
+                self._answer(part, [costs[i] for i in chunk], client, flow, on_chunk, deadline)
             )
             return await asyncio.shield(answer)
 
@@ -323,9 +323,11 @@ class Predictor:
         client: str,
         flow: object,
         on_chunk: Callable[[dict[str, Outcome]], None],
+        request_deadline: float,
     ) -> dict[str, Outcome]:
         """One granted chunk of request `flow`: Triton's answer (holding the chunk's budget until
-        it arrives), cached, then handed to `on_chunk`."""
+        it arrives), cached, then handed to `on_chunk`. A call declined past the request's
+        deadline is not asked again (nothing is computing)."""
         deadline = time.monotonic() + ANSWER_TIMEOUT_SECONDS
         answered = False
         try:
@@ -352,8 +354,9 @@ class Predictor:
                             fresh=retries > 0,
                             retired=self.served.tracker.refusing(),
                         )
-                except ReleaseDeclined:
-                    self.metrics.model_calls_declined.inc()
+                except ReleaseDeclined:  # nothing computed: nothing to wait for
+                    if time.monotonic() >= request_deadline:
+                        raise BackendUnavailable("the model is changing; retry") from None
                 else:
                     if self.served.observe(identity):
                         break

@@ -229,7 +229,8 @@ async def test_a_replica_declines_a_call_that_names_its_release_retired(triton: 
         own = (await backend.identity(5.0)).release
         with pytest.raises(ReleaseDeclined):
             await backend.classify(["declined, not computed"], 5.0, retired=["r0", own])
-        assert metrics.triton_errors.labels("retried_elsewhere")._value.get() == 1
+        assert metrics.model_calls_declined._value.get() == 2  # asked again on a fresh connection
+        assert metrics.triton_errors.labels("retried_elsewhere")._value.get() == 0  # no error
         rows, identity = await backend.classify(["answered"], 5.0, retired=[own + "0", "r0"])
         assert rows.shape == (1, 2) and identity.release == own
     finally:
