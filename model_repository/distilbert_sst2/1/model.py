@@ -174,7 +174,7 @@ class TritonPythonModel:
         try:
             with self.spans.step(traced, "tokenize", texts=len(texts), requests=len(requests)):
                 ids = self.classifier.token_ids(texts) if texts else []
-            tokens = sum(len(row) for row in ids)
+            tokens = sum(len(row) for row in ids) if traced else 0  # an attribute only
             with self.spans.step(traced, "forward", texts=len(texts), tokens=tokens):
                 scores = self.classifier.score_token_ids(ids)
         except Exception as exc:  # one failed forward must not kill the stub
