@@ -6,7 +6,8 @@ texts cost. A request's distinct texts are claimed
 (single-flight), looked up in one MGET under every fingerprint the current
 release serves, and the misses computed by Triton in cost-admitted chunks,
 each written to the cache under the fingerprint of the model that computed
-it. Model-change recomputes take the same path.
+it, after its request has the answer (the write costs the client no wait;
+the texts stay claimed until cached). Model-change recomputes take the same path.
 
 Nothing is forgotten: a chunk granted admission was sent to Triton, which
 computes it whatever happens to the request, so it holds its budget until
@@ -22,8 +23,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass
+from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from opentelemetry.trace import Tracer
@@ -35,7 +36,7 @@ from cache_proxy.contract import Prediction, to_predictions, unique
 from cache_proxy.errors import ApiError, BackendUnavailable, PayloadTooLarge
 from cache_proxy.metrics import Metrics
 from cache_proxy.served import ServedModel
-from cache_proxy.singleflight import SingleFlight
+from cache_proxy.singleflight import SingleFlight, has_answer
 from cache_proxy.tracing import NO_TRACER, step
 from cache_proxy.tracker import ModelIdentity
 
@@ -230,8 +231,10 @@ class Predictor:
             raise
         if not theirs:
             return {**hits, **computed}, set()
+        stored = {t for t, f in theirs.items() if has_answer(f)}  # computed, being cached
         with step(self.tracer, "single-flight wait", texts=len(theirs)):
             others = await wait_for_others(theirs, deadline)
+        others.update((t, replace(others[t], cached=True)) for t in stored if t in others)
         return {**hits, **computed, **others}, set(theirs)
 
     async def _serve_claimed(
@@ -260,9 +263,7 @@ class Predictor:
                 hits[text] = Outcome(scores, accepted[which], cached=True)
         self.flights.resolve(hits)
         todo = [t for t in mine if t not in hits]
-        computed = (
-            await self._compute(todo, client, deadline, spend, self.flights.resolve) if todo else {}
-        )
+        computed = await self._compute(todo, client, deadline, spend) if todo else {}
         return hits, computed
 
     async def _compute(
@@ -271,11 +272,11 @@ class Predictor:
         client: str,
         deadline: float,
         spend: Spend,
-        on_chunk: Callable[[dict[str, Outcome]], None] = lambda outcomes: None,
     ) -> dict[str, Outcome]:
-        """Scores for `texts` from Triton, chunk by chunk through admission,
-        each written to the cache under the fingerprint of the model that made
-        it, then handed to `on_chunk` (waiters need not wait for the rest).
+        """Scores for `texts` (claimed by this request) from Triton, chunk by
+        chunk through admission, each settled for its waiters as soon as Triton
+        answers it (they need not wait for the rest), then written to the cache
+        under the fingerprint of the model that made it (_keep).
         Raises PayloadTooLarge, before any work, if they cannot be computed
         within a request's deadline at the model's learned capacity."""
         costs = await self.served.text_costs()(texts)
@@ -299,7 +300,7 @@ class Predictor:
             spend.admitted += cost
             # Sent, so paid for: the answer is awaited and cached even if this request fails.
             answer = self._detach(
-                self._answer(part, [costs[i] for i in chunk], client, flow, on_chunk, deadline)
+                self._answer(part, [costs[i] for i in chunk], client, flow, deadline)
             )
             return await asyncio.shield(answer)
 
@@ -322,12 +323,12 @@ class Predictor:
         costs: Sequence[int],
         client: str,
         flow: object,
-        on_chunk: Callable[[dict[str, Outcome]], None],
         request_deadline: float,
     ) -> dict[str, Outcome]:
-        """One granted chunk of request `flow`: Triton's answer (holding the chunk's budget until
-        it arrives), cached, then handed to `on_chunk`. A call declined past the request's
-        deadline is not asked again (nothing is computing)."""
+        """One granted chunk of request `flow`: Triton's answer (holding the chunk's
+        budget until it arrives), settled for its waiters and returned, then
+        cached (_keep). A call declined past the request's deadline is not asked
+        again (nothing is computing)."""
         deadline = time.monotonic() + ANSWER_TIMEOUT_SECONDS
         answered = False
         try:
@@ -372,12 +373,20 @@ class Predictor:
             text: Outcome(row.tolist(), identity, cached=False)
             for text, row in zip(texts, rows, strict=True)
         }
-        with step(self.tracer, "cache write", texts=len(outcomes)):
-            await self.cache.put_many(
-                identity.fingerprint, {t: o.scores for t, o in outcomes.items()}
-            )
-        on_chunk(outcomes)
+        self.flights.settle(outcomes)
+        self._detach(self._keep(identity.fingerprint, outcomes))
         return outcomes
+
+    async def _keep(self, fingerprint: str, outcomes: dict[str, Outcome]) -> None:
+        """Cache a computed chunk, then release its texts' claims. Its request
+        is answered meanwhile (a write is no reason to wait); a request that
+        claims one of its texts before the write gets the settled answer, so
+        no text is computed twice."""
+        try:
+            with step(self.tracer, "cache write", texts=len(outcomes)):
+                await self.cache.put_many(fingerprint, {t: o.scores for t, o in outcomes.items()})
+        finally:
+            self.flights.release(outcomes)
 
     def _detach(self, work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         """Run `work` to its end whatever happens to the request that started it."""

@@ -2,6 +2,9 @@
 
 The first request to miss a text owns its computation; concurrent requests for
 the same text wait on the owner's future instead of sending it to Triton again.
+An answer can be settled before it is stored (its waiters, and requests that
+claim it meanwhile, get it at once) and released once stored: the key is never
+free while its answer is neither stored nor in flight.
 """
 
 from __future__ import annotations
@@ -11,6 +14,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+
+
+def has_answer(future: asyncio.Future[T]) -> bool:
+    """The future holds an answer (not an error, not cancelled, not pending)."""
+    return future.done() and not future.cancelled() and future.exception() is None
 
 
 class SingleFlight(Generic[T]):
@@ -32,16 +40,32 @@ class SingleFlight(Generic[T]):
         return mine, theirs
 
     def resolve(self, results: Mapping[str, T]) -> None:
+        """Settle and release at once (answers already stored)."""
+        self.settle(results)
+        self.release(results)
+
+    def settle(self, results: Mapping[str, T]) -> None:
+        """Hand answers to their waiters; the keys stay claimed until released."""
         for key, value in results.items():
-            future = self._inflight.pop(key, None)
+            future = self._inflight.get(key)
             if future is not None and not future.done():
                 future.set_result(value)
 
+    def release(self, results: Mapping[str, T]) -> None:
+        """Free the keys settled with these very answers (a key failed and
+        claimed again since is another computation's)."""
+        for key, value in results.items():
+            future = self._inflight.get(key)
+            if future is not None and has_answer(future) and future.result() is value:
+                del self._inflight[key]
+
     def fail(self, keys: Iterable[str], error: BaseException) -> None:
-        """Release keys that will not be computed; their waiters get `error`."""
+        """Release keys that will not be computed; their waiters get `error`.
+        Settled keys are left to `release`: their answers exist."""
         for key in keys:
-            future = self._inflight.pop(key, None)
+            future = self._inflight.get(key)
             if future is not None and not future.done():
+                del self._inflight[key]
                 future.set_exception(error)
                 future.exception()  # retrieved: no "never retrieved" warning if nobody waits
 

@@ -393,6 +393,36 @@ async def test_identical_texts_in_flight_are_computed_once(
     assert h2["X-Cache"] == "miss"  # computed (by the other request), not cached
 
 
+async def test_the_answer_does_not_wait_for_the_cache_write(
+    make_client: Any, model: FakeModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A computed text is answered before it is cached; until it is, a request
+    for it gets the same answer as a hit, computed once; then Redis holds it."""
+    client = await make_client()
+    predictor = client.app[PREDICTOR]
+    written = asyncio.Event()
+    put_many = predictor.cache.put_many
+
+    async def held(fingerprint: str, items: Any) -> None:
+        await written.wait()
+        await put_many(fingerprint, items)
+
+    monkeypatch.setattr(predictor.cache, "put_many", held)
+    status, headers, body = await asyncio.wait_for(predict(client, ["a"]), timeout=5)
+    assert (status, headers["X-Cache"]) == (200, "miss")
+    _, headers, again = await predict(client, ["a"])
+    assert (headers["X-Cache"], again) == ("hit", body)
+    assert model.calls == [["a"]]
+    assert len(predictor.flights) == 1  # claimed until cached
+    written.set()
+    for _ in range(200):
+        if not predictor.flights:
+            break
+        await asyncio.sleep(0.01)
+    assert len(predictor.flights) == 0
+    assert (await predictor.cache.get_many(["model-a"], ["a"], 2))[0] is not None
+
+
 async def test_work_past_the_budget_waits_then_runs(make_client: Any, model: FakeModel) -> None:
     client = await make_client(max_inflight_cost=10)  # "abcdefgh" costs 10
     model.gate = asyncio.Event()

@@ -25,6 +25,23 @@ async def test_second_claim_waits_for_the_first() -> None:
     assert flights.claim(["a"])[0] == ["a"]  # done keys can be claimed again
 
 
+async def test_a_settled_key_answers_at_once_and_stays_claimed_until_released() -> None:
+    flights: SingleFlight[list[int]] = SingleFlight()
+    flights.claim(["a", "b"])
+    answer = {"a": [1]}
+    flights.settle(answer)
+    mine, theirs = flights.claim(["a"])
+    assert mine == [] and theirs["a"].done() and await theirs["a"] == [1]
+    flights.fail(["a", "b"], BackendUnavailable("the request failed"))  # a: answered
+    assert flights.claim(["a", "b"])[0] == ["b"]
+    flights.release({"a": [1]})  # an equal answer, not this one: still claimed
+    assert flights.claim(["a"])[0] == []
+    flights.release(answer)
+    assert flights.claim(["a"])[0] == ["a"]
+    flights.release(answer)  # claimed again since: another computation's
+    assert flights.claim(["a"])[0] == []
+
+
 async def test_failure_reaches_waiters_and_frees_keys() -> None:
     flights: SingleFlight[int] = SingleFlight()
     flights.claim(["x"])
