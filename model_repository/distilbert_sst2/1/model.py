@@ -141,7 +141,7 @@ class TritonPythonModel:
         if not rule.qualifies(chosen):
             self.logger.log_warn(
                 f"engine auto: no engine qualifies (torch-fp32's own batch drift "
-                f"{chosen.batch_drift:.1e} is over {selection.MAX_DRIFT}); serving {chosen.engine}"
+                f"{chosen.batch_drift:.1e} is over {rule.max_drift:.1e}); serving {chosen.engine}"
             )
         return classifier(chosen.engine)
 
