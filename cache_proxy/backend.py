@@ -58,17 +58,20 @@ def map_triton_error(exc: InferenceServerException) -> ApiError:
     429, also when the policy's timeout is the proxy's own deadline, which a
     call passes on; other timeouts 503). Triton's own text stays in the
     proxy's log, never in a client's answer. A declined call is no error: a
-    rolling update (counted in proxy_model_calls_declined_total)."""
+    rolling update (counted in proxy_model_calls_declined_total); nor is a
+    queue policy's rejection: shedding (proxy_rejections_total, model_queue)."""
     message = exc.message() or str(exc)
     lowered = message.lower()
     if DECLINED in lowered:
         log.debug("triton: %s", message)
         return ReleaseDeclined("the replica serves a retired release")
-    log.warning("triton error: %s", message)
     if "queue" in lowered and ("full" in lowered or "maximum" in lowered or "size" in lowered):
+        log.debug("triton: %s", message)  # shed, counted (proxy_rejections_total)
         return Overloaded("the model's queue is full")
     if "request timeout expired" in lowered:  # waited in the queue past the policy's timeout
+        log.debug("triton: %s", message)
         return Overloaded("the model's queue is too slow")
+    log.warning("triton error: %s", message)
     if "timeout" in lowered or "timed out" in lowered:
         return BackendUnavailable("the model timed out")
     if "unavailable" in lowered or "not ready" in lowered or "not found" in lowered:
@@ -236,7 +239,7 @@ class TritonBackend:
             error = map_triton_error(exc)
             if isinstance(error, ReleaseDeclined):
                 self.metrics.model_calls_declined.inc()
-            else:
+            elif not isinstance(error, Overloaded):  # shed: counted by the caller, with its cost
                 self.metrics.triton_errors.labels(error.error_type).inc()
             raise error from None
         except (aiohttp.ClientError, OSError) as exc:

@@ -150,6 +150,7 @@ class Metrics:
         "idle_connection_closed",
         "unauthorized",
         "body_budget",
+        "model_queue",  # Triton's queue policy refused the chunk (opt-in)
     )
 
     def shed(self, reason: str, cost: int = 0) -> None:

@@ -33,7 +33,7 @@ from cache_proxy.admission import Admission
 from cache_proxy.backend import Backend, ReleaseDeclined
 from cache_proxy.cache import PredictionCache, Scores
 from cache_proxy.contract import Prediction, to_predictions, unique
-from cache_proxy.errors import ApiError, BackendUnavailable, PayloadTooLarge
+from cache_proxy.errors import ApiError, BackendUnavailable, Overloaded, PayloadTooLarge
 from cache_proxy.metrics import Metrics
 from cache_proxy.served import ServedModel
 from cache_proxy.singleflight import SingleFlight, has_answer
@@ -358,6 +358,9 @@ class Predictor:
                 except ReleaseDeclined:  # nothing computed: nothing to wait for
                     if time.monotonic() >= request_deadline:
                         raise BackendUnavailable("the model is changing; retry") from None
+                except Overloaded:  # Triton's queue policy shed it: nothing computed
+                    self.metrics.shed("model_queue", sum(costs))
+                    raise
                 else:
                     if self.served.observe(identity):
                         break

@@ -75,8 +75,16 @@ def test_a_full_triton_queue_is_429_overloaded(policed: Stack) -> None:
     # the proxy serves on, and so does Triton once the flood's admitted rest is done
     drained(policed)
     assert predict(url, ["I love you!"]).status == 200
-    metrics = request("GET", f"{url}/metrics").body.decode()
-    assert 'proxy_triton_errors_total{error_type="overloaded"}' in metrics
+    # shedding, not a Triton error: counted with its cost, as the proxy's own
+    metrics = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(request("GET", f"{url}/metrics").body.decode())
+        for sample in family.samples
+    }
+    shed = (("reason", "model_queue"),)
+    assert metrics[("proxy_rejections_total", shed)] >= 1
+    assert metrics[("proxy_shed_cost_total", shed)] >= metrics[("proxy_rejections_total", shed)]
+    assert ("proxy_triton_errors_total", (("error_type", "overloaded"),)) not in metrics
 
 
 def test_a_queue_timeout_is_429_overloaded(policed: Stack) -> None:
