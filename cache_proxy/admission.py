@@ -392,9 +392,8 @@ class Admission:
 
     def _grant(self, client: str, flow: Hashable, cost: int) -> None:
         self.metrics.admitted_cost.inc(cost)
-        flows = self._flow_tags(client)
         self.clients.grant(client, cost, owed=not self._first_of_all(client, flow))
-        flows.grant(flow, cost)
+        self._flow_tags(client).grant(flow, cost)
         self.inflight += cost
         self.inflight_by_client[client] += cost
         self.inflight_by_flow[flow] += cost

@@ -37,6 +37,18 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
+async def withdraw(*tasks: asyncio.Task[None]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def release_and_check_nothing_left(gate: Admission, client: str, flow: object, *costs: int) -> None:
+    for cost in costs:
+        gate.release(client, cost, answered=True, flow=flow)
+    assert (gate.inflight, gate.queued, gate.inflight_by_flow) == (0, 0, {})
+
+
 async def test_cheapest_waiter_goes_first_and_a_long_one_runs_alone() -> None:
     gate, order, release = admission(), [], asyncio.Event()
     first = asyncio.create_task(hold(gate, "a", 100, order, release, "long-1"))
@@ -711,12 +723,8 @@ async def test_a_request_s_own_chunk_in_flight_is_no_debt_for_its_next_one() -> 
     await y
     await settle()
     assert second.done() and order == ["y"]  # the request's second chunk, not a newcomer
-    for task in newcomers:
-        task.cancel()
-    await asyncio.gather(*newcomers, return_exceptions=True)
-    gate.release("x", 50, answered=True, flow=flow)
-    gate.release("x", 50, answered=True, flow=flow)
-    assert (gate.inflight, gate.queued, gate.inflight_by_flow) == (0, 0, {})
+    await withdraw(*newcomers)
+    release_and_check_nothing_left(gate, "x", flow, 50, 50)
 
 
 async def test_a_stream_of_newcomers_keeps_a_client_with_work_in_flight_waiting_only_so_long(
@@ -777,12 +785,8 @@ async def test_a_request_queued_whole_is_not_indebted_by_its_own_first_chunk() -
     await y
     await settle()
     assert first.done() and second.done() and order == ["y"]  # not a newcomer
-    for task in newcomers:
-        task.cancel()
-    await asyncio.gather(*newcomers, return_exceptions=True)
-    gate.release("x", 50, answered=True, flow=flow)
-    gate.release("x", 50, answered=True, flow=flow)
-    assert (gate.inflight, gate.queued, gate.inflight_by_flow) == (0, 0, {})
+    await withdraw(*newcomers)
+    release_and_check_nothing_left(gate, "x", flow, 50, 50)
 
 
 async def test_a_long_request_s_later_chunks_still_pay_their_way() -> None:
@@ -805,10 +809,7 @@ async def test_a_long_request_s_later_chunks_still_pay_their_way() -> None:
     gate.release("x", 50, answered=True, flow=flow)
     await settle()
     assert order[-1] == "z" and not chunks[2].done()  # the newcomer before the third
-    newcomer.cancel()
-    await asyncio.gather(newcomer, return_exceptions=True)
+    await withdraw(newcomer)
     await settle()
     assert chunks[2].done()
-    gate.release("x", 50, answered=True, flow=flow)
-    gate.release("x", 50, answered=True, flow=flow)
-    assert (gate.inflight, gate.queued, gate.inflight_by_flow) == (0, 0, {})
+    release_and_check_nothing_left(gate, "x", flow, 50, 50)
