@@ -182,7 +182,6 @@ async def services_ctx(
                 metrics,
                 settings.triton_max_batch,
                 request_seconds=settings.request_timeout_seconds,
-                tracer=app[TRACING].tracer,
             )
             yield
     finally:

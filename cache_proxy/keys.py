@@ -18,7 +18,7 @@ PREDICTOR = web.AppKey("predictor", Predictor)
 SERVED = web.AppKey("served", ServedModel)
 LIMITER = web.AppKey("limiter", RateLimiter)
 BODIES = web.AppKey("bodies", BodyBudget)
-TRACING = web.AppKey("tracing", Tracing)  # its tracer is a no-op one when tracing is off
+TRACING = web.AppKey("tracing", Tracing)  # samples nothing when tracing is off
 
 CLIENT = web.RequestKey("client", str)  # fair-share and rate-limit identity
 BILL = web.RequestKey("bill", Bill)  # the route's rate-limit charge, for X-RateLimit-*

@@ -27,8 +27,6 @@ from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
-from opentelemetry.trace import Tracer
-
 from cache_proxy.admission import Admission
 from cache_proxy.backend import Backend, ReleaseDeclined
 from cache_proxy.cache import PredictionCache, Scores
@@ -37,7 +35,7 @@ from cache_proxy.errors import ApiError, BackendUnavailable, Overloaded, Payload
 from cache_proxy.metrics import Metrics
 from cache_proxy.served import ServedModel
 from cache_proxy.singleflight import SingleFlight, has_answer
-from cache_proxy.tracing import NO_TRACER, step
+from cache_proxy.tracing import step
 from cache_proxy.tracker import ModelIdentity
 
 log = logging.getLogger(__name__)
@@ -156,7 +154,6 @@ class Predictor:
         metrics: Metrics,
         max_chunk_rows: int,
         request_seconds: float = 10.0,
-        tracer: Tracer = NO_TRACER,
     ) -> None:
         self.metrics = metrics
         self.cache = cache
@@ -167,7 +164,6 @@ class Predictor:
         self.request_seconds = request_seconds  # a request's deadline
         self.answering: set[asyncio.Task[Any]] = set()  # granted chunks awaiting Triton
         self.flights: SingleFlight[Outcome] = SingleFlight()
-        self.tracer = tracer  # each step's span (tracing.py)
 
     async def predict(
         self, texts: Sequence[str], client: str, deadline: float, spend: Spend | None = None
@@ -232,7 +228,7 @@ class Predictor:
         if not theirs:
             return {**hits, **computed}, set()
         stored = {t for t, f in theirs.items() if has_answer(f)}  # computed, being cached
-        with step(self.tracer, "single-flight wait", texts=len(theirs)):
+        with step("single-flight wait", texts=len(theirs)):
             others = await wait_for_others(theirs, deadline)
         others.update((t, replace(others[t], cached=True)) for t in stored if t in others)
         return {**hits, **computed, **others}, set(theirs)
@@ -253,7 +249,7 @@ class Predictor:
         """
         width = len(accepted[0].labels) if accepted else 0
         fingerprints = [identity.fingerprint for identity in accepted]
-        with step(self.tracer, "cache lookup", texts=len(mine)) as span:
+        with step("cache lookup", texts=len(mine)) as span:
             found = await self.cache.get_many(fingerprints, mine, width)
             span.set_attribute("hits", sum(hit is not None for hit in found))
         hits: dict[str, Outcome] = {}
@@ -294,7 +290,7 @@ class Predictor:
             part = [texts[i] for i in chunk]
             cost = sum(costs[i] for i in chunk)
             wait = min(self.admission.timeout, time_left(deadline))
-            with step(self.tracer, "admission wait", cost=cost, texts=len(chunk)):
+            with step("admission wait", cost=cost, texts=len(chunk)):
                 await self.admission.acquire(client, cost, wait, flow, ungranted[0])
             ungranted[0] -= cost
             spend.admitted += cost
@@ -342,7 +338,6 @@ class Predictor:
                 # a new replica.
                 try:
                     with step(
-                        self.tracer,
                         "triton infer",
                         current=True,
                         texts=len(texts),
@@ -386,7 +381,7 @@ class Predictor:
         claims one of its texts before the write gets the settled answer, so
         no text is computed twice."""
         try:
-            with step(self.tracer, "cache write", texts=len(outcomes)):
+            with step("cache write", texts=len(outcomes)):
                 await self.cache.put_many(fingerprint, {t: o.scores for t, o in outcomes.items()})
         finally:
             self.flights.release(outcomes)

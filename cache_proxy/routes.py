@@ -23,7 +23,6 @@ from cache_proxy.keys import (
     PREDICTOR,
     SERVED,
     SETTINGS,
-    TRACING,
 )
 from cache_proxy.long_texts import plan_request
 from cache_proxy.openapi import openapi_spec
@@ -36,7 +35,7 @@ async def predict(request: web.Request) -> web.Response:
     started = time.monotonic()
     settings = request.app[SETTINGS]
     with request.app[BODIES].hold(body_bound(request, settings.max_body_bytes)) as held:
-        with step(request.app[TRACING].tracer, "body and parse") as span:
+        with step("body and parse") as span:
             body = await read_body(request, settings.max_body_bytes, settings.body_timeout_seconds)
             held.resize(len(body))
             parsed = parse_request(body, settings.max_texts, settings.max_text_chars)

@@ -11,7 +11,7 @@ from typing import Any
 # setting -> OTEL_TRACES_SAMPLER_ARG (None: tracing off, the stack as `make up` runs it)
 SETTINGS: dict[str, str | None] = {"off": None, "none sampled": "0", "10% sampled": "0.1"}
 TRACED = "10% sampled"  # the setting the target judges
-ROUNDS = 2  # each setting in turn, twice: drift within the run falls on all
+ROUNDS = 3  # each setting in turn, 3 times: drift within the run falls on all
 LIMIT = 0.95  # issue 33: tracing at 10% costs under 5% of the req/s
 WHAT = (
     "The original profile against copies of ours on the same engine: tracing off, and "

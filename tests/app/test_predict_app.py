@@ -28,7 +28,7 @@ from cache_proxy.fleet import View
 from cache_proxy.keys import BODIES, METRICS, PREDICTOR, SERVED
 from cache_proxy.metrics import Metrics
 from cache_proxy.settings import Settings
-from cache_proxy.tracing import Tracing, tracer_provider
+from cache_proxy.tracing import Tracing
 from cache_proxy.tracker import ModelIdentity, ModelTracker
 from tests.wordpiece import bert_like_json
 
@@ -779,7 +779,7 @@ def traced_client(aiohttp_client: AiohttpClient, model: FakeModel) -> Any:
 
     @asynccontextmanager
     async def open_tracing() -> AsyncIterator[Tracing]:
-        yield Tracing(tracer_provider(SimpleSpanProcessor(exporter), {}))
+        yield Tracing(SimpleSpanProcessor(exporter))
 
     async def make() -> tuple[TestClient, InMemorySpanExporter]:
         settings = Settings(model_refresh_seconds=3600)

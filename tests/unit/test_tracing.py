@@ -1,8 +1,10 @@
 """Tracing's pure parts: Triton's trace flags, the receiver's decoding of
-both OTLP encodings, and the model's parent contexts."""
+both OTLP encodings, the model's parent contexts, and the proxy's lean spans
+(what the SDK's exporter and a receiver get from them)."""
 
 from __future__ import annotations
 
+import contextvars
 import json
 
 import pytest
@@ -11,8 +13,10 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
 from spans import parent_contexts
 
+from cache_proxy.tracing import Tracing, step
 from devstack.otlp import parse_request, spans_of, tree
 from tritonserve import trace_flags, traces_url
 
@@ -101,3 +105,69 @@ def test_the_receiver_refuses_what_is_not_an_export() -> None:
 def test_the_model_traces_the_requests_triton_traces() -> None:
     traced = json.dumps({"traceparent": "00-0af7651916cd43dd8448eb211c80319c-343000dc5add23d7-01"})
     assert parent_contexts([None, traced, ""]) == [json.loads(traced)]
+
+
+class Request:  # what Tracing.request_span reads of an aiohttp request
+    def __init__(self) -> None:
+        self.method, self.headers = "POST", {}
+
+
+def test_a_sampled_requests_spans_reach_a_receiver_as_one_tree() -> None:
+    exporter = InMemorySpanExporter()
+    tracing = Tracing(SimpleSpanProcessor(exporter), {})
+    with tracing.request_span(Request(), "/predict") as request:  # type: ignore[arg-type]
+        with step("cache lookup", texts=2) as lookup:
+            lookup.set_attribute("hits", 1)
+        with step("triton infer", current=True, texts=1), step("leaf"):
+            pass
+        request.set_attribute("http.response.status_code", 200)
+        later = contextvars.copy_context()  # as a task detached from the request
+    assert not later.run(lambda: step("cache write").__enter__().is_recording())  # ended
+    finished = exporter.get_finished_spans()
+    body = encode_spans(finished).SerializeToString()
+    spans = {s.name: s for s in spans_of(parse_request(body, "application/x-protobuf"))}
+    root = spans["POST /predict"]
+    assert root.parent_span_id == "" and root.service == "cache-proxy"
+    assert root.attributes == {
+        "http.request.method": "POST",
+        "http.route": "/predict",
+        "http.response.status_code": 200,
+    }
+    assert spans["cache lookup"].parent_span_id == root.span_id
+    assert spans["cache lookup"].attributes == {"texts": 2, "hits": 1}
+    assert spans["leaf"].parent_span_id == spans["triton infer"].span_id  # current: a parent
+    assert len({s.trace_id for s in spans.values()}) == 1
+    assert all(0 <= s.milliseconds < 1000 for s in spans.values())
+    assert [s.instrumentation_scope.name for s in finished] == ["cache_proxy"] * 4
+
+
+def test_a_failed_step_is_marked_failed_with_its_exception_and_so_is_its_request() -> None:
+    exporter = InMemorySpanExporter()
+    tracing = Tracing(SimpleSpanProcessor(exporter), {})
+
+    def fail() -> None:
+        with tracing.request_span(Request(), "/predict"), step("cache lookup"):  # type: ignore[arg-type]
+            raise KeyError("gone")
+
+    with pytest.raises(KeyError):
+        fail()
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+    for name in ("cache lookup", "POST /predict"):
+        assert spans[name].status.status_code is StatusCode.ERROR
+        [event] = spans[name].events
+        assert event.name == "exception" and event.attributes is not None
+        assert event.attributes["exception.type"] == "KeyError"
+        assert "raise KeyError" in str(event.attributes["exception.stacktrace"])
+
+
+def test_outside_a_sampled_request_a_step_has_no_span(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_off")  # the SDK reads its sampler there
+    exporter = InMemorySpanExporter()
+    tracing = Tracing(SimpleSpanProcessor(exporter), {})
+    with step("cache lookup") as alone:
+        assert not alone.is_recording()
+    with tracing.request_span(Request(), "/predict") as request:  # type: ignore[arg-type]
+        assert not request.is_recording()
+        with step("cache lookup") as lookup:
+            assert not lookup.is_recording()
+    assert exporter.get_finished_spans() == ()
