@@ -18,7 +18,8 @@ WHAT = (
     "tracing on (`OTEL_TRACES_SAMPLER=parentbased_traceidratio`; the proxy, tritonserver "
     "and the model exporting OTLP/HTTP to a local receiver, devstack.otlp) with "
     "`OTEL_TRACES_SAMPLER_ARG` 0 (the SDK on, no request sampled) and 0.1; each setting "
-    f"in turn, {ROUNDS} times; the median of each."
+    f"in turn, {ROUNDS} rounds, each round's order rotated (every setting runs first, "
+    "second and third once); the median of each."
 )
 
 
@@ -36,7 +37,7 @@ def run(measure: Callable[[str, int], dict[str, Any]], spans: Callable[[], int])
     `spans()`: how many spans the receiver holds."""
     rounds: dict[str, list[dict[str, Any]]] = {setting: [] for setting in SETTINGS}
     for n in range(ROUNDS):
-        for setting in SETTINGS:
+        for setting in rotation(list(SETTINGS), n):
             rounds[setting].append(measure(setting, n))
     return {
         "rounds": rounds,
@@ -44,6 +45,13 @@ def run(measure: Callable[[str, int], dict[str, Any]], spans: Callable[[], int])
         "p99_ms": {s: statistics.median(r["p99_ms"] for r in rounds[s]) for s in rounds},
         "spans_received": spans(),
     }
+
+
+def rotation(settings: list[str], n: int) -> list[str]:
+    """Round `n`'s order: each setting takes each place in turn, so a drift
+    within a round (the later runs slower) falls on every setting alike."""
+    shift = n % len(settings)
+    return settings[shift:] + settings[:shift]
 
 
 def ratio(results: dict[str, Any]) -> float | None:

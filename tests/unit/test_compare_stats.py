@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from devstack.process import ServerProcess, free_port
+from perf.compare import tracing_cost
 from perf.compare.__main__ import STEPS, command_line
 from perf.compare.k6run import as_unseen, children_cpu_seconds
 from perf.compare.report import KERNEL_SHARE, miss_ceiling, miss_cpu_section, write_report
@@ -283,3 +284,20 @@ def test_the_report_quotes_the_command_that_reruns_it() -> None:
         command_line(True, {"lengths", "profiles"}, "auto")
         == "python -m perf.compare --short --steps profiles lengths"
     )
+
+
+def test_tracing_rounds_put_every_setting_in_every_place() -> None:
+    """Runs later in a round read slower on this VM: with a fixed order the
+    setting measured last pays for it."""
+    order: list[str] = []
+
+    def measure(setting: str, n: int) -> dict[str, Any]:
+        order.append(setting)
+        return {"req_per_s": 100.0, "p99_ms": 1.0}
+
+    tracing_cost.run(measure, lambda: 0)
+    settings = list(tracing_cost.SETTINGS)
+    rounds = [order[i : i + len(settings)] for i in range(0, len(order), len(settings))]
+    assert len(rounds) == tracing_cost.ROUNDS >= len(settings)
+    for place in range(len(settings)):
+        assert {r[place] for r in rounds[: len(settings)]} == set(settings)
