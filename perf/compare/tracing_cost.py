@@ -16,7 +16,8 @@ LIMIT = 0.95  # issue 33: tracing at 10% costs under 5% of the req/s
 WHAT = (
     "The original profile against copies of ours on the same engine: tracing off, and "
     "tracing on (`OTEL_TRACES_SAMPLER=parentbased_traceidratio`; the proxy, tritonserver "
-    "and the model exporting OTLP/HTTP to a local receiver, devstack.otlp) with "
+    "and the model exporting OTLP/HTTP to a local receiver, devstack.otlp, which parses "
+    "each export as it comes and reads its spans out after the runs) with "
     "`OTEL_TRACES_SAMPLER_ARG` 0 (the SDK on, no request sampled) and 0.1; each setting "
     f"in turn, {ROUNDS} rounds, each round's order rotated (every setting runs first, "
     "second and third once); the median of each."

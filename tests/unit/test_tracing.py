@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextvars
 import json
+from pathlib import Path
 
 import pytest
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
@@ -17,7 +18,8 @@ from opentelemetry.trace import StatusCode
 from spans import parent_contexts
 
 from cache_proxy.tracing import Tracing, step
-from devstack.otlp import parse_request, spans_of, tree
+from devstack import otlp
+from devstack.otlp import Receiver, parse_request, spans_of, tree
 from tritonserve import trace_flags, traces_url
 
 TRITON_JSON = {  # what tritonserver 2.51's exporter sends (OTLP/JSON: ids in hex)
@@ -94,6 +96,30 @@ def test_the_receiver_reads_the_python_sdks_protobuf() -> None:
     child = next(s for s in spans if s.name == "child")
     assert child.parent_span_id == parent.span_id and parent.parent_span_id == ""
     assert tree(spans).splitlines()[1].startswith("  child")
+
+
+def test_the_receiver_keeps_every_span_of_the_exports_it_holds_unread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(otlp, "MAX_UNREAD", 3)
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    for n in range(7):
+        with provider.get_tracer("test").start_as_current_span(f"span {n}"):
+            pass
+    exports = [encode_spans([span]).SerializeToString() for span in exporter.get_finished_spans()]
+    lazy, eager = Receiver(), Receiver(tmp_path / "spans.jsonl")
+    for body in exports:
+        lazy.add(parse_request(body, "application/x-protobuf"))
+        eager.add(parse_request(body, "application/x-protobuf"))
+    assert len(lazy.unread) < 3 and len(eager.unread) == 0
+    assert (
+        [s.name for s in lazy.spans]
+        == [f"span {n}" for n in range(7)]
+        == [s.name for s in eager.spans]
+    )
+    assert len((tmp_path / "spans.jsonl").read_text().splitlines()) == 7
 
 
 def test_the_receiver_refuses_what_is_not_an_export() -> None:
