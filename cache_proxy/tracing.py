@@ -127,23 +127,33 @@ class LeanSpan(trace.Span):
     def is_recording(self) -> bool:
         return not self._ended
 
+    # As the SDK's: an ended span takes no more writes (the exporter's thread
+    # may be reading it), a None value is dropped.
     def set_attribute(self, key: str, value: types.AttributeValue) -> None:
-        self._attributes[key] = value
+        if not self._ended and value is not None:
+            self._attributes[key] = value
 
     def set_attributes(self, attributes: Mapping[str, types.AttributeValue]) -> None:
-        self._attributes.update(attributes)
+        for key, value in attributes.items():
+            self.set_attribute(key, value)
 
     def add_event(
         self, name: str, attributes: types.Attributes = None, timestamp: int | None = None
     ) -> None:
-        self._events.append(Event(name, attributes, timestamp))
+        if not self._ended:
+            self._events.append(Event(name, attributes, timestamp))
 
     def update_name(self, name: str) -> None:
-        self._name = name
+        if not self._ended:
+            self._name = name
 
     def set_status(self, status: Status | StatusCode, description: str | None = None) -> None:
-        if self._status.status_code is not StatusCode.OK:  # OK is final (the API's rule)
-            self._status = status if isinstance(status, Status) else Status(status, description)
+        """As the SDK's: OK is final, UNSET is ignored."""
+        status = status if isinstance(status, Status) else Status(status, description)
+        if self._ended or self._status.status_code is StatusCode.OK:
+            return
+        if status.status_code is not StatusCode.UNSET:
+            self._status = status
 
     def record_exception(
         self,
@@ -153,10 +163,13 @@ class LeanSpan(trace.Span):
         escaped: bool = False,
     ) -> None:
         """An `exception` event with the semantic conventions' attributes (as the SDK's)."""
+        kind = type(exception)
         self.add_event(
             "exception",
             {
-                "exception.type": type(exception).__name__,
+                "exception.type": kind.__qualname__
+                if kind.__module__ == "builtins"
+                else f"{kind.__module__}.{kind.__qualname__}",
                 "exception.message": str(exception),
                 "exception.stacktrace": "".join(traceback.format_exception(exception)),
                 "exception.escaped": str(escaped),
@@ -175,7 +188,8 @@ class Tracing:
         self, processor: SpanProcessor | None = None, env: Mapping[str, str] | None = None
     ) -> None:
         """`processor`: where spans go as they end (None: tracing off); `env`:
-        the environment (default: the process's)."""
+        where OTEL_SERVICE_NAME is looked for (default: the process's
+        environment; the SDK reads its sampler and resource variables there)."""
         self.provider: TracerProvider | None = None
         self.recorder: Recorder | None = None
         if processor is not None:
@@ -235,8 +249,8 @@ def tracer_provider(processor: SpanProcessor, env: Mapping[str, str]) -> TracerP
 
 @contextlib.asynccontextmanager
 async def open_tracer(env: Mapping[str, str] | None = None) -> AsyncIterator[Tracing]:
-    """The proxy's tracer while the app runs (a no-op one when tracing is
-    off). At shutdown the spans still queued are exported, for at most
+    """The proxy's `Tracing` while the app runs (sampling nothing when
+    tracing is off). At shutdown the spans still queued are exported, for at most
     EXPORT_AT_EXIT_SECONDS: an exporter retrying an unreachable collector
     (up to a minute) must not hold the exit past its bound."""
     env = os.environ if env is None else env
@@ -275,13 +289,20 @@ def step(
 
 @contextlib.contextmanager
 def active(span: trace.Span) -> Iterator[trace.Span]:
-    """`span`, the current span during the block, ended after it."""
+    """`span`, the current span during the block, ended after it; an
+    exception marks it failed, a cancellation does not (as the SDK's
+    `use_span`: a request the server stops, or a call it gives up, is no
+    failure of the step)."""
     token = context_api.attach(trace.set_span_in_context(span))
     try:
-        with ended(span):
-            yield span
+        yield span
+    except Exception as exc:
+        span.record_exception(exc)
+        span.set_status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}")
+        raise
     finally:
         context_api.detach(token)
+        span.end()
 
 
 @contextlib.contextmanager

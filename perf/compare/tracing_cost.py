@@ -17,7 +17,7 @@ WHAT = (
     "The original profile against copies of ours on the same engine: tracing off, and "
     "tracing on (`OTEL_TRACES_SAMPLER=parentbased_traceidratio`; the proxy, tritonserver "
     "and the model exporting OTLP/HTTP to a local receiver, devstack.otlp, which parses "
-    "each export as it comes and reads its spans out after the runs) with "
+    "each export as it comes and reads its spans out when asked, or once 200 are unread) with "
     "`OTEL_TRACES_SAMPLER_ARG` 0 (the SDK on, no request sampled) and 0.1; each setting "
     f"in turn, {ROUNDS} rounds, each round's order rotated (every setting runs first, "
     "second and third once); the median of each."

@@ -4,11 +4,13 @@ both OTLP encodings, the model's parent contexts, and the proxy's lean spans
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import json
 from pathlib import Path
 
 import pytest
+from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import TracerProvider
@@ -184,6 +186,38 @@ def test_a_failed_step_is_marked_failed_with_its_exception_and_so_is_its_request
         assert event.name == "exception" and event.attributes is not None
         assert event.attributes["exception.type"] == "KeyError"
         assert "raise KeyError" in str(event.attributes["exception.stacktrace"])
+
+
+def test_lean_spans_keep_the_sdks_rules() -> None:
+    """Exception types named as the SDK names them; a cancelled request is no
+    failure; an ended span takes no more writes (the exporter may be reading it)."""
+    exporter = InMemorySpanExporter()
+    tracing = Tracing(SimpleSpanProcessor(exporter), {})
+    spans_seen: list[trace.Span] = []
+
+    def cancelled() -> None:
+        with tracing.request_span(Request(), "/predict") as request:  # type: ignore[arg-type]
+            spans_seen.append(request)
+            with step("cache lookup") as lookup:
+                lookup.record_exception(json.JSONDecodeError("bad", "{", 0))
+                lookup.set_status(StatusCode.ERROR)
+                lookup.set_status(StatusCode.UNSET)
+            raise asyncio.CancelledError
+
+    with pytest.raises(asyncio.CancelledError):
+        cancelled()
+    [request] = spans_seen
+    request.set_attribute("late", 1)
+    request.add_event("late")
+    request.set_status(StatusCode.ERROR)
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+    [event] = spans["cache lookup"].events
+    assert event.attributes is not None
+    assert event.attributes["exception.type"] == "json.decoder.JSONDecodeError"
+    assert spans["cache lookup"].status.status_code is StatusCode.ERROR
+    finished = spans["POST /predict"]
+    assert finished.status.status_code is StatusCode.UNSET and not finished.events
+    assert "late" not in finished.attributes
 
 
 def test_outside_a_sampled_request_a_step_has_no_span(monkeypatch: pytest.MonkeyPatch) -> None:
