@@ -71,6 +71,11 @@ class Recorder:
     resource: Resource
     ids: RandomIdGenerator
 
+    def context(self, trace_id: int, trace_state: trace.TraceState | None) -> SpanContext:
+        """A new sampled span's context in trace `trace_id`."""
+        span_id = self.ids.generate_span_id()
+        return SpanContext(trace_id, span_id, False, SAMPLED, trace_state)
+
 
 class LeanSpan(trace.Span):
     """A span of a sampled request, recorded from its start to its end and
@@ -92,13 +97,7 @@ class LeanSpan(trace.Span):
 
     def child(self, name: str, attributes: Mapping[str, types.AttributeValue]) -> LeanSpan:
         """A span of one step of this one's work, started now."""
-        context = SpanContext(
-            self._context.trace_id,
-            self._recorder.ids.generate_span_id(),
-            is_remote=False,
-            trace_flags=SAMPLED,
-            trace_state=self._context.trace_state,
-        )
+        context = self._recorder.context(self._context.trace_id, self._context.trace_state)
         return LeanSpan(self._recorder, name, context, self._context, SpanKind.INTERNAL, attributes)
 
     def end(self, end_time: int | None = None) -> None:
@@ -212,13 +211,7 @@ class Tracing:
         decision = self.provider.sampler.should_sample(parent, trace_id, name, SpanKind.SERVER)
         if decision.decision is not Decision.RECORD_AND_SAMPLE:  # RECORD_ONLY: never exported
             return contextlib.nullcontext(trace.INVALID_SPAN)
-        context = SpanContext(
-            trace_id,
-            self.recorder.ids.generate_span_id(),
-            is_remote=False,
-            trace_flags=SAMPLED,
-            trace_state=decision.trace_state,
-        )
+        context = self.recorder.context(trace_id, decision.trace_state)
         attributes = {
             "http.request.method": request.method,
             "http.route": route,
@@ -295,22 +288,18 @@ def active(span: trace.Span) -> Iterator[trace.Span]:
     failure of the step)."""
     token = context_api.attach(trace.set_span_in_context(span))
     try:
-        yield span
-    except Exception as exc:
-        span.record_exception(exc)
-        span.set_status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}")
-        raise
+        with ended(span, failures=Exception):
+            yield span
     finally:
         context_api.detach(token)
-        span.end()
 
 
 @contextlib.contextmanager
-def ended(span: trace.Span) -> Iterator[trace.Span]:
-    """`span`, ended after the block; an exception marks it failed."""
+def ended(span: trace.Span, failures: type[BaseException] = BaseException) -> Iterator[trace.Span]:
+    """`span`, ended after the block; an exception of `failures` marks it failed."""
     try:
         yield span
-    except BaseException as exc:
+    except failures as exc:
         span.record_exception(exc)
         span.set_status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}")
         raise
