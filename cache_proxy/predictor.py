@@ -210,7 +210,7 @@ class Predictor:
         the concurrent requests that claimed them (returned as the second part)."""
         if not texts:
             return {}, set()
-        mine, theirs = self.flights.claim(texts)
+        mine, theirs = self.flights.claim(texts, stale=self._is_outdated)
         try:
             hits, computed = await self._serve_claimed(
                 mine, self.served.accepted(), client, deadline, spend
@@ -400,7 +400,10 @@ class Predictor:
 
     def _outdated(self, results: dict[str, Outcome]) -> list[str]:
         """Texts answered by another release than the current one."""
+        return [t for t, o in results.items() if self._is_outdated(o)]
+
+    def _is_outdated(self, outcome: Outcome) -> bool:
+        """Answered by another release than the current one (a settled answer
+        from before a rolling update's switch is computed again, not shared)."""
         current = self.served.tracker.current
-        if current is None:
-            return []
-        return [t for t, o in results.items() if o.identity.release != current.release]
+        return current is not None and outcome.identity.release != current.release

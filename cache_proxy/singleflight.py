@@ -10,7 +10,7 @@ free while its answer is neither stored nor in flight.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -25,14 +25,18 @@ class SingleFlight(Generic[T]):
     def __init__(self) -> None:
         self._inflight: dict[str, asyncio.Future[T]] = {}
 
-    def claim(self, keys: Sequence[str]) -> tuple[list[str], dict[str, asyncio.Future[T]]]:
-        """(keys the caller must compute now, futures of keys others compute)."""
+    def claim(
+        self, keys: Sequence[str], stale: Callable[[T], bool] = lambda answer: False
+    ) -> tuple[list[str], dict[str, asyncio.Future[T]]]:
+        """(keys the caller must compute now, futures of keys others compute).
+        A key settled with a `stale` answer is the caller's to compute again
+        (the stale answer's `release` then leaves the new claim alone)."""
         mine: list[str] = []
         theirs: dict[str, asyncio.Future[T]] = {}
         loop = asyncio.get_running_loop()
         for key in keys:
             future = self._inflight.get(key)
-            if future is None:
+            if future is None or (has_answer(future) and stale(future.result())):
                 self._inflight[key] = loop.create_future()
                 mine.append(key)
             else:

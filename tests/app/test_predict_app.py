@@ -423,6 +423,37 @@ async def test_the_answer_does_not_wait_for_the_cache_write(
     assert (await predictor.cache.get_many(["model-a"], ["a"], 2))[0] is not None
 
 
+async def test_a_text_answered_by_the_old_release_and_not_yet_cached_is_computed_by_the_new(
+    make_client: Any, model: FakeModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The release changes while model-a's answer for `a` is still being
+    written: a request for `a` gets model-b's answer, not a 503 for a model
+    that keeps changing (model-a's settled answer is not handed out again)."""
+    client = await make_client()
+    predictor = client.app[PREDICTOR]
+    written = asyncio.Event()
+    put_many = predictor.cache.put_many
+
+    async def held(fingerprint: str, items: Any) -> None:
+        await written.wait()
+        await put_many(fingerprint, items)
+
+    monkeypatch.setattr(predictor.cache, "put_many", held)
+    assert (await predict(client, ["a"]))[0] == 200  # model-a: settled, not cached yet
+    model.fingerprint = "model-b"
+    assert (await predict(client, ["bb"]))[1]["X-Model-Fingerprint"] == "model-b"
+    status, headers, body = await asyncio.wait_for(predict(client, ["a"]), timeout=5)
+    assert (status, headers.get("X-Model-Fingerprint")) == (200, "model-b"), body
+    assert positives(body) == pytest.approx([0.4])
+    assert model.calls == [["a"], ["bb"], ["a"]]
+    written.set()
+    for _ in range(200):
+        if not predictor.flights:
+            break
+        await asyncio.sleep(0.01)
+    assert len(predictor.flights) == 0  # model-a's write released only its own claim
+
+
 async def test_work_past_the_budget_waits_then_runs(make_client: Any, model: FakeModel) -> None:
     client = await make_client(max_inflight_cost=10)  # "abcdefgh" costs 10
     model.gate = asyncio.Event()

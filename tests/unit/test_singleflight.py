@@ -42,6 +42,20 @@ async def test_a_settled_key_answers_at_once_and_stays_claimed_until_released() 
     assert flights.claim(["a"])[0] == []
 
 
+async def test_a_key_settled_with_a_stale_answer_is_claimed_anew() -> None:
+    flights: SingleFlight[str] = SingleFlight()
+    flights.claim(["a", "b"])
+    old = {"a": "old", "b": "old"}
+    flights.settle(old)
+    mine, theirs = flights.claim(["a", "b"], stale=lambda answer: answer == "old")
+    assert (mine, theirs) == (["a", "b"], {})  # pending claims never count as stale
+    assert flights.claim(["a"], stale=lambda answer: True)[0] == []
+    flights.release(old)  # the old answer is stored: the new claims stay
+    assert flights.claim(["a", "b"])[0] == []
+    flights.resolve({"a": "new", "b": "new"})
+    assert len(flights) == 0
+
+
 async def test_failure_reaches_waiters_and_frees_keys() -> None:
     flights: SingleFlight[int] = SingleFlight()
     flights.claim(["x"])
