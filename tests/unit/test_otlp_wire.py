@@ -1,0 +1,125 @@
+"""cache_proxy.otlp_wire writes the very message the SDK's encoder builds:
+both are parsed and compared, for SDK spans of every shape and for the
+proxy's lean spans."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from opentelemetry import trace
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace.span import TraceState
+
+from cache_proxy.otlp_wire import Encoder, SpanExporter
+from cache_proxy.tracing import Tracing, step
+
+INT64 = st.integers(-(2**63), 2**63 - 1)
+SCALAR = st.one_of(st.booleans(), INT64, st.floats(allow_nan=False), st.text(max_size=20))
+VALUE = st.one_of(
+    SCALAR,
+    st.lists(st.booleans(), max_size=3).map(tuple),
+    st.lists(INT64, max_size=3),
+    st.lists(st.text(max_size=5), max_size=3),
+)
+ATTRIBUTES = st.dictionaries(st.text(min_size=1, max_size=10), VALUE, max_size=4)
+
+
+def same_message(spans: list[ReadableSpan]) -> None:
+    ours = ExportTraceServiceRequest.FromString(Encoder().request(spans))
+    assert ours == encode_spans(spans)
+
+
+def recorded(resource: Resource, record: Any) -> list[ReadableSpan]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(resource=resource, shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    record(provider)
+    return list(exporter.get_finished_spans())
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    span_attributes=ATTRIBUTES,
+    event_attributes=ATTRIBUTES,
+    kind=st.sampled_from(SpanKind),
+    status=st.sampled_from([StatusCode.UNSET, StatusCode.OK, StatusCode.ERROR]),
+    description=st.text(max_size=10),
+    remote=st.booleans(),
+    name=st.text(max_size=15),
+)
+def test_any_sdk_span_is_written_as_the_sdk_encodes_it(
+    span_attributes: dict[str, Any],
+    event_attributes: dict[str, Any],
+    kind: SpanKind,
+    status: StatusCode,
+    description: str,
+    remote: bool,
+    name: str,
+) -> None:
+    caller = SpanContext(
+        0x0AF7651916CD43DD8448EB211C80319C,
+        0xB7AD6B7169203331,
+        remote,
+        TraceFlags(TraceFlags.SAMPLED),
+        TraceState([("vendor", "value"), ("other", "x")]),
+    )
+    linked = SpanContext(5, 6, True, TraceFlags(TraceFlags.SAMPLED))
+
+    def record(provider: TracerProvider) -> None:
+        tracer = provider.get_tracer("scope-a", "1.2")
+        parent = trace.set_span_in_context(trace.NonRecordingSpan(caller))
+        with tracer.start_as_current_span(
+            name, parent, kind, span_attributes, links=[Link(linked, {"why": "batch"})]
+        ) as span:
+            span.add_event("event", event_attributes)
+            span.add_event("bare")
+            with provider.get_tracer("scope-b").start_as_current_span("child") as child:
+                child.set_status(Status(status, description or None))
+            span.record_exception(ValueError("bad"))
+
+    first = recorded(Resource.create({"service.name": "a", "n": 1}), record)
+    second = recorded(Resource({"service.name": "b"}, "https://schema"), record)
+    same_message(first + second + first[:1])
+
+
+def test_the_proxys_lean_spans_are_written_as_the_sdk_encodes_them() -> None:
+    exporter = InMemorySpanExporter()
+    tracing = Tracing(SimpleSpanProcessor(exporter), {})
+
+    class Request:
+        def __init__(self) -> None:
+            self.method = "POST"
+            self.headers = {
+                "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+            }
+
+    with tracing.request_span(Request(), "/predict") as request:  # type: ignore[arg-type]
+        request.set_attribute("http.response.status_code", 200)
+        with step("cache lookup", texts=3) as lookup:
+            lookup.set_attribute("hits", 0)
+        try:
+            with step("triton infer", current=True, texts=3, cost=40):
+                raise TimeoutError("no answer")
+        except TimeoutError:
+            pass
+    spans = list(exporter.get_finished_spans())
+    assert len(spans) == 3
+    same_message(spans)
+
+
+def test_the_exporter_sends_what_the_encoder_writes() -> None:
+    assert "_serialize_spans" in vars(OTLPSpanExporter)  # the SDK method it replaces
+    spans = recorded(Resource.create({}), lambda p: p.get_tracer("t").start_span("s").end())
+    exporter = SpanExporter(endpoint="http://127.0.0.1:9/v1/traces")
+    assert ExportTraceServiceRequest.FromString(exporter._serialize_spans(spans)) == encode_spans(
+        spans
+    )
