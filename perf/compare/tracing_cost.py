@@ -11,7 +11,8 @@ from typing import Any
 # setting -> OTEL_TRACES_SAMPLER_ARG (None: tracing off, the stack as `make up` runs it)
 SETTINGS: dict[str, str | None] = {"off": None, "none sampled": "0", "10% sampled": "0.1"}
 TRACED = "10% sampled"  # the setting the target judges
-ROUNDS = 3  # each setting in turn, 3 times: drift within the run falls on all
+ROUNDS = 6  # each setting in turn, 6 times: each takes each place twice, so drift
+# within the run, or a change of the host's speed between rounds, falls on all alike
 LIMIT = 0.95  # issue 33: tracing at 10% costs under 5% of the req/s
 WHAT = (
     "The original profile against copies of ours on the same engine: tracing off, and "
@@ -20,7 +21,7 @@ WHAT = (
     "each export as it comes and reads its spans out when asked, or once 200 are unread) with "
     "`OTEL_TRACES_SAMPLER_ARG` 0 (the SDK on, no request sampled) and 0.1; each setting "
     f"in turn, {ROUNDS} rounds, each round's order rotated (every setting runs first, "
-    "second and third once); the median of each."
+    "second and third equally often); the median of each."
 )
 
 
