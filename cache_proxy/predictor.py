@@ -213,7 +213,7 @@ class Predictor:
         mine, theirs = self.flights.claim(texts, stale=self._is_outdated)
         try:
             hits, computed = await self._serve_claimed(
-                mine, self.served.accepted(), client, deadline, spend
+                list(mine), self.served.accepted(), client, deadline, spend
             )
         except BaseException as exc:
             error = (

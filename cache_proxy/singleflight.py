@@ -10,7 +10,7 @@ free while its answer is neither stored nor in flight.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -27,18 +27,18 @@ class SingleFlight(Generic[T]):
 
     def claim(
         self, keys: Sequence[str], stale: Callable[[T], bool] = lambda answer: False
-    ) -> tuple[list[str], dict[str, asyncio.Future[T]]]:
-        """(keys the caller must compute now, futures of keys others compute).
-        A key settled with a `stale` answer is the caller's to compute again
-        (the stale answer's `release` then leaves the new claim alone)."""
-        mine: list[str] = []
+    ) -> tuple[dict[str, asyncio.Future[T]], dict[str, asyncio.Future[T]]]:
+        """(the keys the caller must compute now, with its claims; the futures
+        of keys others compute). A key settled with a `stale` answer is the
+        caller's to compute again: the earlier owner's `release` and `fail`
+        leave the new claim alone."""
+        mine: dict[str, asyncio.Future[T]] = {}
         theirs: dict[str, asyncio.Future[T]] = {}
         loop = asyncio.get_running_loop()
         for key in keys:
             future = self._inflight.get(key)
             if future is None or (has_answer(future) and stale(future.result())):
-                self._inflight[key] = loop.create_future()
-                mine.append(key)
+                self._inflight[key] = mine[key] = loop.create_future()
             else:
                 theirs[key] = future
         return mine, theirs
@@ -63,12 +63,13 @@ class SingleFlight(Generic[T]):
             if future is not None and has_answer(future) and future.result() is value:
                 del self._inflight[key]
 
-    def fail(self, keys: Iterable[str], error: BaseException) -> None:
-        """Release keys that will not be computed; their waiters get `error`.
-        Settled keys are left to `release`: their answers exist."""
-        for key in keys:
+    def fail(self, claimed: Mapping[str, asyncio.Future[T]], error: BaseException) -> None:
+        """Release the `claimed` keys (as `claim` returned them) that will not
+        be computed; their waiters get `error`. Settled keys are left to
+        `release` (their answers exist), and so is a key claimed anew since."""
+        for key, claim in claimed.items():
             future = self._inflight.get(key)
-            if future is not None and not future.done():
+            if future is claim and not future.done():
                 del self._inflight[key]
                 future.set_exception(error)
                 future.exception()  # retrieved: no "never retrieved" warning if nobody waits

@@ -15,52 +15,55 @@ from cache_proxy.singleflight import SingleFlight
 async def test_second_claim_waits_for_the_first() -> None:
     flights: SingleFlight[int] = SingleFlight()
     mine, theirs = flights.claim(["a", "b"])
-    assert (mine, theirs) == (["a", "b"], {})
+    assert (list(mine), theirs) == (["a", "b"], {})
     mine2, theirs2 = flights.claim(["b", "c"])
-    assert mine2 == ["c"] and list(theirs2) == ["b"]
+    assert list(mine2) == ["c"] and list(theirs2) == ["b"]
     flights.resolve({"a": 1, "b": 2})
     assert await theirs2["b"] == 2
     flights.resolve({"c": 3})
     assert len(flights) == 0
-    assert flights.claim(["a"])[0] == ["a"]  # done keys can be claimed again
+    assert list(flights.claim(["a"])[0]) == ["a"]  # done keys can be claimed again
 
 
 async def test_a_settled_key_answers_at_once_and_stays_claimed_until_released() -> None:
     flights: SingleFlight[list[int]] = SingleFlight()
-    flights.claim(["a", "b"])
+    claimed, _ = flights.claim(["a", "b"])
     answer = {"a": [1]}
     flights.settle(answer)
     mine, theirs = flights.claim(["a"])
-    assert mine == [] and theirs["a"].done() and await theirs["a"] == [1]
-    flights.fail(["a", "b"], BackendUnavailable("the request failed"))  # a: answered
-    assert flights.claim(["a", "b"])[0] == ["b"]
+    assert not mine and theirs["a"].done() and await theirs["a"] == [1]
+    flights.fail(claimed, BackendUnavailable("the request failed"))  # a: answered
+    assert list(flights.claim(["a", "b"])[0]) == ["b"]
     flights.release({"a": [1]})  # an equal answer, not this one: still claimed
-    assert flights.claim(["a"])[0] == []
+    assert not flights.claim(["a"])[0]
     flights.release(answer)
-    assert flights.claim(["a"])[0] == ["a"]
+    assert list(flights.claim(["a"])[0]) == ["a"]
     flights.release(answer)  # claimed again since: another computation's
-    assert flights.claim(["a"])[0] == []
+    assert not flights.claim(["a"])[0]
 
 
 async def test_a_key_settled_with_a_stale_answer_is_claimed_anew() -> None:
     flights: SingleFlight[str] = SingleFlight()
-    flights.claim(["a", "b"])
+    first, _ = flights.claim(["a", "b", "c"])
     old = {"a": "old", "b": "old"}
     flights.settle(old)
     mine, theirs = flights.claim(["a", "b"], stale=lambda answer: answer == "old")
-    assert (mine, theirs) == (["a", "b"], {})  # pending claims never count as stale
-    assert flights.claim(["a"], stale=lambda answer: True)[0] == []
-    flights.release(old)  # the old answer is stored: the new claims stay
-    assert flights.claim(["a", "b"])[0] == []
+    assert (list(mine), theirs) == (["a", "b"], {})
+    assert not flights.claim(["a"], stale=lambda answer: True)[0]  # pending: never stale
+    _, waiting = flights.claim(["a"])
+    flights.fail(first, BackendUnavailable("the first owner failed"))  # c only
+    flights.release(old)  # the old answers are stored
+    assert list(flights.claim(["a", "b", "c"])[0]) == ["c"]  # a, b: the new claims stay
+    assert not waiting["a"].done()
     flights.resolve({"a": "new", "b": "new"})
-    assert len(flights) == 0
+    assert await waiting["a"] == "new"
 
 
 async def test_failure_reaches_waiters_and_frees_keys() -> None:
     flights: SingleFlight[int] = SingleFlight()
-    flights.claim(["x"])
+    mine, _ = flights.claim(["x"])
     _, theirs = flights.claim(["x"])
-    flights.fail(["x"], BackendUnavailable("triton down"))
+    flights.fail(mine, BackendUnavailable("triton down"))
     with pytest.raises(BackendUnavailable, match="triton down"):
         await theirs["x"]
     assert len(flights) == 0
