@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 FIXED64 = struct.Struct("<Q")
 FIXED32 = struct.Struct("<I")
 DOUBLE = struct.Struct("<d")
-INT64 = (1 << 64) - 1  # a negative int64 is written as its two's complement
+UINT64 = (1 << 64) - 1  # a negative int64 is written as its two's complement
+INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
 
 
 SMALL = [bytes((n,)) for n in range(0x80)]  # one-byte varints
@@ -81,7 +82,9 @@ def any_value(value: Any) -> bytes:
     if isinstance(value, bool):
         return b"\x10\x01" if value else b"\x10\x00"  # 2: bool_value
     if isinstance(value, int):
-        return b"\x18" + varint(value & INT64)  # 3: int_value
+        if not INT64_MIN <= value <= INT64_MAX:  # the SDK's protobuf refuses it too
+            raise ValueError(f"Value out of range: {value}")
+        return b"\x18" + varint(value & UINT64)  # 3: int_value
     if isinstance(value, float):
         return b"\x21" + DOUBLE.pack(value)  # 4: double_value
     if isinstance(value, bytes):
@@ -183,23 +186,30 @@ class Encoder:
     def __init__(self) -> None:
         self.resources: dict[Resource, bytes] = {}
         self.scopes: dict[InstrumentationScope | None, bytes] = {}
+        self.seen: dict[int, tuple[Resource, Resource]] = {}  # id -> (the object, its first equal)
+
+    def canonical(self, resource: Resource) -> Resource:
+        """The first resource seen equal to `resource`: a Resource hashes its
+        attributes as JSON, so spans are grouped by identity, once per object."""
+        seen = self.seen.get(id(resource))
+        if seen is None or seen[0] is not resource:
+            if len(self.seen) > 64:
+                self.seen.clear()
+            first = next((f for o, f in self.seen.values() if f == resource), resource)
+            seen = self.seen[id(resource)] = (resource, first)
+        return seen[1]
 
     def request(self, spans: Sequence[ReadableSpan]) -> bytes:
         """The request holding `spans`, grouped by resource, then scope (as the SDK's)."""
-        # first by identity: a Resource hashes its attributes as JSON (per group, not per span)
-        Group = tuple[Resource, InstrumentationScope | None, list[bytes]]
-        by_id: dict[tuple[int, int], Group] = {}
+        Scopes = dict[InstrumentationScope | None, list[bytes]]
+        groups: dict[int, tuple[Resource, Scopes]] = {}  # by the canonical resource's id
         for s in spans:
-            scope = s.instrumentation_scope or None
-            key = (id(s.resource), id(scope))
-            if key not in by_id:
-                by_id[key] = (s.resource, scope, [])
-            by_id[key][2].append(delimited(F2, span(s)))
-        groups: dict[Resource, dict[InstrumentationScope | None, list[bytes]]] = {}
-        for resource, scope, encoded in by_id.values():
-            groups.setdefault(resource, {}).setdefault(scope, []).extend(encoded)
+            resource = self.canonical(s.resource)
+            scopes = groups.setdefault(id(resource), (resource, {}))[1]
+            encoded = scopes.setdefault(s.instrumentation_scope or None, [])
+            encoded.append(delimited(F2, span(s)))
         out = []
-        for resource, scopes in groups.items():
+        for resource, scopes in groups.values():
             body = [self.resource(resource)]  # ResourceSpans: 1 resource, 2 scope spans
             for scope, encoded in scopes.items():  # ScopeSpans: 1 scope, 2 spans
                 body.append(delimited(F2, self.scope(scope) + b"".join(encoded)))

@@ -13,7 +13,7 @@ from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import Event, ReadableSpan, SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
@@ -38,9 +38,11 @@ def same_message(spans: list[ReadableSpan]) -> None:
     assert ours == encode_spans(spans)
 
 
-def recorded(resource: Resource, record: Any) -> list[ReadableSpan]:
+def recorded(
+    resource: Resource, record: Any, limits: SpanLimits | None = None
+) -> list[ReadableSpan]:
     exporter = InMemorySpanExporter()
-    provider = TracerProvider(resource=resource, shutdown_on_exit=False)
+    provider = TracerProvider(resource=resource, shutdown_on_exit=False, span_limits=limits)
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     record(provider)
     return list(exporter.get_finished_spans())
@@ -73,12 +75,17 @@ def test_any_sdk_span_is_written_as_the_sdk_encodes_it(
         TraceState([("vendor", "value"), ("other", "x")]),
     )
     linked = SpanContext(5, 6, True, TraceFlags(TraceFlags.SAMPLED))
+    local = SpanContext(7, 8, False, TraceFlags(TraceFlags.SAMPLED))
 
     def record(provider: TracerProvider) -> None:
         tracer = provider.get_tracer("scope-a", "1.2")
         parent = trace.set_span_in_context(trace.NonRecordingSpan(caller))
         with tracer.start_as_current_span(
-            name, parent, kind, span_attributes, links=[Link(linked, {"why": "batch"})]
+            name,
+            parent,
+            kind,
+            span_attributes,
+            links=[Link(linked, {"why": "batch"}), Link(local, event_attributes)],
         ) as span:
             span.add_event("event", event_attributes)
             span.add_event("bare")
@@ -88,7 +95,46 @@ def test_any_sdk_span_is_written_as_the_sdk_encodes_it(
 
     first = recorded(Resource.create({"service.name": "a", "n": 1}), record)
     second = recorded(Resource({"service.name": "b"}, "https://schema"), record)
-    same_message(first + second + first[:1])
+    # equal to the first's but another object, and limits that drop (the dropped counts)
+    limits = SpanLimits(
+        max_span_attributes=1, max_events=1, max_links=1, max_event_attributes=1,
+        max_link_attributes=1,
+    )  # fmt: skip
+    third = recorded(Resource.create({"service.name": "a", "n": 1}), record, limits)
+    same_message(first + second + third + first[:1])
+
+
+def test_values_the_sdk_would_clean_are_written_as_the_sdk_encodes_them() -> None:
+    """Lean spans take attributes as given: bytes, mappings, floats in lists;
+    an int beyond int64 is left out (and logged), as the SDK's encoder does."""
+    context = SpanContext(1, 2, False, TraceFlags(TraceFlags.SAMPLED))
+    values: dict[str, Any] = {
+        "bytes": b"\x00\xff",
+        "map": {"a": 1, "b": [1.5, -2.0], "c": {"d": "e"}},
+        "floats": [0.0, 1.5, -3.25],
+        "huge": 2**70,
+        "last": -1,
+    }
+    spans = [
+        ReadableSpan(
+            "raw",
+            context,
+            resource=Resource.create({}),
+            attributes=values,
+            events=[Event("e", values, 5)],
+            start_time=1,
+            end_time=2,
+        )
+    ]
+    same_message(spans)
+    assert [
+        kv.key for kv in encode_spans(spans).resource_spans[0].scope_spans[0].spans[0].attributes
+    ] == [
+        "bytes",
+        "map",
+        "floats",
+        "last",
+    ]
 
 
 def test_the_proxys_lean_spans_are_written_as_the_sdk_encodes_them() -> None:
