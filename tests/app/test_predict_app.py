@@ -393,13 +393,8 @@ async def test_identical_texts_in_flight_are_computed_once(
     assert h2["X-Cache"] == "miss"  # computed (by the other request), not cached
 
 
-async def test_the_answer_does_not_wait_for_the_cache_write(
-    make_client: Any, model: FakeModel, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A computed text is answered before it is cached; until it is, a request
-    for it gets the same answer as a hit, computed once; then Redis holds it."""
-    client = await make_client()
-    predictor = client.app[PREDICTOR]
+def hold_cache_writes(predictor: Any, monkeypatch: pytest.MonkeyPatch) -> asyncio.Event:
+    """Cache writes wait until the returned event is set."""
     written = asyncio.Event()
     put_many = predictor.cache.put_many
 
@@ -408,6 +403,25 @@ async def test_the_answer_does_not_wait_for_the_cache_write(
         await put_many(fingerprint, items)
 
     monkeypatch.setattr(predictor.cache, "put_many", held)
+    return written
+
+
+async def until_released(predictor: Any) -> None:
+    """Until no text is claimed (at most 2 s)."""
+    for _ in range(200):
+        if not predictor.flights:
+            break
+        await asyncio.sleep(0.01)
+
+
+async def test_the_answer_does_not_wait_for_the_cache_write(
+    make_client: Any, model: FakeModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A computed text is answered before it is cached; until it is, a request
+    for it gets the same answer as a hit, computed once; then Redis holds it."""
+    client = await make_client()
+    predictor = client.app[PREDICTOR]
+    written = hold_cache_writes(predictor, monkeypatch)
     status, headers, body = await asyncio.wait_for(predict(client, ["a"]), timeout=5)
     assert (status, headers["X-Cache"]) == (200, "miss")
     _, headers, again = await predict(client, ["a"])
@@ -415,10 +429,7 @@ async def test_the_answer_does_not_wait_for_the_cache_write(
     assert model.calls == [["a"]]
     assert len(predictor.flights) == 1  # claimed until cached
     written.set()
-    for _ in range(200):
-        if not predictor.flights:
-            break
-        await asyncio.sleep(0.01)
+    await until_released(predictor)
     assert len(predictor.flights) == 0
     assert (await predictor.cache.get_many(["model-a"], ["a"], 2))[0] is not None
 
@@ -431,14 +442,7 @@ async def test_a_text_answered_by_the_old_release_and_not_yet_cached_is_computed
     that keeps changing (model-a's settled answer is not handed out again)."""
     client = await make_client()
     predictor = client.app[PREDICTOR]
-    written = asyncio.Event()
-    put_many = predictor.cache.put_many
-
-    async def held(fingerprint: str, items: Any) -> None:
-        await written.wait()
-        await put_many(fingerprint, items)
-
-    monkeypatch.setattr(predictor.cache, "put_many", held)
+    written = hold_cache_writes(predictor, monkeypatch)
     assert (await predict(client, ["a"]))[0] == 200  # model-a: settled, not cached yet
     model.fingerprint = "model-b"
     assert (await predict(client, ["bb"]))[1]["X-Model-Fingerprint"] == "model-b"
@@ -447,10 +451,7 @@ async def test_a_text_answered_by_the_old_release_and_not_yet_cached_is_computed
     assert positives(body) == pytest.approx([0.4])
     assert model.calls == [["a"], ["bb"], ["a"]]
     written.set()
-    for _ in range(200):
-        if not predictor.flights:
-            break
-        await asyncio.sleep(0.01)
+    await until_released(predictor)
     assert len(predictor.flights) == 0  # model-a's write released only its own claim
 
 
