@@ -112,12 +112,15 @@ def test_up_with_tracing_shows_a_requests_trace(tmp_path: Path, logs_dir: Path) 
         trace = f"http://127.0.0.1:{ports['OTLP_PORT']}/traces/{reply.headers['X-Trace-Id']}"
         # each part (proxy, tritonserver, the model) exports in batches, every 5 s, on its own
         deadline = time.monotonic() + 45
-        triton = "InferRequest [triton-inference-server]"
-        while not ("forward" in (shown := request("GET", trace).body.decode()) and triton in shown):
+        triton, proxy = "InferRequest [triton-inference-server]", "POST /predict [cache-proxy]"
+        while not all(
+            part in (shown := request("GET", trace).body.decode())
+            for part in ("forward", triton, proxy)
+        ):
             assert time.monotonic() < deadline, shown
             time.sleep(0.5)
         lines = shown.splitlines()
-        assert lines[0].startswith("POST /predict [cache-proxy]")
+        assert lines[0].startswith(proxy)
         assert any(line.strip().startswith(triton) for line in lines)
         assert f"http://127.0.0.1:{ports['OTLP_PORT']}/traces" in up.log_tail(400)
     finally:
