@@ -12,7 +12,13 @@ from checkout.paths import TRITON_BACKENDS
 from devstack.monitoring import prometheus_command
 from devstack.process import ServerProcess, free_port, http_status, port_open, python_module
 from devstack.redis import redis_command
-from tritonserve import TritonPorts, prepare_backends, server_command, server_env
+from tritonserve import (
+    TritonPorts,
+    prepare_backends,
+    server_command,
+    server_env,
+    sweep_shm_regions,
+)
 
 
 def start_redis(
@@ -33,7 +39,9 @@ def start_triton(
     env: dict[str, str] | None = None,
 ) -> tuple[ServerProcess, TritonPorts]:
     """tritonserver on `repository`, ready (its models loaded and warm);
-    `env` adds to its environment."""
+    `env` adds to its environment. What earlier servers left in /dev/shm
+    goes first."""
+    sweep_shm_regions()
     ports = ports or TritonPorts(free_port(), free_port(), free_port())
     environment = {**server_env(), **(env or {})}
     command = server_command(repository, prepare_backends(TRITON_BACKENDS), ports, env=environment)

@@ -23,7 +23,13 @@ from checkout.paths import MODEL_REPOSITORY, RUN, TRITON_BACKENDS
 from devstack.monitoring import prometheus_command
 from devstack.redis import redis_command
 from modelctl.__main__ import main as modelctl_main
-from tritonserve import TritonPorts, prepare_backends, server_command, server_env
+from tritonserve import (
+    TritonPorts,
+    prepare_backends,
+    server_command,
+    server_env,
+    sweep_shm_regions,
+)
 
 DRAIN_SECONDS = 15  # proxy shutdown_timeout (10 s) plus margin, before SIGKILL
 
@@ -99,6 +105,8 @@ def main() -> int:
     run_dir = RUN
     (run_dir / "redis").mkdir(parents=True, exist_ok=True)
     backends = prepare_backends(TRITON_BACKENDS)
+    if left := sweep_shm_regions():
+        print(f"up: removed {len(left)} shared-memory regions of tritonservers no longer running")
     url = f"http://{settings.host}:{settings.proxy_port}"
     python = sys.executable
     traced = dict(os.environ, **settings.tracing_env())

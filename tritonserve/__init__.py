@@ -11,6 +11,7 @@ import os
 import shutil
 import sys
 import sysconfig
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib.util import find_spec
@@ -18,6 +19,12 @@ from pathlib import Path
 
 BACKEND_FILES = ("libtriton_python.so", "triton_python_backend_utils.py")
 TRACE_SERVICE = "triton-inference-server"  # Triton's spans and the model stub's
+# Each Python backend stub talks to tritonserver through a shared-memory region
+# in /dev/shm, named this, a token of its server, "-" and a UUID. A server that
+# is killed, or exits at its --exit-timeout-secs without unloading its model,
+# leaves its regions behind (1 MiB or more each): `sweep_shm_regions`.
+SHM_PREFIX = "triton_python_backend_shm_region_sst2-"
+SHM_OPTION = "python,shm-region-prefix-name="
 
 
 @dataclass(frozen=True)
@@ -101,6 +108,41 @@ def trace_flags(env: Mapping[str, str]) -> list[str]:
     return [flag for setting in settings for flag in ("--trace-config", setting)]
 
 
+def shm_option(token: str) -> str:
+    """The --backend-config naming the shared-memory regions of a server's stubs."""
+    return f"--backend-config={SHM_OPTION}{SHM_PREFIX}{token}-"
+
+
+def live_shm_tokens(proc: Path = Path("/proc")) -> set[str]:
+    """The tokens on the command line of a running tritonserver."""
+    marker = f"{SHM_OPTION}{SHM_PREFIX}".encode()
+    tokens = set()
+    for cmdline in proc.glob("[0-9]*/cmdline"):
+        try:
+            arguments = cmdline.read_bytes().split(b"\0")
+        except OSError:  # the process has exited
+            continue
+        for argument in arguments:
+            _, found, rest = argument.partition(marker)
+            if found:
+                tokens.add(rest.decode(errors="replace").split("-", 1)[0])
+    return tokens
+
+
+def sweep_shm_regions(shm: Path = Path("/dev/shm"), proc: Path = Path("/proc")) -> list[Path]:
+    """Remove the regions left by our tritonservers that no longer run, and
+    return them. For servers in this PID namespace only (devstack: tests,
+    benchmarks, `make up`): a server elsewhere (a container sharing the host's
+    /dev/shm) is not on this /proc, so its regions would look abandoned."""
+    live = live_shm_tokens(proc)
+    removed = []
+    for region in shm.glob(f"{SHM_PREFIX}*"):
+        if region.name.removeprefix(SHM_PREFIX).split("-", 1)[0] not in live:
+            region.unlink(missing_ok=True)
+            removed.append(region)
+    return removed
+
+
 def server_command(
     repository: Path,
     backends: Path,
@@ -110,7 +152,8 @@ def server_command(
     env: Mapping[str, str] | None = None,
 ) -> list[str]:
     """The tritonserver command line for one model repository (`env`, default
-    this process's: whether and where it exports traces)."""
+    this process's: whether and where it exports traces); its stubs'
+    shared-memory regions carry a token of their own (`sweep_shm_regions`)."""
     return [
         str(triton_root() / "bin" / "tritonserver"),
         f"--model-repository={repository}",
@@ -129,5 +172,6 @@ def server_command(
         # preStop 5 s + 20 s < its terminationGracePeriodSeconds 30)
         "--exit-timeout-secs=20",
         "--log-info=true",
+        shm_option(uuid.uuid4().hex[:12]),
         *trace_flags(os.environ if env is None else env),
     ]

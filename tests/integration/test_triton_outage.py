@@ -3,6 +3,7 @@ proxy stays ready (degraded) so that hits keep flowing; restart recovers."""
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 import uuid
@@ -16,6 +17,7 @@ from checkout.repository import set_parameter
 from devstack.launch import start_triton
 from tests.http import predict, readiness, request
 from tests.stack import Stack, start_stack
+from tritonserve import SHM_OPTION
 
 pytestmark = pytest.mark.integration
 
@@ -39,7 +41,14 @@ def test_triton_killed_then_restarted(logs_dir: Path, stack: Stack) -> None:
     before = predict(proxy.url, [cached])
     assert before.status == 200
 
-    stack.triton.kill()
+    killed = stack.triton
+    assert killed.process is not None
+    # tritonserver and its stubs at once, as an OOM kill takes a container:
+    # the stubs leave their shared memory behind
+    os.killpg(killed.process.pid, signal.SIGKILL)
+    killed.process.wait()
+    left = shm_regions(killed.command)
+    assert left
     log_start = stack.proxy.log_path.stat().st_size
     hit = predict(proxy.url, [cached])
     assert (hit.status, hit.headers["X-Cache"]) == (200, "hit")
@@ -57,6 +66,8 @@ def test_triton_killed_then_restarted(logs_dir: Path, stack: Stack) -> None:
 
     # same ports, no proxy restart
     stack.triton, _ = start_triton(stack.repository, logs_dir, stack.ports)
+    assert not any(region.exists() for region in left), "removed as the next server starts"
+    assert shm_regions(stack.triton.command), "the running server's regions are kept"
     after = predict(proxy.url, [f"after the outage {uuid.uuid4()}"])
     assert after.status == 200
     assert request("GET", f"{proxy.url}/health/ready").status == 200
@@ -66,6 +77,12 @@ def test_triton_killed_then_restarted(logs_dir: Path, stack: Stack) -> None:
         lines = log.read().splitlines()
     assert len([line for line in lines if "triton unreachable" in line]) == 1, lines
     assert len([line for line in lines if "triton answers again" in line]) == 1, lines
+
+
+def shm_regions(command: list[str]) -> list[Path]:
+    """The shared-memory regions of the stubs of the tritonserver run by `command`."""
+    (option,) = (arg for arg in command if SHM_OPTION in arg)
+    return sorted(Path("/dev/shm").glob(f"{option.partition(SHM_OPTION)[2]}*"))
 
 
 def test_a_stalled_triton_does_not_stall_readiness(stack: Stack) -> None:
