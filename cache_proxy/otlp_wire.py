@@ -180,6 +180,9 @@ def span(s: ReadableSpan) -> bytes:
     return b"".join(parts)
 
 
+MEMORY = 64  # resources an Encoder remembers (and scopes): the proxy has one
+
+
 class Encoder:
     """ExportTraceServiceRequest bytes, the encoded resources and scopes kept."""
 
@@ -193,14 +196,16 @@ class Encoder:
         attributes as JSON, so spans are grouped by identity, once per object."""
         seen = self.seen.get(id(resource))
         if seen is None or seen[0] is not resource:
-            if len(self.seen) > 64:
-                self.seen.clear()
             first = next((f for o, f in self.seen.values() if f == resource), resource)
             seen = self.seen[id(resource)] = (resource, first)
         return seen[1]
 
     def request(self, spans: Sequence[ReadableSpan]) -> bytes:
         """The request holding `spans`, grouped by resource, then scope (as the SDK's)."""
+        if len(self.seen) > MEMORY:  # forgotten between requests, never within one:
+            self.seen.clear()  # one request's equal resources must group as one
+            self.resources.clear()
+            self.scopes.clear()
         Scopes = dict[InstrumentationScope | None, list[bytes]]
         groups: dict[int, tuple[Resource, Scopes]] = {}  # by the canonical resource's id
         for s in spans:

@@ -4,23 +4,30 @@ proxy's lean spans."""
 
 from __future__ import annotations
 
+import asyncio
+from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.exporter.otlp.proto.http import trace_exporter as sdk_exporter
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan, SpanLimits, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    SimpleSpanProcessor,
+    SpanExportResult,
+)
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.trace.span import TraceState
 
 from cache_proxy.otlp_wire import Encoder, SpanExporter
-from cache_proxy.tracing import Tracing, step
+from cache_proxy.tracing import Tracing, open_tracer, step
 
 INT64 = st.integers(-(2**63), 2**63 - 1)
 SCALAR = st.one_of(st.booleans(), INT64, st.floats(allow_nan=False), st.text(max_size=20))
@@ -162,10 +169,46 @@ def test_the_proxys_lean_spans_are_written_as_the_sdk_encodes_them() -> None:
     same_message(spans)
 
 
-def test_the_exporter_sends_what_the_encoder_writes() -> None:
-    assert "_serialize_spans" in vars(OTLPSpanExporter)  # the SDK method it replaces
+def test_the_exporter_sends_what_the_encoder_writes(monkeypatch: pytest.MonkeyPatch) -> None:
     spans = recorded(Resource.create({}), lambda p: p.get_tracer("t").start_span("s").end())
+    expected = encode_spans(spans)
+
+    def sdk_encoder(spans: object) -> None:
+        raise AssertionError("the SDK's encoder ran")
+
+    monkeypatch.setattr(sdk_exporter, "encode_spans", sdk_encoder)
     exporter = SpanExporter(endpoint="http://127.0.0.1:9/v1/traces")
-    assert ExportTraceServiceRequest.FromString(exporter._serialize_spans(spans)) == encode_spans(
-        spans
+    posted: list[bytes] = []
+    monkeypatch.setattr(
+        exporter, "_export", lambda data: posted.append(data) or SimpleNamespace(ok=True)
     )
+    assert exporter.export(spans) is SpanExportResult.SUCCESS
+    assert [ExportTraceServiceRequest.FromString(data) for data in posted] == [expected]
+
+
+def test_the_proxy_exports_through_this_encoder() -> None:
+    async def exporter() -> object:
+        env = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"}
+        async with open_tracer(env) as tracing:
+            assert tracing.recorder is not None
+            processor = tracing.recorder.processor
+            assert isinstance(processor, BatchSpanProcessor)
+            return processor.span_exporter
+
+    assert isinstance(asyncio.run(exporter()), SpanExporter)
+
+
+def test_one_encoder_groups_batch_after_batch_by_resource() -> None:
+    """The exporter keeps one Encoder: resources seen in earlier batches, freed
+    (their ids reused) or more than it remembers, still group as the SDK does."""
+    encoder = Encoder()
+    for batch in range(80):
+        resources = [Resource.create({"batch": batch % 7, "n": n}) for n in range(2)]
+        spans = [
+            span
+            for resource in (*resources, Resource.create({"batch": batch % 7, "n": 0}))
+            for span in recorded(resource, lambda p: p.get_tracer("t").start_span("s").end())
+        ]
+        ours = ExportTraceServiceRequest.FromString(encoder.request(spans))
+        assert ours == encode_spans(spans), batch
+        del resources, spans  # their ids free for the next batch's resources
