@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -393,17 +394,28 @@ async def test_identical_texts_in_flight_are_computed_once(
     assert h2["X-Cache"] == "miss"  # computed (by the other request), not cached
 
 
-def hold_cache_writes(predictor: Any, monkeypatch: pytest.MonkeyPatch) -> asyncio.Event:
-    """Cache writes wait until the returned event is set."""
-    written = asyncio.Event()
-    put_many = predictor.cache.put_many
+class HeldWrites:
+    """Cache writes held, each until its fingerprint's gate is set."""
 
-    async def held(fingerprint: str, items: Any) -> None:
-        await written.wait()
-        await put_many(fingerprint, items)
+    def __init__(self, predictor: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.gates: defaultdict[str, asyncio.Event] = defaultdict(asyncio.Event)
+        self.done: list[str] = []  # the fingerprints written, in order
+        put_many = predictor.cache.put_many
 
-    monkeypatch.setattr(predictor.cache, "put_many", held)
-    return written
+        async def held(fingerprint: str, items: Any) -> None:
+            await self.gates[fingerprint].wait()
+            await put_many(fingerprint, items)
+            self.done.append(fingerprint)
+
+        monkeypatch.setattr(predictor.cache, "put_many", held)
+
+    async def release(self, fingerprint: str) -> None:
+        """Let `fingerprint`'s writes through, and wait for them (at most 2 s)."""
+        self.gates[fingerprint].set()
+        for _ in range(200):
+            if fingerprint in self.done:
+                return
+            await asyncio.sleep(0.01)
 
 
 async def until_released(predictor: Any) -> None:
@@ -421,14 +433,14 @@ async def test_the_answer_does_not_wait_for_the_cache_write(
     for it gets the same answer as a hit, computed once; then Redis holds it."""
     client = await make_client()
     predictor = client.app[PREDICTOR]
-    written = hold_cache_writes(predictor, monkeypatch)
+    writes = HeldWrites(predictor, monkeypatch)
     status, headers, body = await asyncio.wait_for(predict(client, ["a"]), timeout=5)
     assert (status, headers["X-Cache"]) == (200, "miss")
     _, headers, again = await predict(client, ["a"])
     assert (headers["X-Cache"], again) == ("hit", body)
     assert model.calls == [["a"]]
     assert len(predictor.flights) == 1  # claimed until cached
-    written.set()
+    await writes.release("model-a")
     await until_released(predictor)
     assert len(predictor.flights) == 0
     assert (await predictor.cache.get_many(["model-a"], ["a"], 2))[0] is not None
@@ -442,7 +454,7 @@ async def test_a_text_answered_by_the_old_release_and_not_yet_cached_is_computed
     that keeps changing (model-a's settled answer is not handed out again)."""
     client = await make_client()
     predictor = client.app[PREDICTOR]
-    written = hold_cache_writes(predictor, monkeypatch)
+    writes = HeldWrites(predictor, monkeypatch)
     assert (await predict(client, ["a"]))[0] == 200  # model-a: settled, not cached yet
     model.fingerprint = "model-b"
     assert (await predict(client, ["bb"]))[1]["X-Model-Fingerprint"] == "model-b"
@@ -450,9 +462,14 @@ async def test_a_text_answered_by_the_old_release_and_not_yet_cached_is_computed
     assert (status, headers.get("X-Model-Fingerprint")) == (200, "model-b"), body
     assert positives(body) == pytest.approx([0.4])
     assert model.calls == [["a"], ["bb"], ["a"]]
-    written.set()
+    await writes.release("model-a")
+    assert len(predictor.flights) == 2  # model-a's write released only its own claim:
+    _, headers, again = await predict(client, ["a"])  # model-b's "a" is still shared
+    assert (headers["X-Model-Fingerprint"], again) == ("model-b", body)
+    assert model.calls == [["a"], ["bb"], ["a"]]
+    await writes.release("model-b")
     await until_released(predictor)
-    assert len(predictor.flights) == 0  # model-a's write released only its own claim
+    assert len(predictor.flights) == 0
 
 
 async def test_work_past_the_budget_waits_then_runs(make_client: Any, model: FakeModel) -> None:

@@ -5,6 +5,7 @@ proxy's lean spans."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from types import SimpleNamespace
 from typing import Any
 
@@ -111,7 +112,9 @@ def test_any_sdk_span_is_written_as_the_sdk_encodes_it(
     same_message(first + second + third + first[:1])
 
 
-def test_values_the_sdk_would_clean_are_written_as_the_sdk_encodes_them() -> None:
+def test_values_the_sdk_would_clean_are_written_as_the_sdk_encodes_them(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     """Lean spans take attributes as given: bytes, mappings, floats in lists;
     an int beyond int64 is left out (and logged), as the SDK's encoder does."""
     context = SpanContext(1, 2, False, TraceFlags(TraceFlags.SAMPLED))
@@ -133,15 +136,13 @@ def test_values_the_sdk_would_clean_are_written_as_the_sdk_encodes_them() -> Non
             end_time=2,
         )
     ]
-    same_message(spans)
-    assert [
-        kv.key for kv in encode_spans(spans).resource_spans[0].scope_spans[0].spans[0].attributes
-    ] == [
-        "bytes",
-        "map",
-        "floats",
-        "last",
-    ]
+    with caplog.at_level(logging.ERROR, logger="cache_proxy.otlp_wire"):
+        ours = ExportTraceServiceRequest.FromString(Encoder().request(spans))
+    assert ours == encode_spans(spans)
+    written = ours.resource_spans[0].scope_spans[0].spans[0]
+    assert [kv.key for kv in written.attributes] == ["bytes", "map", "floats", "last"]
+    logged = [r for r in caplog.records if r.name == "cache_proxy.otlp_wire"]
+    assert ["huge" in r.getMessage() for r in logged] == [True, True]  # the span's, the event's
 
 
 def test_the_proxys_lean_spans_are_written_as_the_sdk_encodes_them() -> None:

@@ -10,6 +10,7 @@ import pytest
 from cache_proxy.errors import BackendUnavailable
 from cache_proxy.predictor import Outcome, wait_for_others
 from cache_proxy.singleflight import SingleFlight
+from cache_proxy.tracker import ModelIdentity
 
 
 async def test_second_claim_waits_for_the_first() -> None:
@@ -69,15 +70,24 @@ async def test_failure_reaches_waiters_and_frees_keys() -> None:
     assert len(flights) == 0
 
 
-async def test_a_cancelled_waiter_does_not_cancel_the_owner() -> None:
-    flights: SingleFlight[int] = SingleFlight()
+async def test_a_waiter_cancelled_or_out_of_time_does_not_cancel_the_owner() -> None:
+    """A request that stops waiting (its client left, or its deadline passed)
+    leaves the text's answer to the owner and to every other waiter."""
+    flights: SingleFlight[Outcome] = SingleFlight()
     flights.claim(["k"])
     _, theirs = flights.claim(["k"])
-    waiter = asyncio.ensure_future(asyncio.shield(theirs["k"]))
+    cancelled = asyncio.create_task(wait_for_others(theirs, deadline=time.monotonic() + 5))
     await asyncio.sleep(0)
-    waiter.cancel()
-    flights.resolve({"k": 7})
-    assert await theirs["k"] == 7
+    cancelled.cancel()
+    with pytest.raises(BackendUnavailable, match="deadline"):
+        await wait_for_others(theirs, deadline=time.monotonic() + 0.01)
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled
+    assert not theirs["k"].done()
+    _, still_waiting = flights.claim(["k"])
+    answer = Outcome([0.1, 0.9], ModelIdentity("f", ("N", "P")), cached=False)
+    flights.resolve({"k": answer})
+    assert await wait_for_others(still_waiting, deadline=time.monotonic() + 5) == {"k": answer}
 
 
 async def test_each_waiter_gets_its_own_error_object() -> None:
