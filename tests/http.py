@@ -63,6 +63,16 @@ def scores(reply: Reply) -> list[list[float]]:
     return [[p["score"] for p in entry] for entry in reply.json()["predictions"]]
 
 
+def metric_samples(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """A server's /metrics: (sample name, sorted labels) -> value."""
+    text = request("GET", f"{url}/metrics").body.decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
 def proxy_counts(urls: list[str]) -> dict[str, float]:
     """Cache hits and misses, refused answers and declined calls, summed over the proxies."""
     counts = {"hit": 0.0, "miss": 0.0, "refused": 0.0, "declined": 0.0}

@@ -587,15 +587,17 @@ async def test_work_sent_before_its_request_failed_holds_its_budget_and_is_cache
     if failure == "deadline":
         client = await make_client(request_timeout_seconds=0.2)
         texts, expected, sent = ["sent-1", "sent-2"], 503, 16
-    else:  # the first chunk is sent, the second refused at once: 429
+    else:  # the first text is sent, the second waits (8 + 9 > 16), the third is refused: 429
         client = await make_client(
             admission_target_seconds=0, max_inflight_cost=16, max_queued_cost=1
         )
-        texts, expected, sent = ["sent-1", "refused"], 429, 8
+        texts, expected, sent = ["sent-1", "waits-1", "refused"], 429, 8
     admission = client.app[PREDICTOR].admission
     model.gate = asyncio.Event()
-    status, _, _ = await predict(client, texts)
+    status, _, body = await asyncio.wait_for(predict(client, texts), timeout=1)
     assert status == expected
+    if failure == "queue_full":  # not the admission wait's timeout (5 s), also a 429
+        assert admission.metrics.rejections.labels("queue_full")._value.get() == 1, body
     assert admission.inflight == sent  # still computing
     model.gate.set()
     await until(lambda: admission.inflight == 0)

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.http import Reply, predict
+from tests.http import Reply, metric_samples, predict
 from tests.stack import ProxyFactory
 
 pytestmark = pytest.mark.integration
@@ -44,3 +44,5 @@ def test_cache_miss_flood_gets_429_not_5xx(start_proxy: ProxyFactory) -> None:
         if reply.status == 429:
             assert reply.headers["Retry-After"] == "1"
             assert reply.json()["error_type"] == "overloaded"
+    # the queue's limit refused some at once, not only the 1-s admission wait
+    assert metric_samples(url)[("proxy_rejections_total", (("reason", "queue_full"),))] > 0

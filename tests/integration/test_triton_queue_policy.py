@@ -17,7 +17,7 @@ from tritonclient.utils import InferenceServerException
 from cache_proxy.backend import map_triton_error
 from cache_proxy.errors import Overloaded
 from checkout.repository import SOURCE, set_parameter, set_queue_policy
-from tests.http import predict, request
+from tests.http import metric_samples, predict, request
 from tests.stack import MODEL, Stack, Triton, http_client, start_stack, text_input
 
 pytestmark = pytest.mark.integration
@@ -76,11 +76,7 @@ def test_a_full_triton_queue_is_429_overloaded(policed: Stack) -> None:
     drained(policed)
     assert predict(url, ["I love you!"]).status == 200
     # shedding, not a Triton error: counted with its cost, as the proxy's own
-    metrics = {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(request("GET", f"{url}/metrics").body.decode())
-        for sample in family.samples
-    }
+    metrics = metric_samples(url)
     shed = (("reason", "model_queue"),)
     assert metrics[("proxy_rejections_total", shed)] >= 1
     assert metrics[("proxy_shed_cost_total", shed)] >= metrics[("proxy_rejections_total", shed)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable
 
 import pytest
 
@@ -35,6 +36,16 @@ async def hold(
 async def settle() -> None:
     for _ in range(5):
         await asyncio.sleep(0)
+
+
+async def refused_on_arrival(gate: Admission, arrival: Awaitable[object]) -> None:
+    """`arrival` is refused at once for the full queue (counted as queue_full),
+    not after waiting out its time, which raises Overloaded too."""
+    before = gate.metrics.rejections.labels("queue_full")._value.get()
+    with pytest.raises(Overloaded):
+        async with asyncio.timeout(0.5):  # a wait ends in TimeoutError instead
+            await arrival
+    assert gate.metrics.rejections.labels("queue_full")._value.get() == before + 1
 
 
 async def withdraw(*tasks: asyncio.Task[None]) -> None:
@@ -186,9 +197,7 @@ async def test_a_full_queue_sheds_the_most_expensive_waiter() -> None:
     await settle()
     with pytest.raises(Overloaded):
         await expensive  # shed so that the cheaper newcomer could wait
-    with pytest.raises(Overloaded):  # a newcomer dearer than every waiter is refused
-        async with gate.slot("c", 95, 1.0):
-            pass
+    await refused_on_arrival(gate, gate.acquire("c", 95, 60.0))  # dearer than every waiter
     release.set()
     await asyncio.gather(hog, cheap)
     assert order == ["a:10", "b:20"]
@@ -206,9 +215,7 @@ async def test_a_full_queue_refuses_a_newcomer_not_much_cheaper_than_the_waiters
     waiting = [asyncio.create_task(hold(gate, "a", 10, order, release, f"w{n}")) for n in (1, 2)]
     await settle()
     for cost in (9, 3):  # cheaper than 10, but not under a quarter of it
-        with pytest.raises(Overloaded):
-            async with gate.slot("a", cost, 1.0):
-                pass
+        await refused_on_arrival(gate, gate.acquire("a", cost, 60.0))
     release.set()
     await asyncio.gather(hog, *waiting)
     assert order == ["a:10", "w1", "w2"]
@@ -497,8 +504,7 @@ async def test_a_full_queue_sheds_nothing_when_shedding_cannot_make_room() -> No
     b = [asyncio.create_task(gate.acquire("b", 50, 5.0, b_request)) for _ in range(11)]
     await settle()
     assert gate.queued == 1000
-    with pytest.raises(Overloaded):
-        await gate.acquire("a", 60, 5.0)
+    await refused_on_arrival(gate, gate.acquire("a", 60, 60.0))
     await settle()
     assert not any(task.done() for task in a + b) and gate.queued == 1000
     for task in a + b:
@@ -549,7 +555,8 @@ async def test_a_flood_of_similar_requests_finishes_the_queued_one_and_refuses_n
     assert (gate.inflight, gate.queued) == (20, 60)
     second = request(gate, newcomer, chunks=8, cost=10)
     await settle()
-    assert all(isinstance(task.exception(), Overloaded) for task in second if task.done())
+    assert all(task.done() and isinstance(task.exception(), Overloaded) for task in second)
+    assert gate.metrics.rejections.labels("queue_full")._value.get() == len(second)
     assert not any(task.done() and task.exception() for task in first)
     for task in first + second:
         task.cancel()
@@ -608,8 +615,8 @@ async def test_a_queue_filled_exactly_sheds_nothing_and_one_unit_more_does() -> 
     exact = asyncio.create_task(gate.acquire("b", 10, 5.0))  # 30 of 30: room
     await settle()
     assert not first.done() and not exact.done() and gate.queued == 30
-    with pytest.raises(Overloaded):  # one unit more, of a request that would shed itself
-        await gate.acquire("a", 1, 5.0, flow)
+    # one unit more, of a request that would shed itself
+    await refused_on_arrival(gate, gate.acquire("a", 1, 60.0, flow))
     assert not first.done() and not exact.done() and gate.queued == 30
     for task in (first, exact):
         task.cancel()
@@ -636,8 +643,8 @@ async def test_a_request_never_sheds_its_own_chunks() -> None:
     flow = object()
     mine = [asyncio.create_task(gate.acquire("a", 10, 5.0, flow)) for _ in range(5)]
     await settle()
-    with pytest.raises(Overloaded):  # its next chunk is refused, not its own older ones
-        await gate.acquire("a", 10, 5.0, flow)
+    # its next chunk is refused, not its own older ones
+    await refused_on_arrival(gate, gate.acquire("a", 10, 60.0, flow))
     await settle()
     assert not any(task.done() for task in mine) and gate.queued == 50
     for task in mine:
@@ -673,8 +680,8 @@ async def test_equal_queues_shed_nothing_and_the_longest_client_is_the_victim() 
     equal = [asyncio.create_task(gate.acquire("m", 10, 5.0, None, 20))]  # m: 10 + 10 to come
     await settle()
     assert gate.queued == 50
-    with pytest.raises(Overloaded):  # m would queue 30 beside a's 30: not shorter
-        await gate.acquire("m", 20, 5.0)
+    # m would queue 30 beside a's 30: not shorter
+    await refused_on_arrival(gate, gate.acquire("m", 20, 60.0))
     newcomer = asyncio.create_task(gate.acquire("n", 20, 5.0))  # n: 20, shorter than a's 30
     await settle()
     assert isinstance(big[-1].exception(), Overloaded)  # a's newest, not z's or m's
