@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from typing import Any
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -39,10 +42,24 @@ def test_something_else_is_not_a_tokenizer() -> None:
         TextCosts.from_json('{"fingerprint": "x"}', "model-a")
 
 
-async def test_much_text_is_counted_in_a_thread_alike(costs: TextCosts) -> None:
+async def test_much_text_is_counted_in_a_thread_alike(
+    costs: TextCosts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    threads: list[int] = []
+    tokenized = TextCosts._tokenized
+
+    def recorded(self: TextCosts, *args: Any) -> list[int]:
+        threads.append(threading.get_ident())
+        return tokenized(self, *args)
+
+    monkeypatch.setattr(TextCosts, "_tokenized", recorded)
     texts = ["i love you " * 40] * (INLINE_CHARS // 400 + 2)
     assert sum(map(len, texts)) > INLINE_CHARS
     assert await costs(texts) == costs.count(texts) == [122] * len(texts)
+    assert await costs(["i love you"]) == [5]
+    loop = threading.get_ident()
+    # much text in a worker thread; `count` itself and little text on the loop
+    assert [thread == loop for thread in threads] == [False, True, True]
 
 
 @settings(max_examples=300, deadline=None)

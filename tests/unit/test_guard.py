@@ -45,6 +45,8 @@ def test_client_identity_prefers_the_key() -> None:
     by_key = client_identity("secret", "10.0.0.1")
     assert by_key.startswith("key:")
     assert "secret" not in by_key
+    assert client_identity("secret", "192.168.1.9") == by_key  # one key, one bucket
+    assert client_identity("another", "10.0.0.1") != by_key  # each key its own
     assert client_identity(None, "10.0.0.1") == "ip:10.0.0.1"
 
 

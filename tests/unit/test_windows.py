@@ -4,13 +4,21 @@ windows, and how the windows' answers combine (pure, DistilBERT's tokenizer)."""
 from __future__ import annotations
 
 import math
-from typing import get_args
+from typing import Any, get_args
 
 import pytest
 
 from cache_proxy.contract import LongTexts
 from cache_proxy.errors import BackendUnavailable, PayloadTooLarge
-from cache_proxy.long_texts import PREFIX_CHARS, WINDOW_TOKENS, Plan, plan, prefix, window_texts
+from cache_proxy.long_texts import (
+    PREFIX_CHARS,
+    WINDOW_TOKENS,
+    Plan,
+    over_limit,
+    plan,
+    prefix,
+    window_texts,
+)
 from cache_proxy.schemas import LongTextsMode
 from cache_proxy.windows import TooManyWindows, combine, plan_windows
 from tests.wordpiece import distilbert
@@ -48,6 +56,12 @@ def test_windows_start_and_end_where_words_start() -> None:
 def test_a_document_needing_too_many_windows_is_refused() -> None:
     with pytest.raises(TooManyWindows):
         plan_windows([True] * 2000, 502, 64, 3)
+
+
+def test_max_windows_allows_exactly_that_many() -> None:
+    assert len(plan_windows([True] * 1200, 502, 64, 3)) == 3  # the three windows above
+    with pytest.raises(TooManyWindows):
+        plan_windows([True] * 1200, 502, 64, 2)
 
 
 def test_windows_combine_as_their_logits_averaged_by_weight() -> None:
@@ -130,5 +144,25 @@ def test_telling_a_long_text_tokenizes_whole_words_of_a_prefix() -> None:
     assert prefix("x" * (PREFIX_CHARS + 10)) == "x" * (PREFIX_CHARS + 10)  # no space: all of it
     assert prefix("short text") == "short text"
     texts = [WORD * 4000, "tiny " * 20, WORD * 4000]
-    found = plan(texts, LongTexts.TRUNCATE, distilbert(), 64, 16)
-    assert found.truncated == [0, 2]  # duplicates named each time, tokenized once
+    tokenizer = Recording(distilbert())
+    found = plan(texts, LongTexts.TRUNCATE, tokenizer, 64, 16)  # type: ignore[arg-type]
+    assert found.truncated == [0, 2]  # duplicates named each time, tokenized once:
+    assert [b for b in tokenizer.batches if b] == [[len(cut)]]  # the long one's prefix alone
+
+
+def test_a_text_whose_prefix_falls_short_is_told_by_its_whole() -> None:
+    text = " " * (PREFIX_CHARS + 1000) + WORD * 600
+    assert prefix(text).strip() == ""  # a prefix of no token at all
+    assert over_limit(distilbert(), [text]) == [True]
+    assert plan([text], LongTexts.TRUNCATE, distilbert(), 64, 16).truncated == [0]
+
+
+class Recording:
+    """A tokenizer that records the lengths of the texts of each batch it encodes."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer, self.batches = tokenizer, list[list[int]]()
+
+    def encode_batch(self, texts: list[str], **options: Any) -> Any:
+        self.batches.append([len(t) for t in texts])
+        return self.tokenizer.encode_batch(texts, **options)
