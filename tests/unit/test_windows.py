@@ -114,11 +114,14 @@ def test_windows_mode_scores_windows_and_answers_one_prediction_per_text() -> No
     assert found.texts[0] == "short" and len(found.texts) == 4  # the long one in 3 windows
     assert found.windowed == 1
     scored = [[{"label": "N", "score": 0.5}, {"label": "P", "score": 0.5}]] + [
-        [{"label": "N", "score": 1 - p}, {"label": "P", "score": p}] for p in (0.9, 0.9, 0.9)
+        [{"label": "N", "score": 1 - p}, {"label": "P", "score": p}] for p in (0.9, 0.2, 0.6)
     ]
     answers = found.answers(scored)
     assert len(answers) == 2 and answers[0] == scored[0]
-    assert [e["score"] for e in answers[1]] == pytest.approx([0.1, 0.9])
+    weights = [502, 438, 260]  # each window's tokens no earlier one read
+    expected = combine([[1 - p, p] for p in (0.9, 0.2, 0.6)], weights)
+    assert [e["score"] for e in answers[1]] == pytest.approx(expected)
+    assert expected != pytest.approx(combine([[1 - p, p] for p in (0.9, 0.2, 0.6)], [1, 1, 1]))
     assert Plan(["x"]).answers(scored[:1]) == scored[:1]
 
 
