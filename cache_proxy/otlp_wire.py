@@ -180,41 +180,39 @@ def span(s: ReadableSpan) -> bytes:
     return b"".join(parts)
 
 
-MEMORY = 64  # resources an Encoder remembers (and scopes): the proxy has one
+MEMORY = 64  # resources an Encoder keeps encoded (and scopes): the proxy has one
 
 
 class Encoder:
     """ExportTraceServiceRequest bytes, the encoded resources and scopes kept."""
 
     def __init__(self) -> None:
-        self.resources: dict[Resource, bytes] = {}
+        self.resources: dict[int, tuple[Resource, bytes]] = {}  # by id: the object, encoded
         self.scopes: dict[InstrumentationScope | None, bytes] = {}
-        self.seen: dict[int, tuple[Resource, Resource]] = {}  # id -> (the object, its first equal)
-
-    def canonical(self, resource: Resource) -> Resource:
-        """The first resource seen equal to `resource`: a Resource hashes its
-        attributes as JSON, so spans are grouped by identity, once per object."""
-        seen = self.seen.get(id(resource))
-        if seen is None or seen[0] is not resource:
-            first = next((f for o, f in self.seen.values() if f == resource), resource)
-            seen = self.seen[id(resource)] = (resource, first)
-        return seen[1]
 
     def request(self, spans: Sequence[ReadableSpan]) -> bytes:
-        """The request holding `spans`, grouped by resource, then scope (as the SDK's)."""
-        if len(self.seen) > MEMORY:  # forgotten between requests, never within one:
-            self.seen.clear()  # one request's equal resources must group as one
+        """The request holding `spans`, grouped as the SDK's encoder groups
+        them (a dict keyed by resource, hash and equality, then by scope),
+        each group under its first resource object."""
+        if len(self.resources) > MEMORY or len(self.scopes) > MEMORY:
             self.resources.clear()
             self.scopes.clear()
         Scopes = dict[InstrumentationScope | None, list[bytes]]
-        groups: dict[int, tuple[Resource, Scopes]] = {}  # by the canonical resource's id
+        groups: list[tuple[Resource, int, Scopes]] = []  # (first object, its hash, scopes)
+        of_object: dict[int, Scopes] = {}  # by id: each resource object's group's scopes
         for s in spans:
-            resource = self.canonical(s.resource)
-            scopes = groups.setdefault(id(resource), (resource, {}))[1]
+            scopes = of_object.get(id(s.resource))
+            if scopes is None:  # a Resource hashes its attributes as JSON: once per object
+                digest = hash(s.resource)
+                scopes = next((g for r, h, g in groups if h == digest and r == s.resource), None)
+                if scopes is None:
+                    scopes = {}
+                    groups.append((s.resource, digest, scopes))
+                of_object[id(s.resource)] = scopes
             encoded = scopes.setdefault(s.instrumentation_scope or None, [])
             encoded.append(delimited(F2, span(s)))
         out = []
-        for resource, scopes in groups.values():
+        for resource, _, scopes in groups:
             body = [self.resource(resource)]  # ResourceSpans: 1 resource, 2 scope spans
             for scope, encoded in scopes.items():  # ScopeSpans: 1 scope, 2 spans
                 body.append(delimited(F2, self.scope(scope) + b"".join(encoded)))
@@ -223,9 +221,12 @@ class Encoder:
         return b"".join(out)
 
     def resource(self, resource: Resource) -> bytes:
-        if resource not in self.resources:
-            self.resources[resource] = delimited(F1, _encode_resource(resource).SerializeToString())
-        return self.resources[resource]
+        """This very object encoded (an equal one may list its attributes in another order)."""
+        kept = self.resources.get(id(resource))
+        if kept is None or kept[0] is not resource:
+            encoded = delimited(F1, _encode_resource(resource).SerializeToString())
+            kept = self.resources[id(resource)] = (resource, encoded)
+        return kept[1]
 
     def scope(self, scope: InstrumentationScope | None) -> bytes:
         if scope not in self.scopes:

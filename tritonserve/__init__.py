@@ -134,12 +134,17 @@ def sweep_shm_regions(shm: Path = Path("/dev/shm"), proc: Path = Path("/proc")) 
     return them. For servers in this PID namespace only (devstack: tests,
     benchmarks, `make up`): a server elsewhere (a container sharing the host's
     /dev/shm) is not on this /proc, so its regions would look abandoned."""
-    live = live_shm_tokens(proc)
+    regions = list(shm.glob(f"{SHM_PREFIX}*"))
+    live = live_shm_tokens(proc)  # after the listing: a region listed has a server started
     removed = []
-    for region in shm.glob(f"{SHM_PREFIX}*"):
-        if region.name.removeprefix(SHM_PREFIX).split("-", 1)[0] not in live:
+    for region in regions:
+        if region.name.removeprefix(SHM_PREFIX).split("-", 1)[0] in live:
+            continue
+        try:
             region.unlink(missing_ok=True)
-            removed.append(region)
+        except OSError:  # another user's, in the sticky /dev/shm
+            continue
+        removed.append(region)
     return removed
 
 

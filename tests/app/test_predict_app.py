@@ -416,6 +416,7 @@ class HeldWrites:
             if fingerprint in self.done:
                 return
             await asyncio.sleep(0.01)
+        raise AssertionError(f"{fingerprint}'s cache writes did not finish in 2 s")
 
 
 async def until_released(predictor: Any) -> None:
@@ -594,7 +595,7 @@ async def test_work_sent_before_its_request_failed_holds_its_budget_and_is_cache
         texts, expected, sent = ["sent-1", "waits-1", "refused"], 429, 8
     admission = client.app[PREDICTOR].admission
     model.gate = asyncio.Event()
-    status, _, body = await asyncio.wait_for(predict(client, texts), timeout=1)
+    status, _, body = await asyncio.wait_for(predict(client, texts), timeout=4)
     assert status == expected
     if failure == "queue_full":  # not the admission wait's timeout (5 s), also a 429
         assert admission.metrics.rejections.labels("queue_full")._value.get() == 1, body

@@ -200,16 +200,41 @@ def test_the_proxy_exports_through_this_encoder() -> None:
 
 
 def test_one_encoder_groups_batch_after_batch_by_resource() -> None:
-    """The exporter keeps one Encoder: resources seen in earlier batches, freed
-    (their ids reused) or more than it remembers, still group as the SDK does."""
+    """The exporter keeps one Encoder: resources seen in earlier batches, equal
+    ones in one batch, or more than it keeps, still group as the SDK does."""
     encoder = Encoder()
     for batch in range(80):
         resources = [Resource.create({"batch": batch % 7, "n": n}) for n in range(2)]
+        equal = Resource.create({"batch": batch % 7, "n": 0})
         spans = [
             span
-            for resource in (*resources, Resource.create({"batch": batch % 7, "n": 0}))
+            for resource in (*resources, equal)
             for span in recorded(resource, lambda p: p.get_tracer("t").start_span("s").end())
         ]
         ours = ExportTraceServiceRequest.FromString(encoder.request(spans))
         assert ours == encode_spans(spans), batch
-        del resources, spans  # their ids free for the next batch's resources
+
+
+def test_resources_group_by_hash_and_equality_each_under_its_own_object() -> None:
+    """As the SDK's dict: equal resources whose hashes differ (1 and True) are
+    two groups; an equal resource with its attributes in another order, sent
+    later, is written in its own order."""
+    encoder = Encoder()
+
+    def spans_of(*resources: Resource) -> list[ReadableSpan]:
+        return [
+            span
+            for resource in resources
+            for span in recorded(resource, lambda p: p.get_tracer("t").start_span("s").end())
+        ]
+
+    for spans in (
+        spans_of(Resource({"a": 1}), Resource({"a": True})),
+        spans_of(Resource({"a": 1, "b": 2})),
+        spans_of(Resource({"b": 2, "a": 1})),
+    ):
+        expected = encode_spans(spans)
+        assert ExportTraceServiceRequest.FromString(encoder.request(spans)) == expected
+    assert (
+        len(encode_spans(spans_of(Resource({"a": 1}), Resource({"a": True}))).resource_spans) == 2
+    )

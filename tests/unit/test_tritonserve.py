@@ -25,3 +25,11 @@ def test_only_the_regions_of_servers_no_longer_running_are_removed(tmp_path: Pat
 
     assert sorted(sweep_shm_regions(shm, proc)) == gone
     assert sorted(shm.iterdir()) == sorted([live, *others])  # another server's, or not ours
+
+
+def test_a_region_that_cannot_be_removed_is_left_without_failing(tmp_path: Path) -> None:
+    proc, shm = tmp_path / "proc", tmp_path / "shm"
+    proc.mkdir()
+    stuck = shm / f"{SHM_PREFIX}cccc-0b9e6f1c-0000-4000-8000-000000000001"
+    stuck.mkdir(parents=True)  # unlink fails (as on another user's file in the sticky /dev/shm)
+    assert sweep_shm_regions(shm, proc) == [] and stuck.exists()
