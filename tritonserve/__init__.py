@@ -7,8 +7,10 @@ transformers installed, and must load that interpreter's own libpython.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
+import socket
 import sys
 import sysconfig
 import uuid
@@ -20,9 +22,11 @@ from pathlib import Path
 BACKEND_FILES = ("libtriton_python.so", "triton_python_backend_utils.py")
 TRACE_SERVICE = "triton-inference-server"  # Triton's spans and the model stub's
 # Each Python backend stub talks to tritonserver through a shared-memory region
-# in /dev/shm, named this, a token of its server, "-" and a UUID. A server that
-# is killed, or exits at its --exit-timeout-secs without unloading its model,
-# leaves its regions behind (1 MiB or more each): `sweep_shm_regions`.
+# in /dev/shm, named this, a token of its server, "-" and a UUID. The token is
+# its host's (a hash of the hostname: a pod's name, kept across the container's
+# restarts) and the server's own. A server killed with its stubs (an OOM kill,
+# a pod's removal) leaves its regions behind, 1 MiB or more each: a Pod's
+# /dev/shm outlives a container's restarts. `sweep_shm_regions` removes them.
 SHM_PREFIX = "triton_python_backend_shm_region_sst2-"
 SHM_OPTION = "python,shm-region-prefix-name="
 
@@ -108,6 +112,16 @@ def trace_flags(env: Mapping[str, str]) -> list[str]:
     return [flag for setting in settings for flag in ("--trace-config", setting)]
 
 
+def host_scope() -> str:
+    """The first part of the tokens of this host's servers (8 hex digits)."""
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def new_shm_token() -> str:
+    """A server's token: its host's scope and 8 hex digits of its own."""
+    return host_scope() + uuid.uuid4().hex[:8]
+
+
 def shm_option(token: str) -> str:
     """The --backend-config naming the shared-memory regions of a server's stubs."""
     return f"--backend-config={SHM_OPTION}{SHM_PREFIX}{token}-"
@@ -129,12 +143,15 @@ def live_shm_tokens(proc: Path = Path("/proc")) -> set[str]:
     return tokens
 
 
-def sweep_shm_regions(shm: Path = Path("/dev/shm"), proc: Path = Path("/proc")) -> list[Path]:
-    """Remove the regions left by our tritonservers that no longer run, and
-    return them. For servers in this PID namespace only (devstack: tests,
-    benchmarks, `make up`): a server elsewhere (a container sharing the host's
-    /dev/shm) is not on this /proc, so its regions would look abandoned."""
-    regions = list(shm.glob(f"{SHM_PREFIX}*"))
+def sweep_shm_regions(
+    shm: Path = Path("/dev/shm"), proc: Path = Path("/proc"), scope: str = ""
+) -> list[Path]:
+    """Remove the regions left by our tritonservers that no longer run, of
+    the tokens that start with `scope`, and return them. A server is known to
+    run only in this PID namespace: devstack (tests, benchmarks, `make up`)
+    sweeps them all; the image sweeps its host's (`host_scope()`), so a
+    container sharing another's /dev/shm (`--ipc=host`) leaves that one's be."""
+    regions = list(shm.glob(f"{SHM_PREFIX}{scope}*"))
     live = live_shm_tokens(proc)  # after the listing: a region listed has a server started
     removed = []
     for region in regions:
@@ -177,6 +194,6 @@ def server_command(
         # preStop 5 s + 20 s < its terminationGracePeriodSeconds 30)
         "--exit-timeout-secs=20",
         "--log-info=true",
-        shm_option(uuid.uuid4().hex[:12]),
+        shm_option(new_shm_token()),
         *trace_flags(os.environ if env is None else env),
     ]

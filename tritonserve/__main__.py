@@ -3,7 +3,8 @@
     python -m tritonserve backends /opt/triton-backends       (image build step)
     python -m tritonserve serve /models /opt/triton-backends  (ENTRYPOINT)
 
-`serve` replaces itself with tritonserver listening on all interfaces
+`serve` removes the shared memory an earlier container of its pod left, then
+replaces itself with tritonserver listening on all interfaces
 (8000 http, 8001 grpc, 8002 metrics).
 """
 
@@ -13,7 +14,14 @@ import argparse
 import os
 from pathlib import Path
 
-from tritonserve import TritonPorts, prepare_backends, server_command, server_env
+from tritonserve import (
+    TritonPorts,
+    host_scope,
+    prepare_backends,
+    server_command,
+    server_env,
+    sweep_shm_regions,
+)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -28,6 +36,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "backends":
         prepare_backends(args.directory)
         return
+    # what this pod's earlier containers left (an OOM kill takes the stubs too)
+    sweep_shm_regions(scope=host_scope())
     command = server_command(args.repository, args.backends, TritonPorts(), host="0.0.0.0")
     os.execve(command[0], command, server_env())
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tritonserve import SHM_PREFIX, shm_option, sweep_shm_regions
+from tritonserve import SHM_PREFIX, host_scope, new_shm_token, shm_option, sweep_shm_regions
 
 
 def process(proc: Path, pid: int, *arguments: str) -> None:
@@ -33,3 +33,19 @@ def test_a_region_that_cannot_be_removed_is_left_without_failing(tmp_path: Path)
     stuck = shm / f"{SHM_PREFIX}cccc-0b9e6f1c-0000-4000-8000-000000000001"
     stuck.mkdir(parents=True)  # unlink fails (as on another user's file in the sticky /dev/shm)
     assert sweep_shm_regions(shm, proc) == [] and stuck.exists()
+
+
+def test_a_scoped_sweep_leaves_other_hosts_regions_alone(tmp_path: Path) -> None:
+    """The image sweeps its own host's (its pod's) regions only: a container
+    sharing another's /dev/shm cannot see that one's servers on its /proc."""
+    proc, shm = tmp_path / "proc", tmp_path / "shm"
+    proc.mkdir()
+    shm.mkdir()
+    token = new_shm_token()
+    assert token.startswith(host_scope()) and len(token) == 16 and "-" not in token
+    mine = shm / f"{SHM_PREFIX}{token}-0b9e6f1c-0000-4000-8000-000000000001"
+    other = shm / f"{SHM_PREFIX}{'f' * 16}-0b9e6f1c-0000-4000-8000-000000000002"
+    for path in (mine, other):
+        path.write_bytes(b"\0")
+    assert sweep_shm_regions(shm, proc, scope=host_scope()) == [mine]
+    assert other.exists()
