@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from checkout.repository import model_module
 from devstack import containers, kubeplay
+from devstack.process import free_port, http_status
 from tests.browser import ARTIFACTS
 from tests.deploy.manifests import containers as specs_of
 from tests.deploy.manifests import pod_templates, render
@@ -150,3 +153,43 @@ def test_what_podman_cannot_honour_is_named() -> None:
     assert kinds - RUN_KINDS <= set(kubeplay.NOT_EXERCISED), kinds
     for kind in sorted(kinds - RUN_KINDS):
         print(f"not exercised: {kind}: {kubeplay.NOT_EXERCISED[kind]}")
+
+
+def test_a_restarted_triton_container_removes_what_its_killed_one_left(
+    image_sizes: dict[str, float], tmp_path: Path
+) -> None:
+    """A Pod's /dev/shm (an emptyDir, here a host directory) outlives its
+    container: killed with its stubs (as by the OOM killer), the container
+    leaves their shared memory there, and the next container of the pod (the
+    same hostname) removes it before it starts."""
+    shm = tmp_path / "shm"
+    shm.mkdir()
+    shm.chmod(0o1777)
+
+    def run() -> str:
+        port = free_port()
+        name = f"sst2-shm-{port}"
+        containers.podman(
+            "run", "--detach", "--name", name, "--hostname", "triton-pod-a",
+            "-v", f"{shm}:/dev/shm", "-p", f"127.0.0.1:{port}:8000",
+            containers.TRITON_IMAGE, capture=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 300
+        while http_status(f"http://127.0.0.1:{port}/v2/health/ready") != 200:
+            assert time.monotonic() < deadline, "tritonserver not ready in 300 s"
+            time.sleep(0.5)
+        return name
+
+    first = run()
+    try:
+        containers.podman("kill", "--signal", "KILL", first, capture=True)
+        left = sorted(shm.iterdir())
+        assert left, "killed with its stubs, the container left their regions"
+    finally:
+        containers.podman("rm", "--force", first, capture=True, check=False)
+    second = run()
+    try:
+        now = sorted(shm.iterdir())
+        assert now and not set(left) & set(now)  # the second's own regions only
+    finally:
+        containers.podman("rm", "--force", "--time", "5", second, capture=True, check=False)
