@@ -127,6 +127,12 @@ def shm_option(token: str) -> str:
     return f"--backend-config={SHM_OPTION}{SHM_PREFIX}{token}-"
 
 
+def token_of(name: str) -> str:
+    """The token at the start of `name`, a region's name (or the option's
+    value) after SHM_PREFIX: the token never holds "-", the UUID after it does."""
+    return name.split("-", 1)[0]
+
+
 def live_shm_tokens(proc: Path = Path("/proc")) -> set[str]:
     """The tokens on the command line of a running tritonserver."""
     marker = f"{SHM_OPTION}{SHM_PREFIX}".encode()
@@ -139,7 +145,7 @@ def live_shm_tokens(proc: Path = Path("/proc")) -> set[str]:
         for argument in arguments:
             _, found, rest = argument.partition(marker)
             if found:
-                tokens.add(rest.decode(errors="replace").split("-", 1)[0])
+                tokens.add(token_of(rest.decode(errors="replace")))
     return tokens
 
 
@@ -155,7 +161,7 @@ def sweep_shm_regions(
     live = live_shm_tokens(proc)  # after the listing: a region listed has a server started
     removed = []
     for region in regions:
-        if region.name.removeprefix(SHM_PREFIX).split("-", 1)[0] in live:
+        if token_of(region.name.removeprefix(SHM_PREFIX)) in live:
             continue
         try:
             region.unlink(missing_ok=True)

@@ -199,18 +199,22 @@ def test_the_proxy_exports_through_this_encoder() -> None:
     assert isinstance(asyncio.run(exporter()), SpanExporter)
 
 
+def one_span_each(*resources: Resource) -> list[ReadableSpan]:
+    """A span recorded under each of `resources`, in order."""
+    return [
+        span
+        for resource in resources
+        for span in recorded(resource, lambda p: p.get_tracer("t").start_span("s").end())
+    ]
+
+
 def test_one_encoder_groups_batch_after_batch_by_resource() -> None:
     """The exporter keeps one Encoder: resources seen in earlier batches, equal
     ones in one batch, or more than it keeps, still group as the SDK does."""
     encoder = Encoder()
     for batch in range(80):
         resources = [Resource.create({"batch": batch % 7, "n": n}) for n in range(2)]
-        equal = Resource.create({"batch": batch % 7, "n": 0})
-        spans = [
-            span
-            for resource in (*resources, equal)
-            for span in recorded(resource, lambda p: p.get_tracer("t").start_span("s").end())
-        ]
+        spans = one_span_each(*resources, Resource.create({"batch": batch % 7, "n": 0}))
         ours = ExportTraceServiceRequest.FromString(encoder.request(spans))
         assert ours == encode_spans(spans), batch
 
@@ -220,21 +224,12 @@ def test_resources_group_by_hash_and_equality_each_under_its_own_object() -> Non
     two groups; an equal resource with its attributes in another order, sent
     later, is written in its own order."""
     encoder = Encoder()
-
-    def spans_of(*resources: Resource) -> list[ReadableSpan]:
-        return [
-            span
-            for resource in resources
-            for span in recorded(resource, lambda p: p.get_tracer("t").start_span("s").end())
-        ]
-
     for spans in (
-        spans_of(Resource({"a": 1}), Resource({"a": True})),
-        spans_of(Resource({"a": 1, "b": 2})),
-        spans_of(Resource({"b": 2, "a": 1})),
+        one_span_each(Resource({"a": 1}), Resource({"a": True})),
+        one_span_each(Resource({"a": 1, "b": 2})),
+        one_span_each(Resource({"b": 2, "a": 1})),
     ):
         expected = encode_spans(spans)
         assert ExportTraceServiceRequest.FromString(encoder.request(spans)) == expected
-    assert (
-        len(encode_spans(spans_of(Resource({"a": 1}), Resource({"a": True}))).resource_spans) == 2
-    )
+    hashes_differ = one_span_each(Resource({"a": 1}), Resource({"a": True}))
+    assert len(encode_spans(hashes_differ).resource_spans) == 2
