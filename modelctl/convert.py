@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 CALIBRATION_SENTENCES = 300
 OPSET = 17
 MANIFEST = "manifest.json"
+CALIBRATED = "openvino-int8"  # the engine built only with calibration data
 CODE = MODEL_REPOSITORY / MODEL_NAME / "1"  # the model code that exports and serves
 
 
@@ -66,8 +67,8 @@ def ensure_engines(
     if str(code) not in sys.path:
         sys.path.insert(0, str(code))
     target = cache / "engines" / converter_key(checkpoint, code)
-    if (target / MANIFEST).is_file():
-        return target
+    if (target / MANIFEST).is_file() and (calibration is None or CALIBRATED in built_in(target)):
+        return target  # built before (a build without the data is redone once it is here)
     staging = target.with_name(target.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
@@ -76,6 +77,12 @@ def ensure_engines(
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
     return target
+
+
+def built_in(target: Path) -> list[str]:
+    """The engines a cached build holds (its manifest's list)."""
+    built: list[str] = json.loads((target / MANIFEST).read_text())["built"]
+    return built
 
 
 def convert(checkpoint: Path, out: Path, calibration: Sequence[str] | None) -> list[str]:
@@ -92,9 +99,9 @@ def convert(checkpoint: Path, out: Path, calibration: Sequence[str] | None) -> l
     built = ["onnxruntime-fp32", "onnxruntime-int8", "openvino-fp32"]
     if calibration:
         tokenizer = _tokenizer(checkpoint)
-        quantize_openvino(openvino_fp32, out / engines.GRAPH_FILES["openvino-int8"],
+        quantize_openvino(openvino_fp32, out / engines.GRAPH_FILES[CALIBRATED],
                           tokenizer, calibration)  # fmt: skip
-        built.append("openvino-int8")
+        built.append(CALIBRATED)
         log.info("calibrated OpenVINO int8 on %d sentences (%.0f s)",
                  len(calibration), time.monotonic() - started)  # fmt: skip
     else:

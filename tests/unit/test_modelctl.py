@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from checkpoints.hub import FILES, ExpectedHash, git_blob_sha1, verify_files
+from modelctl import convert
 from modelctl.install import install, labels_of
 from modelctl.spec import ModelSpec
 
@@ -109,3 +110,21 @@ def test_hub_commands_fail_fast_and_clearly_offline(command: list[str], tmp_path
     )
     assert done.returncode == 1
     assert "HF_HUB_OFFLINE is set" in done.stderr
+
+
+def test_engines_built_without_calibration_data_are_rebuilt_once_it_is_here(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A first `make up` without SST-2 train gets no openvino-int8; the cached
+    build must not keep it out once the data is beside the checkout."""
+    builds: list[object] = []
+
+    def fake_convert(checkpoint: Path, out: Path, calibration: list[str] | None) -> list[str]:
+        builds.append(calibration)
+        return ["onnxruntime-fp32", *([convert.CALIBRATED] if calibration else [])]
+
+    monkeypatch.setattr(convert, "convert", fake_convert)
+    monkeypatch.setattr(convert, "converter_key", lambda checkpoint, code: "key")
+    for data in (None, None, ["a sentence"], ["a sentence"], None):
+        convert.ensure_engines(tmp_path / "checkpoint", tmp_path, data, code=tmp_path)
+    assert builds == [None, ["a sentence"]]
