@@ -32,6 +32,7 @@ from cache_proxy.keys import (
     SETTINGS,
     TRACING,
 )
+from cache_proxy.memory import trimmer
 from cache_proxy.metrics import Metrics
 from cache_proxy.middleware import errors_and_metrics, in_flight, traced
 from cache_proxy.predictor import Predictor
@@ -110,6 +111,7 @@ def create_app(
             lambda app: tracing_ctx(app, open_tracing),
             lambda app: services_ctx(app, open_backend, connect),
             model_refresh_ctx,
+            memory_trim_ctx,
         ]
     )
     routes.setup(app)
@@ -196,3 +198,13 @@ async def model_refresh_ctx(app: web.Application) -> AsyncIterator[None]:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+async def memory_trim_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Freed memory given back after a burst of large requests (memory.py)."""
+    task = trimmer(app[SETTINGS].memory_trim_above_mib, app[METRICS])
+    yield
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

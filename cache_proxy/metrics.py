@@ -135,6 +135,16 @@ class Metrics:
             "Requests let through unchecked because Redis was unavailable (fail open)",
             registry=r,
         )
+        self.memory_trims = Counter(
+            "proxy_memory_trims",
+            "Times freed memory was given back to the system (MEMORY_TRIM_ABOVE_MIB)",
+            registry=r,
+        )
+        self.memory_trimmed_bytes = Counter(
+            "proxy_memory_trimmed_bytes",
+            "Resident bytes those trims gave back",
+            registry=r,
+        )
         for reason in self.SHED_REASONS:  # 0, not absent, until the first one
             self.rejections.labels(reason)
             self.shed_cost.labels(reason)

@@ -162,6 +162,11 @@ class Settings(BaseSettings):
     closed for a newcomer, or the newcomer gets 429 if none is idle."""
     ready_timeout_seconds: float = 1.0
     """How long /health/ready waits for Triton before reporting it unavailable."""
+    memory_trim_above_mib: int = Field(default=32, ge=0)
+    """When the resident set grew by more than this over its lowest, the memory
+    malloc holds free is given back to the system (glibc `malloc_trim`,
+    checked every second): a burst of large requests must not leave the proxy
+    near its pod's memory limit for the next one (cache_proxy/memory.py). 0: never."""
     log_level: str = "INFO"
     """Python logging level."""
 

@@ -174,3 +174,30 @@ def test_http_framing_errors_are_json_4xx(proxy_url: str, raw: bytes) -> None:
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.split()[1] == b"400", answer
     assert json.loads(body)["error_type"] == "malformed_request"
+
+
+def test_memory_a_burst_freed_is_given_back(
+    logs_dir: Path, triton: Triton, redis_server: int
+) -> None:
+    # Long texts leave glibc's heap full of free holes: without the trim
+    # (cache_proxy/memory.py) the proxy stayed ~150 MiB above where it began,
+    # the next attack adding to it, up to its pod's limit.
+    server = launch_proxy(logs_dir, triton_url=triton.http_url,
+                          redis_url=f"redis://127.0.0.1:{redis_server}/0")  # fmt: skip
+    try:
+        pid = server.process.pid  # type: ignore[union-attr]
+        assert (
+            request("POST", f"{server.url}/predict", json.dumps({"text": PROBE}).encode()).status
+            == 200
+        )
+        before = procstat.resident_mib(pid)
+        run(server.url, "long-texts", ATTACK_SECONDS)
+        grown = procstat.resident_mib(pid) - before
+        deadline = time.monotonic() + 10  # a trim a second, or one after a back-off of 5 s
+        while (left := procstat.resident_mib(pid) - before) > 48 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert left <= 48, f"grew by {grown:.0f} MiB in the attack, {left:.0f} MiB still held"
+        metrics = request("GET", f"{server.url}/metrics").body.decode()
+        assert float(re.findall(r"^proxy_memory_trims_total (\S+)", metrics, re.M)[0]) >= 1
+    finally:
+        server.stop()
