@@ -23,12 +23,11 @@ import subprocess
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cache_proxy.settings import describe
 from checkout.paths import RESULTS, ROOT
 from checkpoints.cache_dir import default_cache_dir
 from devstack.launch import start_otlp_receiver, start_prometheus
@@ -175,7 +174,7 @@ def main() -> int:
     ).stdout.strip()
     results, series, panels = measure_systems(mode, steps, args.engine, raw)
     meta = {
-        "command": command_line(args.short, steps, args.engine, os.environ),
+        "command": command_line(args.short, steps, args.engine),
         "engine": args.engine,
         "mode": mode,
         "cpu": cpu_summary(),
@@ -209,20 +208,14 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def command_line(
-    short: bool, steps: set[str], engine: str, env: Mapping[str, str] | None = None
-) -> str:
-    """The command that reruns this benchmark, as the report quotes it, after
-    the proxy settings `env` held (our proxies read them too) (pure)."""
+def command_line(short: bool, steps: set[str], engine: str) -> str:
+    """The command that reruns this benchmark, as the report quotes it (pure)."""
     if steps == set(STEPS):
         command = "make bench" + (" SHORT=1" if short else "")
-        command += "" if engine == "auto" else f" ENGINE={engine}"
-    else:
-        command = "python -m perf.compare" + (" --short" if short else "")
-        command += " --steps " + " ".join(s for s in STEPS if s in steps)
-        command += "" if engine == "auto" else f" --engine {engine}"
-    given = [f"{name}={env[name]}" for name, _, _ in describe() if env and name in env]
-    return " ".join([*given, command])
+        return command + ("" if engine == "auto" else f" ENGINE={engine}")
+    command = "python -m perf.compare" + (" --short" if short else "")
+    command += " --steps " + " ".join(s for s in STEPS if s in steps)
+    return command + ("" if engine == "auto" else f" --engine {engine}")
 
 
 def measure_systems(
