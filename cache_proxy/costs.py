@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 from tokenizers import Tokenizer
 
@@ -40,6 +42,19 @@ def text_cost(text: str) -> int:
 
 
 INLINE_CHARS = 4096  # tokenized on the event loop up to this much text (a few ms), else in a thread
+# Larger tokenizing runs here, one at a time: encode_batch already spreads one
+# batch over every core, and each run in flight holds its texts' token buffers
+# (native memory). Six at once (asyncio's default pool on 2 cores) took the
+# proxy to ~245 MiB under the long-text attack; one at a time, ~160
+# (perf/README.md, "Under attack"), with the same honest latency: a short
+# request is tokenized on the event loop, never queued here.
+TOKENIZER_THREAD = ThreadPoolExecutor(1, thread_name_prefix="tokenizer")
+T = TypeVar("T")
+
+
+async def tokenizing(run: Callable[..., T], *args: object) -> T:
+    """`run(*args)` in the tokenizer's thread (it releases the GIL)."""
+    return await asyncio.get_running_loop().run_in_executor(TOKENIZER_THREAD, run, *args)
 
 
 @dataclass(frozen=True)
@@ -81,9 +96,9 @@ class TextCosts:
         return costs
 
     async def __call__(self, texts: Sequence[str]) -> list[int]:
-        """`count`, in a worker thread when there is much to tokenize (the
-        tokenizer releases the GIL), so a large request never stalls the loop."""
+        """`count`, in the tokenizer's thread when there is much to tokenize,
+        so a large request never stalls the loop."""
         costs, short = self.bounds(texts)
         if sum(len(texts[i]) for i in short) <= INLINE_CHARS:
             return self._tokenized(texts, costs, short)
-        return await asyncio.to_thread(self._tokenized, texts, costs, short)
+        return await tokenizing(self._tokenized, texts, costs, short)

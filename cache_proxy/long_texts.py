@@ -18,14 +18,13 @@ needs (a prefix), except for windows, which read the whole text.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from tokenizers import Tokenizer
 
 from cache_proxy.contract import LongTexts, Prediction
-from cache_proxy.costs import INLINE_CHARS, MAX_TOKENS, SPECIAL_TOKENS, text_cost
+from cache_proxy.costs import INLINE_CHARS, MAX_TOKENS, SPECIAL_TOKENS, text_cost, tokenizing
 from cache_proxy.errors import BackendUnavailable, PayloadTooLarge
 from cache_proxy.windows import TooManyWindows, Window, combine, plan_windows
 
@@ -174,7 +173,7 @@ async def plan_request(
     overlap: int,
     max_windows: int,
 ) -> Plan:
-    """`plan`, in a worker thread when there is much to tokenize."""
+    """`plan`, in the tokenizer's thread when there is much to tokenize."""
     if sum(len(t) for t in texts if may_be_long(t)) <= INLINE_CHARS:
         return plan(texts, mode, tokenizer, overlap, max_windows)
-    return await asyncio.to_thread(plan, texts, mode, tokenizer, overlap, max_windows)
+    return await tokenizing(plan, texts, mode, tokenizer, overlap, max_windows)

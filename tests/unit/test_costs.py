@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import time
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cache_proxy.contract import LongTexts
 from cache_proxy.costs import INLINE_CHARS, TextCosts, text_cost
+from cache_proxy.long_texts import plan_request
 from tests.wordpiece import bert_like_json, distilbert
 
 
@@ -71,3 +76,39 @@ def test_the_character_bound_never_undercounts_distilberts_tokens(texts: list[st
 
 def test_hangul_takes_the_bound_to_its_limit() -> None:
     assert len(distilbert().encode("한국").ids) == text_cost("한국") == 8  # 3 jamo each
+
+
+class Overlap:
+    """Wraps a function; counts how many of its calls ran at once, at most."""
+
+    def __init__(self, run: Any) -> None:
+        self.run, self.now, self.most, self.lock = run, 0, 0, threading.Lock()
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        with self.lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+        try:
+            time.sleep(0.05)  # long enough for the others to start, were they let
+            return self.run(*args, **kwargs)
+        finally:
+            with self.lock:
+                self.now -= 1
+
+
+async def test_large_tokenizing_runs_one_at_a_time(costs: TextCosts) -> None:
+    # each run in flight holds its texts' token buffers: six at once took the
+    # proxy to ~245 MiB under the long-text attack (cache_proxy/costs.py)
+    assert costs.tokenizer is not None
+    overlap = Overlap(costs.tokenizer.encode_batch)
+    tokenizer: Any = SimpleNamespace(encode_batch=overlap)
+    counting = TextCosts(tokenizer, costs.release)
+    short = ["i love you " * 40] * (INLINE_CHARS // 400 + 2)  # counted
+    long = ["i love you " * 300] * 2  # may be long: its prefix is tokenized
+    assert sum(map(len, long)) > INLINE_CHARS
+    runs: list[Any] = [counting(short) for _ in range(3)]
+    runs += [plan_request(long, LongTexts.TRUNCATE, tokenizer, 64, 16) for _ in range(3)]
+    done = await asyncio.gather(*runs)
+    assert done[0] == [122] * len(short)
+    assert done[-1].truncated == [0, 1]
+    assert overlap.most == 1
