@@ -195,9 +195,7 @@ async def model_refresh_ctx(app: web.Application) -> AsyncIterator[None]:
     """The served model kept current in the background (ServedModel.keep_current)."""
     task = asyncio.create_task(app[SERVED].keep_current(app[SETTINGS].model_refresh_seconds))
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await stop(task)
 
 
 async def memory_trim_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -205,6 +203,11 @@ async def memory_trim_ctx(app: web.Application) -> AsyncIterator[None]:
     task = trimmer(app[SETTINGS].memory_trim_above_mib, app[METRICS])
     yield
     if task is not None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await stop(task)
+
+
+async def stop(task: asyncio.Task[None]) -> None:
+    """Cancel a background task and wait until it has ended."""
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -46,8 +46,8 @@ INLINE_CHARS = 4096  # tokenized on the event loop up to this much text (a few m
 # batch over every core, and each run in flight holds its texts' token buffers
 # (native memory). Six at once (asyncio's default pool on 2 cores) took the
 # proxy to ~245 MiB under the long-text attack; one at a time, ~160
-# (perf/README.md, "Under attack"), with the same honest latency: a short
-# request is tokenized on the event loop, never queued here.
+# (perf/README.md, "Under attack"), the honest p99 no worse: a short request
+# is tokenized on the event loop, never queued here.
 TOKENIZER_THREAD = ThreadPoolExecutor(1, thread_name_prefix="tokenizer")
 T = TypeVar("T")
 

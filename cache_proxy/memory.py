@@ -86,10 +86,10 @@ async def trim_when_grown(
         await asyncio.to_thread(trim)
         after = resident()
         policy.trimmed(before, after, loop.time())
+        given = max(0, before - after)
         metrics.memory_trims.inc()
-        metrics.memory_trimmed_bytes.inc(max(0, before - after))
-        given = (before - after) >> 20
-        log.debug("memory: %d MiB given back (%d MiB resident)", given, after >> 20)
+        metrics.memory_trimmed_bytes.inc(given)
+        log.debug("memory: %d MiB given back (%d MiB resident)", given >> 20, after >> 20)
 
 
 def trimmer(above_mib: int, metrics: Metrics) -> asyncio.Task[None] | None:
