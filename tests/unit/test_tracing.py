@@ -148,8 +148,10 @@ def test_a_sampled_requests_spans_reach_a_receiver_as_one_tree() -> None:
             lookup.set_attribute("hits", 1)
         with step("triton infer", current=True, texts=1), step("leaf"):
             pass
+        assert trace.get_current_span() is request  # a current step's span is current no more
         request.set_attribute("http.response.status_code", 200)
         later = contextvars.copy_context()  # as a task detached from the request
+    assert trace.get_current_span() is trace.INVALID_SPAN
     assert not later.run(lambda: step("cache write").__enter__().is_recording())  # ended
     finished = exporter.get_finished_spans()
     body = encode_spans(finished).SerializeToString()
