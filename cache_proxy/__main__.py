@@ -7,6 +7,8 @@ import gc
 import logging
 import sys
 
+from aiohttp import web
+
 from cache_proxy.app import create_app
 from cache_proxy.server import serve
 from cache_proxy.settings import Settings, redacted
@@ -28,13 +30,18 @@ def main() -> int:
         redacted(settings.redis_url) or "disabled",
     )
     app = create_app(settings)
-    # What was built to start (modules, the app) lives as long as the process:
-    # frozen, a full collection no longer walks it, and no longer pauses every
-    # request in flight for as long (perf/README.md, "What tracing costs").
-    gc.collect()
-    gc.freeze()
+    app.on_startup.append(freeze_startup)  # after the app's cleanup contexts have started
     asyncio.run(serve(app))
     return 0
+
+
+async def freeze_startup(app: web.Application) -> None:
+    """What was built to start (modules, the app, its clients, the span
+    exporter and what it imported) lives as long as the process: frozen, a
+    full collection no longer walks it, and no longer pauses every request in
+    flight for as long (perf/README.md, "What tracing costs")."""
+    gc.collect()
+    gc.freeze()
 
 
 if __name__ == "__main__":

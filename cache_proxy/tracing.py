@@ -60,6 +60,7 @@ TRACE_HEADER = "X-Trace-Id"  # a sampled request's trace id, on its answer
 SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 UNSET = Status(StatusCode.UNSET)
 NOT_RECORDED = contextlib.nullcontext(trace.INVALID_SPAN)  # reusable: it holds no state
+NO_PARENT = context_api.Context()  # a request without a `traceparent` starts a trace
 
 
 def tracing_enabled(env: Mapping[str, str]) -> bool:
@@ -233,7 +234,8 @@ class Tracing:
         if self.provider is None or self.recorder is None:
             return NOT_RECORDED
         name = f"{request.method} {route}"
-        parent = propagate.extract(request.headers) if "traceparent" in request.headers else None
+        headers = request.headers
+        parent = propagate.extract(headers) if "traceparent" in headers else NO_PARENT
         caller = trace.get_current_span(parent).get_span_context()
         trace_id = caller.trace_id if caller.is_valid else self.recorder.ids.generate_trace_id()
         decision = self.provider.sampler.should_sample(parent, trace_id, name, SpanKind.SERVER)
