@@ -7,7 +7,8 @@ a span on a Xeon, three times what recording the span costs, and it runs on
 the proxy's own cores. This writes the same message in about a third of the
 time (perf/README.md, "What tracing costs"); tests/unit/test_otlp_wire.py
 parses both and compares them. Resources and scopes are rare: the SDK's own
-functions encode them, once each.
+functions encode them, once each. Spans repeat their names and most of their
+attributes: those are written once and kept (a few thousand at most).
 """
 
 from __future__ import annotations
@@ -109,17 +110,42 @@ def key_value(key: str, value: Any) -> bytes:
     return encoded + delimited(F2, any_value(value))
 
 
+SCALARS = (str, bool, int, float)
+PAIRS: dict[tuple[bytes, str, type, Any], bytes] = {}  # encoded KeyValue fields with a scalar
+KEPT = 4096  # PAIRS and NAMES at most: spans repeat their names and most of their attributes
+
+
 def attributes(tag: bytes, values: Mapping[str, Any] | None) -> bytes:
     """Repeated KeyValue; one that cannot be encoded is left out and logged (as the SDK)."""
     if not values:
         return b""
     out = []
     for key, value in values.items():
-        try:
-            out.append(delimited(tag, key_value(key, value)))
-        except Exception as error:  # as the SDK's encoder: the span still goes
-            log.exception("Failed to encode key %s: %s", key, error)
+        kind = type(value)
+        pair = (tag, key, kind, value)  # the type too: True == 1 and 1 == 1.0
+        encoded = PAIRS.get(pair) if kind in SCALARS else None
+        if encoded is None:
+            try:
+                encoded = delimited(tag, key_value(key, value))
+            except Exception as error:  # as the SDK's encoder: the span still goes
+                log.exception("Failed to encode key %s: %s", key, error)
+                continue
+            if kind in SCALARS and len(PAIRS) < KEPT:
+                PAIRS[pair] = encoded
+        out.append(encoded)
     return b"".join(out)
+
+
+NAMES: dict[str, bytes] = {}  # a Span's name field, by name
+
+
+def name(value: str) -> bytes:
+    encoded = NAMES.get(value)
+    if encoded is None:
+        encoded = text(F5, value)
+        if len(NAMES) < KEPT:
+            NAMES[value] = encoded
+    return encoded
 
 
 def span_flags(parent: SpanContext | None) -> bytes:
@@ -140,7 +166,7 @@ def span(s: ReadableSpan) -> bytes:
     if parent:
         parts.append(b"\x22\x08" + parent.span_id.to_bytes(8, "big"))  # 4: parent_span_id
     parts += [
-        text(F5, s.name),
+        name(s.name),
         KINDS[s.kind],
         b"\x39" + FIXED64.pack(s.start_time or 0),  # 7: start_time_unix_nano
         b"\x41" + FIXED64.pack(s.end_time or 0),  # 8: end_time_unix_nano

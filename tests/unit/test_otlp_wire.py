@@ -145,6 +145,21 @@ def test_values_the_sdk_would_clean_are_written_as_the_sdk_encodes_them(
     assert ["huge" in r.getMessage() for r in logged] == [True, True]  # the span's, the event's
 
 
+def test_equal_values_of_other_types_are_each_written_as_their_own() -> None:
+    """Encoded attributes are kept for reuse: True, 1 and 1.0 are equal in
+    Python, and each must still be written as its own type."""
+    context = SpanContext(1, 2, False, TraceFlags(TraceFlags.SAMPLED))
+    resource = Resource.create({})
+    values: list[Any] = [1, True, 1.0, "1", 1, 0, False, 0.0]
+    spans = [
+        ReadableSpan("s", context, resource=resource, attributes={"v": v}, start_time=1, end_time=2)
+        for v in values
+    ]
+    for one in spans:  # one request each, as batch after batch
+        same_message([one])
+    same_message(spans)
+
+
 def test_the_proxys_lean_spans_are_written_as_the_sdk_encodes_them() -> None:
     exporter = InMemorySpanExporter()
     tracing = Tracing(SimpleSpanProcessor(exporter), {})
