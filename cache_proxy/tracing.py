@@ -33,7 +33,7 @@ import logging
 import os
 import threading
 import traceback
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from time import time_ns
@@ -46,7 +46,13 @@ from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
-from opentelemetry.sdk.trace.sampling import Decision
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_OFF,
+    Decision,
+    ParentBased,
+    Sampler,
+    TraceIdRatioBased,
+)
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.util import types
@@ -220,12 +226,14 @@ class Tracing:
         environment; the SDK reads its sampler and resource variables there)."""
         self.provider: TracerProvider | None = None
         self.recorder: Recorder | None = None
+        self.dropped_root: Callable[[int], bool] = lambda trace_id: True
         if processor is not None:
             # the provider reads the sampler (OTEL_TRACES_SAMPLER) and the resource
             # (OTEL_RESOURCE_ATTRIBUTES, OTEL_SERVICE_NAME), and flushes and shuts
             # down the processor
             self.provider = tracer_provider(processor, os.environ if env is None else env)
             self.recorder = Recorder(processor, self.provider.resource, RandomIdGenerator())
+            self.dropped_root = dropped_roots(self.provider.sampler)
 
     def request_span(self, request: web.Request, route: str) -> AbstractContextManager[trace.Span]:
         """The request's span (named by its route template), current while it
@@ -233,11 +241,17 @@ class Tracing:
         if not sampled."""
         if self.provider is None or self.recorder is None:
             return NOT_RECORDED
-        name = f"{request.method} {route}"
         headers = request.headers
-        parent = propagate.extract(headers) if "traceparent" in headers else NO_PARENT
-        caller = trace.get_current_span(parent).get_span_context()
-        trace_id = caller.trace_id if caller.is_valid else self.recorder.ids.generate_trace_id()
+        if "traceparent" in headers:
+            parent = propagate.extract(headers)
+            caller = trace.get_current_span(parent).get_span_context()
+            trace_id = caller.trace_id if caller.is_valid else self.recorder.ids.generate_trace_id()
+        else:  # a new trace: most are dropped by their id alone
+            parent, caller = NO_PARENT, trace.INVALID_SPAN_CONTEXT
+            trace_id = self.recorder.ids.generate_trace_id()
+            if self.dropped_root(trace_id):
+                return NOT_RECORDED
+        name = f"{request.method} {route}"
         decision = self.provider.sampler.should_sample(parent, trace_id, name, SpanKind.SERVER)
         if decision.decision is not Decision.RECORD_AND_SAMPLE:  # RECORD_ONLY: never exported
             return NOT_RECORDED
@@ -252,6 +266,25 @@ class Tracing:
         return LeanSpan(
             self.recorder, name, context, parent_context, kind, attributes, current=True
         )
+
+
+def dropped_roots(sampler: Sampler) -> Callable[[int], bool]:
+    """Whether `sampler` drops a new trace (a request without a `traceparent`)
+    by its trace id alone, as its `should_sample` decides: the SDK's ratio
+    based and always off samplers, alone or as a parent based one's root. A
+    request it drops costs a comparison, not a sampler call (about 15 Python
+    calls), which every unsampled request would pay. Not known for any other
+    sampler (False: it is asked), nor for what is not dropped (the sampler
+    decides, with its attributes and trace state)."""
+    if type(sampler).should_sample is ParentBased.should_sample:
+        assert isinstance(sampler, ParentBased)
+        sampler = sampler._root  # the SDK's sampler of a trace's first span
+    if type(sampler).should_sample is TraceIdRatioBased.should_sample:
+        assert isinstance(sampler, TraceIdRatioBased)
+        limit, bound = sampler.TRACE_ID_LIMIT, sampler.bound
+        return lambda trace_id: trace_id & limit >= bound
+    dropped = sampler is ALWAYS_OFF
+    return lambda trace_id: dropped
 
 
 def tracer_provider(processor: SpanProcessor, env: Mapping[str, str]) -> TracerProvider:

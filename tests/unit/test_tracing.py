@@ -10,16 +10,28 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_OFF,
+    ALWAYS_ON,
+    Decision,
+    ParentBased,
+    ParentBasedTraceIdRatio,
+    Sampler,
+    SamplingResult,
+    TraceIdRatioBased,
+)
 from opentelemetry.trace import StatusCode
 from spans import parent_contexts
 
-from cache_proxy.tracing import Tracing, step
+from cache_proxy.tracing import NO_PARENT, Tracing, dropped_roots, step
 from devstack import otlp
 from devstack.otlp import Receiver, parse_request, spans_of, tree
 from tritonserve import trace_flags, traces_url
@@ -233,3 +245,41 @@ def test_outside_a_sampled_request_a_step_has_no_span(monkeypatch: pytest.Monkey
         with step("cache lookup") as lookup:
             assert not lookup.is_recording()
     assert exporter.get_finished_spans() == ()
+
+
+class EveryOther(TraceIdRatioBased):
+    """A sampler of the user's own: its decisions are not known in advance."""
+
+    def should_sample(self, *args: object, **kwargs: object) -> SamplingResult:
+        trace_id = args[1]
+        assert isinstance(trace_id, int)
+        return SamplingResult(Decision.RECORD_AND_SAMPLE if trace_id % 2 else Decision.DROP)
+
+
+def known_samplers(rate: float) -> list[Sampler]:
+    ratio = TraceIdRatioBased(rate)
+    return [ratio, ParentBasedTraceIdRatio(rate), ParentBased(ratio), ALWAYS_OFF, ALWAYS_ON]
+
+
+def same_decision(sampler: Sampler, trace_id: int) -> None:
+    decision = sampler.should_sample(NO_PARENT, trace_id, "POST /predict").decision
+    assert dropped_roots(sampler)(trace_id) == (decision is Decision.DROP), sampler
+
+
+@settings(max_examples=100, deadline=None)
+@given(trace_id=st.integers(1, 2**128 - 1), rate=st.sampled_from([0.0, 1e-6, 0.1, 0.5, 1.0]))
+def test_a_new_trace_is_dropped_by_its_id_as_the_sdks_sampler_drops_it(
+    trace_id: int, rate: float
+) -> None:
+    for sampler in known_samplers(rate):
+        same_decision(sampler, trace_id)
+    assert not dropped_roots(EveryOther(rate))(trace_id)  # unknown: the sampler is asked
+    assert not dropped_roots(ParentBased(EveryOther(rate)))(trace_id)
+
+
+def test_the_ids_at_a_ratios_bound_are_dropped_as_the_sdk_drops_them() -> None:
+    bound = TraceIdRatioBased(0.1).bound
+    for low in (bound - 1, bound, bound + 1):
+        for high in (0, 1 << 100):
+            for sampler in known_samplers(0.1):
+                same_decision(sampler, high | low)
