@@ -90,8 +90,12 @@ def measure(env: dict[str, str], requests: int, out: Path) -> int:
         send(port, requests)
         subprocess.run(["callgrind_control", "-i", "off", str(proxy.pid)], check=True)
     finally:
-        proxy.terminate()
-        proxy.wait(120)
+        proxy.terminate()  # callgrind writes its counts as the process exits
+        try:
+            proxy.wait(120)
+        except subprocess.TimeoutExpired:
+            proxy.kill()
+            raise
     return instructions(out) // requests
 
 
