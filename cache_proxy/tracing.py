@@ -8,8 +8,9 @@ protobuf). Spans go out in batches from a background thread.
 
 A request's span is the parent of its steps' spans (body, cache lookup,
 single-flight wait, admission wait, Triton call, cache write). Sampling is
-decided first, by the SDK's sampler: an unsampled request gets no span at
-all. A sampled Triton call carries the W3C `traceparent` of its span; Triton
+decided first, by the SDK's sampler (or, for a new trace it would drop by
+its id alone, by `dropped_roots`' comparison): an unsampled request gets no
+span at all. A sampled Triton call carries the W3C `traceparent` of its span; Triton
 traces every request that carries one (whatever its sampled flag), so an
 unsampled call carries none. Probes and scrapes (/health, /health/ready,
 /metrics) are not traced.
