@@ -31,6 +31,7 @@ from checkout.paths import RESULTS
 from checkpoints.cache_dir import default_cache_dir
 from modelctl.resolve import resolve
 from modelctl.spec import ModelSpec
+from perf import reports
 from perf.machine import cpu_summary
 from trainer.data import Example, default_train_tsv, holdout_split, read_tsv
 from trainer.offline import Recipe
@@ -176,10 +177,7 @@ def main() -> int:
         "runs": [measure(args.url, documents, mode) for mode in ("truncate", "windows")],
     }
     out = RESULTS / f"{started:%Y%m%dT%H%M%SZ}-long-documents"
-    out.mkdir(parents=True)
-    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    (out / "report.md").write_text(report(results))
-    print((out / "report.md").read_text())
+    reports.write(out, results, report(results))
     return 0
 
 

@@ -33,6 +33,7 @@ from devstack.launch import start_otlp_receiver
 from devstack.process import free_port, http_status
 from modelctl.resolve import resolve
 from modelctl.spec import ModelSpec
+from perf import reports
 from perf.compare import tracing_cost
 from perf.compare.systems import start_ours
 from perf.machine import cpu_summary
@@ -131,7 +132,7 @@ def main() -> int:
     if shutil.which("valgrind") is None:
         print("perf.tracing_instructions needs valgrind: apt-get install valgrind", file=sys.stderr)
         return 2
-    started = datetime.datetime.now(datetime.UTC)
+    started, measured = datetime.datetime.now(datetime.UTC), reports.commit()
     out = RESULTS / f"{started:%Y%m%dT%H%M%SZ}-tracing-instructions"
     raw = out / "raw"
     raw.mkdir(parents=True)
@@ -149,19 +150,14 @@ def main() -> int:
     finally:
         receiver.stop()
         ours.stop()
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-    )
     results = {
         "started": f"{started:%Y-%m-%d %H:%M}",
-        "commit": commit.stdout.strip(),
+        "commit": measured,
         "cpu": cpu_summary(),
         "requests": args.requests,
         "per_request": per_request,
     }
-    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    (out / "report.md").write_text(report(results))
-    print((out / "report.md").read_text())
+    reports.write(out, results, report(results))
     return 0
 
 

@@ -19,7 +19,6 @@ import datetime
 import json
 import os
 import signal
-import subprocess
 import tempfile
 import time
 import urllib.request
@@ -34,7 +33,7 @@ from devstack.launch import start_otlp_receiver, start_prometheus
 from modelctl.convert import calibration, ensure_engines
 from modelctl.resolve import resolve
 from modelctl.spec import ModelSpec
-from perf import engine_check
+from perf import engine_check, reports
 from perf.compare import tracing_cost, under_attack
 from perf.compare.k6run import as_unseen, run_k6
 from perf.compare.panels import Panels, plot_panels, record
@@ -169,9 +168,7 @@ def main() -> int:
     raw = out / "raw"
     raw.mkdir(parents=True)
     step(f"{mode} run; results in {out.relative_to(ROOT)}")
-    commit = subprocess.run(  # at the start: what is measured, whatever is committed meanwhile
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-    ).stdout.strip()
+    commit = reports.commit()  # at the start: what is measured, whatever is committed meanwhile
     results, series, panels = measure_systems(mode, steps, args.engine, raw)
     meta = {
         "command": command_line(args.short, steps, args.engine),
