@@ -5,7 +5,8 @@ fingerprint of the model that computed it; the cache is written under that
 fingerprint, never under a stale one.
 
 Triton may sit behind a load balancer (a Kubernetes Service): a pooled
-connection stays with one replica, a new connection may reach another. A
+connection stays with one replica, a new connection may reach another
+(channels.py keeps only the connections whose replica answered). A
 replica that is draining closes its connections or refuses new work; such a
 call is retried once on a new connection (`fresh`), which the balancer sends
 to a replica still serving. During a rolling update a call names the releases
@@ -25,9 +26,9 @@ import aiohttp
 import numpy as np
 from numpy.typing import NDArray
 from tritonclient.http import InferInput, InferRequestedOutput, InferResult
-from tritonclient.http.aio import InferenceServerClient
 from tritonclient.utils import InferenceServerException
 
+from cache_proxy.channels import Channels, Lease
 from cache_proxy.errors import ApiError, BackendFailed, BackendUnavailable, Overloaded
 from cache_proxy.metrics import Metrics
 from cache_proxy.tracing import sampled_context_headers
@@ -126,13 +127,13 @@ class Outage:
 class TritonBackend:
     def __init__(self, url: str, model: str, metrics: Metrics) -> None:
         self.url = url
-        self.client = InferenceServerClient(url, conn_limit=200)  # pooled keep-alive
+        self.channels = Channels(url, limit=200)  # keep-alive, each with its replica
         self.model = model
         self.metrics = metrics
         self.outage = Outage()
 
     async def close(self) -> None:
-        await self.client.close()
+        await self.channels.close()
 
     async def classify(
         self,
@@ -146,29 +147,31 @@ class TritonBackend:
         identity of the model that made them. `fresh`: on a new connection;
         `retired`: releases whose replicas are to decline the call (ReleaseDeclined)."""
         outputs = ("MODEL_INFO", "PROBABILITIES")
-        result = await self._infer(texts, time_budget, outputs, fresh, retired)
-        return result.as_numpy("PROBABILITIES"), identify(result)
+        result, identity = await self._infer(texts, time_budget, outputs, fresh, retired)
+        return result.as_numpy("PROBABILITIES"), identity
 
     async def identity(self, time_budget: float, *, fresh: bool = False) -> ModelIdentity:
         """Ask the model who it is (a one-row request for MODEL_INFO only);
         `fresh`: on a new connection."""
-        result = await self._infer([""], time_budget, ("MODEL_INFO",), fresh)
-        return identify(result)
+        _, identity = await self._infer([""], time_budget, ("MODEL_INFO",), fresh)
+        return identity
 
     async def tokenizer(self, time_budget: float) -> tuple[str, ModelIdentity]:
         """The served model's tokenizer.json and identity (no forward pass)."""
-        result = await self._infer([""], time_budget, ("MODEL_INFO", "TOKENIZER"))
+        result, identity = await self._infer([""], time_budget, ("MODEL_INFO", "TOKENIZER"))
         raw = result.as_numpy("TOKENIZER")
         if raw is None or not raw[0, 0]:
             raise BackendFailed("the model sent no tokenizer")
-        return bytes(raw[0, 0]).decode("utf-8"), identify(result)
+        return bytes(raw[0, 0]).decode("utf-8"), identity
 
     async def model_ready(self, max_wait: float) -> bool:
         """Triton says the model is ready within `max_wait` (a stalled Triton
         must not stall readiness probes)."""
         try:
-            async with asyncio.timeout(max_wait):
-                return bool(await self.client.is_model_ready(self.model))
+            async with asyncio.timeout(max_wait), self.channels.lease() as lease:
+                ready = bool(await lease.client.is_model_ready(self.model))
+                lease.keep = True
+                return ready
         except (TimeoutError, InferenceServerException, aiohttp.ClientError, OSError):
             return False
 
@@ -179,7 +182,7 @@ class TritonBackend:
         outputs: Outputs,
         fresh: bool = False,
         retired: Sequence[str] = (),
-    ) -> InferResult:
+    ) -> tuple[InferResult, ModelIdentity]:
         deadline = time.monotonic() + time_budget
         try:
             return await self._infer_once(texts, time_budget, outputs, fresh, retired)
@@ -198,23 +201,21 @@ class TritonBackend:
         outputs: Outputs,
         fresh: bool,
         retired: Sequence[str],
-    ) -> InferResult:
-        """One call, on the pool or on a new connection (closed after it)."""
-        client = InferenceServerClient(self.url, conn_limit=1) if fresh else self.client
-        try:
-            return await self._call(client, texts, time_budget, outputs, retired)
-        finally:
-            if fresh:
-                await client.close()
+    ) -> tuple[InferResult, ModelIdentity]:
+        """One call, on a pooled connection or a new one (`fresh`)."""
+        async with self.channels.lease(fresh) as lease:
+            return await self._call(lease, texts, time_budget, outputs, retired)
 
     async def _call(
         self,
-        client: InferenceServerClient,
+        lease: Lease,
         texts: Sequence[str],
         time_budget: float,
         outputs: Outputs,
         retired: Sequence[str] = (),
-    ) -> InferResult:
+    ) -> tuple[InferResult, ModelIdentity]:
+        """The call, and whether its connection is kept: its replica answered,
+        and not for a release the caller retired (channels.py)."""
         data = np.array([[t.encode("utf-8")] for t in texts], dtype=np.object_)
         tensor = InferInput("TEXT", list(data.shape), "BYTES")
         tensor.set_data_from_numpy(data)
@@ -222,7 +223,7 @@ class TritonBackend:
         started = time.monotonic()
         try:
             async with asyncio.timeout(time_budget):
-                result: InferResult = await client.infer(
+                result: InferResult = await lease.client.infer(
                     self.model,
                     [tensor],
                     outputs=requested,
@@ -237,6 +238,7 @@ class TritonBackend:
             ) from None
         except InferenceServerException as exc:
             error = map_triton_error(exc)
+            lease.keep = not isinstance(error, ReplicaUnavailable)
             if isinstance(error, ReleaseDeclined):
                 self.metrics.model_calls_declined.inc()
             elif not isinstance(error, Overloaded):  # shed: counted by the caller, with its cost
@@ -249,7 +251,9 @@ class TritonBackend:
         finally:
             self.metrics.triton_latency.observe(time.monotonic() - started)
         self.outage.answered()
-        return result
+        identity = identify(result)
+        lease.keep = identity.release not in retired
+        return result, identity
 
 
 def identify(result: InferResult) -> ModelIdentity:

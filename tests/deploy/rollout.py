@@ -1,8 +1,12 @@
 """Triton replicas behind one address, replaced the way `kubectl rollout` would.
 
 The balancer is HAProxy, in one of two modes. `connection`: TCP mode with
-`balance random`, like a Kubernetes Service (kube-proxy): it picks a replica
-per new connection and keeps an established connection on its replica.
+`balance random(1)`, like a Kubernetes Service (kube-proxy in iptables or
+nftables mode): it picks a replica uniformly at random per new connection
+and keeps an established connection on its replica. (HAProxy's default,
+`random(2)`, picks the less loaded of two draws, so a new connection seldom
+reaches the most loaded replica: during a rollout, the new one that the
+proxies' pools moved to. kube-proxy does not weigh load.)
 `request`: HTTP mode, round robin per request, like a service mesh or an L7
 balancer: a proxy's consecutive calls reach old and new replicas alike, so a
 proxy that accepted every answer would flip back and forth. Either sends
@@ -58,7 +62,7 @@ class Lifecycle:
 
 
 BALANCING = {  # mode -> HAProxy's settings for it
-    "connection": "    mode tcp\n    balance random",
+    "connection": "    mode tcp\n    balance random(1)",
     "request": "    mode http\n    balance roundrobin\n    option http-server-close",
 }
 

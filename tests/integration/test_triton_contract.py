@@ -235,3 +235,32 @@ async def test_a_replica_declines_a_call_that_names_its_release_retired(triton: 
         assert rows.shape == (1, 2) and identity.release == own
     finally:
         await backend.close()
+
+
+async def test_a_connection_is_kept_only_while_its_replica_answers_for_a_served_release(
+    triton: Triton,
+) -> None:
+    """Behind an L4 balancer a connection stays with the replica it reached:
+    the pool keeps one whose replica answered and closes one whose replica
+    declined the call or cannot be reached, so during a rolling update the
+    pool moves to the new replicas instead of asking an old one first."""
+    backend = TritonBackend(triton.http_url, MODEL, Metrics())
+    gone = TritonBackend(f"127.0.0.1:{free_port()}", MODEL, Metrics())
+    try:
+        own = (await backend.identity(5.0)).release
+        kept = backend.channels.idle
+        assert len(kept) == 1
+        first = kept[0]
+        await backend.classify(["answered on the kept connection"], 5.0)
+        assert backend.channels.idle == [first]  # reused, not another connection
+        await backend.classify(["on a new connection"], 5.0, fresh=True)
+        assert len(backend.channels.idle) == 2 and backend.channels.idle[0] is first
+        with pytest.raises(ReleaseDeclined):  # the pooled one, then a new one: both closed
+            await backend.classify(["declined"], 5.0, retired=[own])
+        assert backend.channels.idle == [first]
+        with pytest.raises(ReplicaUnavailable):
+            await gone.classify(["no server"], 5.0)
+        assert gone.channels.idle == []
+    finally:
+        await backend.close()
+        await gone.close()
