@@ -80,6 +80,7 @@ class Answer:
     proxy: str
     texts: tuple[str, ...] = ()
     scores: tuple[tuple[float, ...], ...] = ()
+    error: str = ""  # a failed request's body (the observer's; k6 records no body)
 
 
 @dataclass
@@ -99,8 +100,8 @@ class Observer:
             sent = time.time()
             try:
                 reply = predict(url, list(texts))
-            except Exception:  # a reset or a timeout is a failed request, not a dead observer
-                self.answers.append(Answer(sent, time.time(), 0, "none", proxy))
+            except Exception as exc:  # a reset or a timeout: a failed request, not a dead observer
+                self.answers.append(Answer(sent, time.time(), 0, "none", proxy, error=repr(exc)))
                 time.sleep(0.05)
                 continue
             fingerprint = reply.headers.get("X-Model-Fingerprint", "none")
@@ -110,6 +111,8 @@ class Observer:
                     tuple(p["score"] for p in entry) for entry in reply.json()["predictions"]
                 )
                 answer = dataclasses.replace(answer, texts=texts, scores=rows)
+            else:
+                answer = dataclasses.replace(answer, error=reply.body.decode(errors="replace"))
             self.answers.append(answer)
             time.sleep(0.05)
 
@@ -268,7 +271,8 @@ def test_rolling_update_and_scale_down_under_load(
         new = next(a.fingerprint for a in answers if a.fingerprint != old)
 
         failed = [a for a in answers if a.status != 200]
-        assert not failed, f"{len(failed)} failed requests, first: {failed[:3]}"
+        explained = [a for a in failed if a.error] + [a for a in failed if not a.error]
+        assert not failed, f"{len(failed)} failed requests, first: {explained[:3]}"
         assert {a.fingerprint for a in answers} <= {old, new}
         for proxy, theirs in by_proxy(answers).items():  # no proxy flips back
             late = flip_flops(theirs, old, new)
