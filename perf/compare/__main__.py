@@ -297,6 +297,7 @@ def tracing_step(
             return sum(cpu_seconds_split(receiver.process.pid))
 
         def measure_one(setting: str, n: int) -> dict[str, Any]:
+            systems[setting].restart_proxy(raw)  # a new process per run (restart_proxy)
             label, before = f"tracing-{setting.replace(' ', '-')}-{n}", receiver_cpu()
             summary = measure(systems[setting], original.script, env, raw, label, sentences)[0]
             return {**summary, "receiver_cpu_s": receiver_cpu() - before}

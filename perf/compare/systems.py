@@ -36,6 +36,7 @@ class System:
     metrics_targets: tuple[str, str] | None = None  # ours: (proxy, triton metrics) host:port
     k6_env: dict[str, str] = field(default_factory=dict)  # how k6 talks to it (perf/k6/lib.js)
     proxy_settings: dict[str, str] = field(default_factory=dict)  # ours: how its proxy was started
+    tracing: dict[str, str] = field(default_factory=dict)  # ours: its OpenTelemetry variables
     engine_trials: Path | None = None  # ours: where its Triton cached `engine: auto`'s trials
 
     def pids(self) -> list[int]:
@@ -81,6 +82,19 @@ class System:
             capture_output=True,
             timeout=10,
         )
+
+    def restart_proxy(self, logs: Path) -> None:
+        """Ours: a new proxy process, on the same settings, in place of the
+        running one. Processes of the same code differ by a few percent of
+        req/s (hash seed, memory layout), so a comparison of settings takes a
+        new process per run rather than one per setting."""
+        index = next(i for i, s in enumerate(self.servers) if s.name.startswith("proxy-"))
+        self.servers[index].stop()
+        proxy = start_proxy(logs, **self.proxy_settings, **self.tracing)
+        self.servers[index] = proxy
+        self.url = proxy.url
+        if self.metrics_targets is not None:
+            self.metrics_targets = (proxy.url.removeprefix("http://"), self.metrics_targets[1])
 
     def stop(self) -> None:
         for server in reversed(self.servers):
@@ -133,7 +147,8 @@ def start_ours(
             "redis_url": redis_url,
             "trusted_proxies": "127.0.0.1",
         }
-        proxy = start_proxy(logs, **system.proxy_settings, **(tracing or {}))
+        system.tracing = tracing or {}
+        proxy = start_proxy(logs, **system.proxy_settings, **system.tracing)
         system.servers.append(proxy)
         system.url = proxy.url
         # each k6 VU a user of its own, as behind the ingress (perf/k6/lib.js)

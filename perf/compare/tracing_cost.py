@@ -21,7 +21,9 @@ WHAT = (
     "each export as it comes and reads its spans out when asked, or once 200 are unread) with "
     "`OTEL_TRACES_SAMPLER_ARG` 0 (the SDK on, no request sampled) and 0.1; each setting "
     f"in turn, {ROUNDS} rounds, each round's order rotated (every setting runs first, "
-    "second and third equally often); the median of each."
+    "second and third equally often), each run on a new proxy process (processes of the "
+    "same code differ by a few percent of req/s, so one process per setting would "
+    "decide the comparison by which process was luckier); the median of each."
 )
 
 
