@@ -169,9 +169,8 @@ class TritonBackend:
         must not stall readiness probes)."""
         try:
             async with asyncio.timeout(max_wait), self.channels.lease() as lease:
-                ready = bool(await lease.client.is_model_ready(self.model))
-                lease.keep = True
-                return ready
+                lease.keep = bool(await lease.client.is_model_ready(self.model))
+                return lease.keep
         except (TimeoutError, InferenceServerException, aiohttp.ClientError, OSError):
             return False
 
@@ -202,9 +201,18 @@ class TritonBackend:
         fresh: bool,
         retired: Sequence[str],
     ) -> tuple[InferResult, ModelIdentity]:
-        """One call, on a pooled connection or a new one (`fresh`)."""
-        async with self.channels.lease(fresh) as lease:
-            return await self._call(lease, texts, time_budget, outputs, retired)
+        """One call, on a pooled connection or a new one (`fresh`); a wait for
+        a free connection counts against `time_budget`."""
+        deadline = time.monotonic() + time_budget
+        try:
+            async with self.channels.lease(fresh, wait=time_budget) as lease:
+                left = deadline - time.monotonic()
+                return await self._call(lease, texts, left, outputs, retired)
+        except TimeoutError:  # no connection free in time (_call's own: BackendUnavailable)
+            self.metrics.triton_errors.labels("deadline").inc()
+            raise BackendUnavailable(
+                f"no connection to the model free within {time_budget:.2f}s"
+            ) from None
 
     async def _call(
         self,

@@ -35,16 +35,20 @@ class Lease:
 class Channels:
     def __init__(self, url: str, limit: int) -> None:
         self.url = url
+        self.limit = limit
         self.slots = asyncio.Semaphore(limit)  # calls at once, as tritonclient's conn_limit
         self.idle: list[InferenceServerClient] = []  # the most recently used last
         self.closing: set[asyncio.Task[None]] = set()
         self.closed = False
 
     @asynccontextmanager
-    async def lease(self, fresh: bool = False) -> AsyncIterator[Lease]:
+    async def lease(self, fresh: bool = False, wait: float | None = None) -> AsyncIterator[Lease]:
         """A connection for one call: the most recently used idle one, or a
-        new one (`fresh`: always new, so the balancer picks the replica)."""
-        async with self.slots:
+        new one (`fresh`: always new, so the balancer picks the replica).
+        TimeoutError if none is free within `wait` seconds (`limit` calls at once)."""
+        async with asyncio.timeout(wait):
+            await self.slots.acquire()
+        try:
             if self.idle and not fresh:
                 lease = Lease(self.idle.pop())
             else:
@@ -52,10 +56,18 @@ class Channels:
             try:
                 yield lease
             finally:
-                if lease.keep and not self.closed:
-                    self.idle.append(lease.client)
-                else:
-                    self._close(lease.client)
+                self._give_back(lease)
+        finally:
+            self.slots.release()
+
+    def _give_back(self, lease: Lease) -> None:
+        """Kept (the oldest idle one closed beyond `limit`) or closed."""
+        if not lease.keep or self.closed:
+            self._close(lease.client)
+            return
+        self.idle.append(lease.client)
+        if len(self.idle) > self.limit:
+            self._close(self.idle.pop(0))
 
     def _close(self, client: InferenceServerClient) -> None:
         """Closed in the background: the call may be unwinding a cancellation."""
@@ -64,8 +76,10 @@ class Channels:
         task.add_done_callback(self.closing.discard)
 
     async def close(self) -> None:
+        """Every idle connection, and each leased one as its call ends."""
         self.closed = True
         for client in self.idle:
             self._close(client)
         self.idle.clear()
-        await asyncio.gather(*self.closing, return_exceptions=True)
+        while self.closing:
+            await asyncio.gather(*list(self.closing), return_exceptions=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import statistics
 from concurrent.futures import ThreadPoolExecutor
@@ -12,6 +13,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tokenizers import Tokenizer
+from tritonclient.http.aio import InferenceServerClient
 from tritonclient.utils import InferenceServerException
 
 from cache_proxy.backend import (
@@ -242,25 +244,38 @@ async def test_a_connection_is_kept_only_while_its_replica_answers_for_a_served_
 ) -> None:
     """Behind an L4 balancer a connection stays with the replica it reached:
     the pool keeps one whose replica answered and closes one whose replica
-    declined the call or cannot be reached, so during a rolling update the
-    pool moves to the new replicas instead of asking an old one first."""
+    declined the call, did not answer in time or cannot be reached, so during
+    a rolling update the pool moves to the new replicas instead of asking an
+    old one first."""
     backend = TritonBackend(triton.http_url, MODEL, Metrics())
     gone = TritonBackend(f"127.0.0.1:{free_port()}", MODEL, Metrics())
+
+    async def closed(client: InferenceServerClient) -> bool:
+        await asyncio.gather(*backend.channels.closing, *gone.channels.closing)
+        return bool(client._stub.closed)
+
     try:
         own = (await backend.identity(5.0)).release
-        kept = backend.channels.idle
-        assert len(kept) == 1
-        first = kept[0]
+        assert len(backend.channels.idle) == 1
+        first = backend.channels.idle[0]
         await backend.classify(["answered on the kept connection"], 5.0)
         assert backend.channels.idle == [first]  # reused, not another connection
         await backend.classify(["on a new connection"], 5.0, fresh=True)
         assert len(backend.channels.idle) == 2 and backend.channels.idle[0] is first
+        second = backend.channels.idle[1]
         with pytest.raises(ReleaseDeclined):  # the pooled one, then a new one: both closed
             await backend.classify(["declined"], 5.0, retired=[own])
-        assert backend.channels.idle == [first]
+        assert backend.channels.idle == [first] and await closed(second)
+        with pytest.raises(BackendUnavailable):  # no answer in time
+            await backend.classify(["too slow"], 1e-6)
+        assert backend.channels.idle == [] and await closed(first)
+        await backend.classify(["answered on a new connection"], 5.0)
+        assert len(backend.channels.idle) == 1
+        third = backend.channels.idle[0]
         with pytest.raises(ReplicaUnavailable):
             await gone.classify(["no server"], 5.0)
         assert gone.channels.idle == []
     finally:
         await backend.close()
         await gone.close()
+    assert await closed(third)  # closing the backend closes its idle connections
