@@ -92,7 +92,9 @@ class Backend(Protocol):
         retired: Sequence[str] = (),
     ) -> tuple[NDArray[np.float32], ModelIdentity]: ...
 
-    async def identity(self, time_budget: float, *, fresh: bool = False) -> ModelIdentity: ...
+    async def identity(
+        self, time_budget: float, *, fresh: bool = False, retired: Sequence[str] = ()
+    ) -> ModelIdentity: ...
 
     async def tokenizer(self, time_budget: float) -> tuple[str, ModelIdentity]: ...
 
@@ -150,10 +152,13 @@ class TritonBackend:
         result, identity = await self._infer(texts, time_budget, outputs, fresh, retired)
         return result.as_numpy("PROBABILITIES"), identity
 
-    async def identity(self, time_budget: float, *, fresh: bool = False) -> ModelIdentity:
+    async def identity(
+        self, time_budget: float, *, fresh: bool = False, retired: Sequence[str] = ()
+    ) -> ModelIdentity:
         """Ask the model who it is (a one-row request for MODEL_INFO only);
-        `fresh`: on a new connection."""
-        _, identity = await self._infer([""], time_budget, ("MODEL_INFO",), fresh)
+        `fresh`: on a new connection; `retired`: as `classify`'s (a replica
+        serving one declines, and its connection is not kept)."""
+        _, identity = await self._infer([""], time_budget, ("MODEL_INFO",), fresh, retired)
         return identity
 
     async def tokenizer(self, time_budget: float) -> tuple[str, ModelIdentity]:

@@ -165,9 +165,12 @@ class ServedModel:
         answered: the pooled one may sit on an old replica); keep the last
         known identity if it does not answer."""
         try:
-            answer = await self.backend.identity(IDENTITY_TIMEOUT_SECONDS)
+            retired = self.tracker.refusing()  # declined, so no connection to them is kept
+            answer = await self.backend.identity(IDENTITY_TIMEOUT_SECONDS, retired=retired)
             if not self.observe(answer, poll=True):
-                answer = await self.backend.identity(IDENTITY_TIMEOUT_SECONDS, fresh=True)
+                answer = await self.backend.identity(
+                    IDENTITY_TIMEOUT_SECONDS, fresh=True, retired=retired
+                )
                 self.observe(answer, poll=True)
         except ApiError as exc:
             log.debug("model identity not available: %s", exc.message)

@@ -47,6 +47,7 @@ class FakeModel:
         self.rollout: list[str] = []  # fingerprints answering the next calls (replicas)
         self.releases: dict[str, str] = {}  # fingerprint -> release (none: its own)
         self.identity_fresh: list[bool] = []  # per identity poll: on a new connection
+        self.identity_retired: list[list[str]] = []  # per identity poll: the releases retired
         self.identity_rollout: list[str] = []  # fingerprints answering the next polls
         self.gate: asyncio.Event | None = None
         self.failure: Exception | None = None
@@ -100,8 +101,11 @@ class FakeModel:
         positive = np.array([self.score(t) for t in texts], dtype=np.float32)
         return np.stack([1 - positive, positive], axis=1), self.identity_now()
 
-    async def identity(self, time_budget: float, *, fresh: bool = False) -> ModelIdentity:
+    async def identity(
+        self, time_budget: float, *, fresh: bool = False, retired: Sequence[str] = ()
+    ) -> ModelIdentity:
         self.identity_fresh.append(fresh)
+        self.identity_retired.append(list(retired))
         if self.identity_rollout:
             self.fingerprint = self.identity_rollout.pop(0)
         if self.identity_failures:
@@ -269,15 +273,20 @@ async def test_a_poll_answered_by_a_retired_release_asks_again_on_a_new_connecti
     make_client: Any, model: FakeModel
 ) -> None:
     """An idle proxy's pooled connection may sit on an old replica: its poll
-    asks again on a new one rather than waiting out the rollback timer."""
+    asks again on a new one rather than waiting out the rollback timer. Both
+    name the retired release (a real old replica declines, and the proxy
+    keeps no connection to it: cache_proxy/channels.py)."""
     client = await make_client()
     await predict(client, ["a"])
     model.fingerprint = "model-b"
     await predict(client, ["bb"])  # model-a retired
     model.identity_fresh.clear()
+    model.identity_retired.clear()
     model.identity_rollout = ["model-a", "model-b"]
     await client.app[SERVED].refresh_identity()
     assert model.identity_fresh == [False, True]
+    retired = client.app[SERVED].tracker.refusing()
+    assert retired and model.identity_retired == [retired, retired]
     assert client.app[SERVED].tracker.current.fingerprint == "model-b"
     assert client.app[METRICS].model_answers_refused._value.get() == 0  # polls: not answers
 
