@@ -265,10 +265,10 @@ async def test_a_connection_is_kept_only_while_its_replica_answers_for_a_served_
         second = backend.channels.idle[1]
         with pytest.raises(ReleaseDeclined):  # the pooled one, then a new one: both closed
             await backend.classify(["declined"], 5.0, retired=[own])
-        assert backend.channels.idle == [first] and await closed(second)
+        assert backend.channels.idle == [first] and await closed(second.client)
         with pytest.raises(BackendUnavailable):  # no answer in time
             await backend.classify(["too slow"], 1e-6)
-        assert backend.channels.idle == [] and await closed(first)
+        assert backend.channels.idle == [] and await closed(first.client)
         await backend.classify(["answered on a new connection"], 5.0)
         assert len(backend.channels.idle) == 1
         third = backend.channels.idle[0]
@@ -278,4 +278,4 @@ async def test_a_connection_is_kept_only_while_its_replica_answers_for_a_served_
     finally:
         await backend.close()
         await gone.close()
-    assert await closed(third)  # closing the backend closes its idle connections
+    assert await closed(third.client)  # closing the backend closes its idle connections

@@ -32,7 +32,22 @@ async def test_idle_connections_are_capped_and_closed_with_the_pool() -> None:
         first.keep = True
     async with channels.lease(fresh=True) as second:  # a new one while the first is idle
         second.keep = True
-    assert channels.idle == [second.client]  # the oldest idle one closed beyond the limit
+    assert channels.idle == [second]  # the oldest idle one closed beyond the limit
     await channels.close()
     assert first.client._stub.closed and second.client._stub.closed
     assert not channels.closing
+
+
+async def test_a_connection_older_than_its_max_age_is_closed_when_its_call_ends() -> None:
+    """So a replica added by a scale-up gets new connections within that age."""
+    channels = Channels("127.0.0.1:1", limit=4, max_age=0.05)
+    async with channels.lease() as young:
+        young.keep = True
+    assert channels.idle == [young]
+    async with channels.lease() as old:
+        assert old is young
+        old.keep = True
+        await asyncio.sleep(0.1)
+    assert channels.idle == []
+    await channels.close()
+    assert young.client._stub.closed
