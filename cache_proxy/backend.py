@@ -128,7 +128,6 @@ class Outage:
 
 class TritonBackend:
     def __init__(self, url: str, model: str, metrics: Metrics) -> None:
-        self.url = url
         self.channels = Channels(url, limit=200)  # keep-alive, each with its replica
         self.model = model
         self.metrics = metrics
